@@ -1,0 +1,280 @@
+"""Fitting a context into the token budget.
+
+Policy, in order:
+
+1. **The latest exchange always fits**: the last user turn of the window and what followed it.
+   When it alone exceeds the budget, its longest texts are cut until it fits.
+2. **Shares of the rest**: the room left is shared by the sections (``BudgetShares``: recall 40%,
+   older window turns 30%, summary 20%, entities 10% by default). Each section takes items in its
+   own priority order (recall and entities by rank, window turns newest first, the summary cut at
+   a word boundary) until its share is used. Recall gets the largest share, so even a small budget
+   carries the earlier turns that answer the question, not only the window.
+3. **Leftovers**: room a section leaves unused is offered to window, recall, summary and entities,
+   in that order.
+4. **Exact check**: item costs are estimated one by one; the rendered context is then counted with
+   the token counter, and lowest-priority items are dropped until it fits. ``tokens <= budget``
+   holds for any counter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from langchain_hybrid_memory.config import BudgetShares
+from langchain_hybrid_memory.rendering import (
+    entity_line,
+    memory_text,
+    one_line,
+    render_messages,
+    shorten,
+)
+from langchain_hybrid_memory.window import latest_exchange_start, split_units
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from langchain_hybrid_memory.types import Entity, RecalledTurn, Turn
+
+    TokenCounter = Callable[[Sequence[BaseMessage]], int]
+
+__all__ = ["ContextCandidates", "FittedContext", "fit_context", "text_tokens"]
+
+
+@dataclass(frozen=True)
+class ContextCandidates:
+    """Everything that could go into a context, each section in priority order."""
+
+    summary: str
+    entities: Sequence[Entity]
+    recalled: Sequence[RecalledTurn]
+    window: Sequence[Turn]
+
+
+@dataclass(frozen=True)
+class FittedContext:
+    """The part of the candidates that fits, with the tokens each section adds."""
+
+    summary: str
+    entities: tuple[Entity, ...]
+    recalled: tuple[RecalledTurn, ...]
+    window: tuple[Turn, ...]
+    section_tokens: dict[str, int]
+    omitted: dict[str, int]
+    tokens: int
+
+
+def text_tokens(counter: TokenCounter, text: str) -> int:
+    """Tokens ``text`` adds to a message, as ``counter`` counts.
+
+    Example:
+        >>> from langchain_core.messages.utils import count_tokens_approximately
+        >>> text_tokens(count_tokens_approximately, "I live in Porto")
+        4
+    """
+    return max(0, counter([HumanMessage(text)]) - counter([HumanMessage("")]))
+
+
+def fit_context(
+    candidates: ContextCandidates,
+    budget: int,
+    counter: TokenCounter,
+    shares: BudgetShares | None = None,
+) -> FittedContext:
+    """Choose what of ``candidates`` goes into a context of at most ``budget`` tokens.
+
+    Example:
+        >>> from datetime import datetime
+        >>> from langchain_core.messages.utils import count_tokens_approximately
+        >>> from langchain_hybrid_memory.types import Turn
+        >>> turns = [Turn("s", i, HumanMessage("word " * 50), "word " * 50, datetime(2026, 1, 1)) for i in range(10)]
+        >>> fitted = fit_context(ContextCandidates("", [], [], turns), 300, count_tokens_approximately)
+        >>> fitted.tokens <= 300, len(fitted.window) < 10
+        (True, True)
+    """
+    shares = shares or BudgetShares()
+    split = latest_exchange_start(candidates.window)
+    latest = _fit_latest(list(candidates.window[split:]), budget, counter)
+    older_units = split_units(candidates.window[:split])
+    room = budget - counter([turn.message for turn in latest])
+
+    sections = _Sections(candidates, older_units, counter)
+    sections.fill(room, shares)
+    fitted = sections.build(latest)
+    while fitted.tokens > budget and sections.drop_one():
+        fitted = sections.build(latest)
+    return fitted
+
+
+def _fit_latest(latest: list[Turn], budget: int, counter: TokenCounter) -> list[Turn]:
+    """The latest exchange, cut (longest texts first) or dropped from the front until it fits."""
+    turns = list(latest)
+    while turns and counter([turn.message for turn in turns]) > budget:
+        longest = max(range(len(turns)), key=lambda i: len(turns[i].text))
+        if not turns[longest].text:
+            turns.pop(0)
+            continue
+        turns[longest] = _cut_to_fit(turns, longest, budget, counter)
+    return turns
+
+
+def _cut_to_fit(turns: list[Turn], index: int, budget: int, counter: TokenCounter) -> Turn:
+    """Turn ``index`` with its text cut to the longest prefix that lets ``turns`` fit (or empty)."""
+    turn = turns[index]
+
+    def with_text(chars: int) -> Turn:
+        text = shorten(turn.text, chars) if chars > 0 else ""
+        return dataclasses.replace(turn, message=_with_content(turn.message, text), text=text)
+
+    def fits(chars: int) -> bool:
+        trial = [with_text(chars) if i == index else t for i, t in enumerate(turns)]
+        return counter([t.message for t in trial]) <= budget
+
+    low, high = 0, len(turn.text) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return with_text(low)
+
+
+def _with_content(message: BaseMessage, text: str) -> BaseMessage:
+    update: dict[str, object] = {"content": text}
+    if isinstance(message, AIMessage) and message.tool_calls:
+        update["tool_calls"] = message.tool_calls
+    return message.model_copy(update=update)
+
+
+class _Sections:
+    """Greedy selection state: how many items of each section are taken."""
+
+    def __init__(
+        self, candidates: ContextCandidates, older_units: list[list[Turn]], counter: TokenCounter
+    ) -> None:
+        self.candidates = candidates
+        self.counter = counter
+        self.units_newest_first = older_units[::-1]
+        self.count = {"window": 0, "recall": 0, "entities": 0}
+        self.summary_chars = 0
+        self.used = 0
+        self.overhead = counter([SystemMessage(memory_text("x", [], []))])
+        self.costs = {
+            "window": [counter([t.message for t in unit]) for unit in self.units_newest_first],
+            "recall": [
+                text_tokens(counter, f"- {r.turn.speaker}: {one_line(r.turn.text)}") + 1
+                for r in candidates.recalled
+            ],
+            "entities": [text_tokens(counter, entity_line(e)) + 1 for e in candidates.entities],
+        }
+        self.summary_tokens = text_tokens(counter, candidates.summary)
+
+    def _memory_started(self) -> bool:
+        return bool(self.count["recall"] or self.count["entities"] or self.summary_chars)
+
+    def _take(self, section: str, allowance: int) -> int:
+        """Take items of a list section while they fit in ``allowance``; return tokens used."""
+        spent = 0
+        costs = self.costs[section]
+        while self.count[section] < len(costs):
+            cost = costs[self.count[section]]
+            if section != "window" and not self._memory_started():
+                cost += self.overhead
+            if spent + cost > allowance:
+                break
+            self.count[section] += 1
+            spent += cost
+        return spent
+
+    def _take_summary(self, allowance: int) -> int:
+        summary = self.candidates.summary
+        if not summary or self.summary_chars >= len(summary):
+            return 0
+        overhead = 0 if self._memory_started() else self.overhead
+        spent_before = text_tokens(self.counter, summary[: self.summary_chars])
+        available = allowance + spent_before - overhead
+        if self.summary_tokens <= available:
+            self.summary_chars = len(summary)
+        else:
+            chars = _longest_prefix(summary, available, lambda s: text_tokens(self.counter, s))
+            if chars <= self.summary_chars or available < 16:
+                return 0
+            self.summary_chars = chars
+        return text_tokens(self.counter, self._summary()) - spent_before + overhead
+
+    def _summary(self) -> str:
+        return shorten(self.candidates.summary, self.summary_chars) if self.summary_chars else ""
+
+    def fill(self, room: int, shares: BudgetShares) -> None:
+        """Phase one by shares, phase two with what is left."""
+        if room <= 0:
+            return
+        self.used += self._take("recall", int(room * shares.recall))
+        self.used += self._take("window", int(room * shares.window))
+        self.used += self._take_summary(int(room * shares.summary))
+        self.used += self._take("entities", int(room * shares.entities))
+        for section in ("window", "recall", "summary", "entities"):
+            left = room - self.used
+            if left <= 0:
+                break
+            if section == "summary":
+                self.used += self._take_summary(left)
+            else:
+                self.used += self._take(section, left)
+
+    def drop_one(self) -> bool:
+        """Drop the lowest-priority item left; ``False`` when nothing is left to drop."""
+        if self.count["entities"]:
+            self.count["entities"] -= 1
+        elif self.count["recall"] > 1:
+            self.count["recall"] -= 1
+        elif self.summary_chars:
+            self.summary_chars = self.summary_chars // 2 if self.summary_chars > 64 else 0
+        elif self.count["recall"]:
+            self.count["recall"] -= 1
+        elif self.count["window"]:
+            self.count["window"] -= 1
+        else:
+            return False
+        return True
+
+    def build(self, latest: list[Turn]) -> FittedContext:
+        """Render the current selection and count it exactly."""
+        units = self.units_newest_first[: self.count["window"]][::-1]
+        window = tuple(turn for unit in units for turn in unit) + tuple(latest)
+        recalled = tuple(self.candidates.recalled[: self.count["recall"]])
+        entities = tuple(self.candidates.entities[: self.count["entities"]])
+        summary = self._summary()
+        messages = render_messages(summary, entities, recalled, window)
+        total = self.counter(messages)
+        section_tokens = {
+            "summary": text_tokens(self.counter, memory_text(summary, [], [])),
+            "entities": text_tokens(self.counter, memory_text("", entities, [])),
+            "recall": text_tokens(self.counter, memory_text("", [], recalled)),
+            "window": self.counter([turn.message for turn in window]),
+        }
+        omitted = {
+            "summary": int(bool(self.candidates.summary) and summary != self.candidates.summary),
+            "entities": len(self.candidates.entities) - len(entities),
+            "recall": len(self.candidates.recalled) - len(recalled),
+            "window": len(self.candidates.window) - len(window),
+        }
+        return FittedContext(
+            summary, entities, recalled, window, section_tokens, omitted, total
+        )
+
+
+def _longest_prefix(text: str, tokens: int, count: Callable[[str], int]) -> int:
+    """Longest ``n`` such that ``count(shorten(text, n)) <= tokens`` (binary search)."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count(shorten(text, middle)) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return low

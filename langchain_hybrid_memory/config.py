@@ -1,0 +1,152 @@
+"""Settings of a :class:`~langchain_hybrid_memory.HybridMemory`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_hybrid_memory.errors import ConfigError
+
+__all__ = ["BudgetShares", "HybridMemoryConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetShares:
+    """How the room left after the latest exchange is shared between the sections.
+
+    Each section first takes items, in its own order of priority, until it has used its share of
+    the remaining room; whatever a section leaves unused is then offered to the sections in the
+    order window, recall, summary, entities. Shares are fractions and must sum to at most 1.
+
+    Example:
+        >>> BudgetShares(recall=0.5, window=0.3, summary=0.1, entities=0.1).recall
+        0.5
+    """
+
+    recall: float = 0.40
+    window: float = 0.30
+    summary: float = 0.20
+    entities: float = 0.10
+
+    def __post_init__(self) -> None:
+        values = dataclasses.astuple(self)
+        if any(value < 0 for value in values) or sum(values) > 1.0 + 1e-9:
+            msg = f"budget shares must be >= 0 and sum to at most 1, got {self}"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HybridMemoryConfig:
+    """Settings of the hybrid memory engine.
+
+    Attributes:
+        window_turns: How many of the latest turns (a turn is one message) the context carries
+            verbatim. An AI message with tool calls is never cut from its tool results, so the
+            window can hold a few more turns than this.
+        summary_batch: How many turns that left the window are folded into the rolling summary in
+            one summarizer call. The summarizer is never called once per turn.
+        summary_max_tokens: Length bound of the rolling summary (asked of the LLM, enforced by the
+            offline extractive summarizer).
+        recall_k: How many earlier turns recall returns at most.
+        recall_candidates: How many candidates the dense and the lexical search each propose
+            before fusion.
+        dense_weight: Weight of the dense (embedding) score in the fused recall score; the lexical
+            (BM25) score gets ``1 - dense_weight``.
+        recall_max_chars: Longest text a recalled turn contributes to the context; longer turns
+            are cut with an ellipsis.
+        token_budget: The context never exceeds this many tokens (as counted by the token counter).
+        budget_shares: How the sections share the budget (see :class:`BudgetShares`).
+        extract_entities: Whether the LLM summarizer also extracts entities from each batch.
+        background: Fold summaries in a background thread; ``flush()`` waits for them.
+        max_message_chars: Messages whose text is longer are refused with an
+            :class:`~langchain_hybrid_memory.errors.InvalidInputError`; ``None`` accepts any size.
+        index_cache_size: How many sessions keep their search indexes loaded in this process.
+        embedding_cache_size: How many recent texts keep their embedding in this process, so the
+            user input embedded as a query is not embedded again when it is stored.
+        summary_retry_seconds: First wait after a failed summarizer call; doubled after each
+            further failure, up to ``summary_retry_max_seconds``.
+        summary_retry_max_seconds: Longest wait between summarizer retries.
+        recall_scope: ``"session"`` recalls from the current session only.
+
+    Example:
+        >>> HybridMemoryConfig(window_turns=6, token_budget=800).window_turns
+        6
+    """
+
+    window_turns: int = 10
+    summary_batch: int = 20
+    summary_max_tokens: int = 300
+    recall_k: int = 8
+    recall_candidates: int = 50
+    dense_weight: float = 0.7
+    recall_max_chars: int = 600
+    token_budget: int = 2000
+    budget_shares: BudgetShares = field(default_factory=BudgetShares)
+    extract_entities: bool = True
+    background: bool = False
+    max_message_chars: int | None = 100_000
+    index_cache_size: int = 128
+    embedding_cache_size: int = 64
+    summary_retry_seconds: float = 5.0
+    summary_retry_max_seconds: float = 300.0
+    recall_scope: Literal["session"] = "session"
+
+    def __post_init__(self) -> None:
+        positive = {
+            "window_turns": self.window_turns,
+            "summary_batch": self.summary_batch,
+            "summary_max_tokens": self.summary_max_tokens,
+            "recall_candidates": self.recall_candidates,
+            "recall_max_chars": self.recall_max_chars,
+            "index_cache_size": self.index_cache_size,
+        }
+        for name, value in positive.items():
+            _require_int(name, value, minimum=1)
+        _require_int("recall_k", self.recall_k, minimum=0)
+        _require_int("token_budget", self.token_budget, minimum=0)
+        _require_int("embedding_cache_size", self.embedding_cache_size, minimum=0)
+        if self.max_message_chars is not None:
+            _require_int("max_message_chars", self.max_message_chars, minimum=1)
+        if not 0.0 <= self.dense_weight <= 1.0:
+            msg = f"dense_weight must be between 0 and 1, got {self.dense_weight!r}"
+            raise ConfigError(msg)
+        if self.summary_retry_seconds < 0 or self.summary_retry_max_seconds < 0:
+            msg = "summary retry delays must be >= 0"
+            raise ConfigError(msg)
+        if not isinstance(self.budget_shares, BudgetShares):
+            msg = f"budget_shares must be a BudgetShares, got {type(self.budget_shares).__name__}"
+            raise ConfigError(msg)
+        if self.recall_scope != "session":
+            msg = f"recall_scope must be 'session', got {self.recall_scope!r}"
+            raise ConfigError(msg)
+
+    @classmethod
+    def from_settings(
+        cls, config: HybridMemoryConfig | None, settings: dict[str, Any]
+    ) -> HybridMemoryConfig:
+        """Combine an optional config object with keyword settings (the keywords win).
+
+        Raises:
+            ConfigError: An unknown setting name or an invalid value.
+
+        Example:
+            >>> HybridMemoryConfig.from_settings(None, {"recall_k": 3}).recall_k
+            3
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            msg = f"unknown setting(s) {unknown}; known settings: {sorted(known)}"
+            raise ConfigError(msg)
+        base = config if config is not None else cls()
+        if not isinstance(base, HybridMemoryConfig):
+            msg = f"config must be a HybridMemoryConfig, got {type(base).__name__}"
+            raise ConfigError(msg)
+        return dataclasses.replace(base, **settings) if settings else base
+
+
+def _require_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        msg = f"{name} must be an integer >= {minimum}, got {value!r}"
+        raise ConfigError(msg)

@@ -1,0 +1,751 @@
+"""HybridMemory: the engine that combines window, summary, entities and recall.
+
+It orchestrates and owns no algorithm: the window lives in ``window.py``, summaries in
+``summary.py``, entities in ``entities.py``, recall in ``retrieval.py``, the budget in
+``budget.py``, persistence in ``stores/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from langchain_core.messages.utils import count_tokens_approximately
+
+from langchain_hybrid_memory.budget import ContextCandidates, fit_context, text_tokens
+from langchain_hybrid_memory.config import HybridMemoryConfig
+from langchain_hybrid_memory.entities import (
+    EntityExtractor,
+    mentions_from_mapping,
+    merge_mentions,
+    rank_entities,
+)
+from langchain_hybrid_memory.errors import EmbeddingError, SessionOwnershipError
+from langchain_hybrid_memory.inputs import (
+    check_id,
+    check_optional_id,
+    check_query,
+    prepare_drafts,
+)
+from langchain_hybrid_memory.rendering import shorten
+from langchain_hybrid_memory.retrieval import SessionIndex, normalize_rows
+from langchain_hybrid_memory.stores import open_store
+from langchain_hybrid_memory.summary import ExtractiveSummarizer, LLMSummarizer, Summarizer
+from langchain_hybrid_memory.types import (
+    EntityMention,
+    ErasureReport,
+    MemoryContext,
+    RecalledTurn,
+    RunningSummary,
+)
+from langchain_hybrid_memory.window import pending_batches, window_start_index
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.messages import BaseMessage
+    from langchain_core.runnables import Runnable
+
+    from langchain_hybrid_memory.stores.base import MemoryStore
+    from langchain_hybrid_memory.summary import SummaryUpdate
+    from langchain_hybrid_memory.types import Turn, TurnDraft
+
+__all__ = ["HybridMemory"]
+
+logger = logging.getLogger(__name__)
+
+#: Turns read beyond the window, so a tool call just before it is usually found in one read.
+_WINDOW_SLACK = 8
+#: Most texts embedded per call when catching up after embedding failures.
+_MAX_CATCH_UP_EMBEDDINGS = 64
+
+
+@dataclass(frozen=True)
+class _FoldJob:
+    """One batch of evicted turns to fold into the summary."""
+
+    session_id: str
+    summary: RunningSummary
+    turns: list[Turn]
+
+
+@dataclass
+class _RetryState:
+    failures: int = 0
+    not_before: float = 0.0
+
+
+class HybridMemory:
+    """Conversation memory that stays small and still remembers.
+
+    One instance serves every session of a process. Each turn is stored first, then embedded
+    once and indexed for recall; turns that leave the recent window are folded into a rolling
+    summary a batch at a time. :meth:`build_context` assembles summary, entities, recalled turns
+    and the recent window within the token budget.
+
+    Args:
+        store: A :class:`~langchain_hybrid_memory.stores.MemoryStore` or a store URL
+            (``"memory://"``); default: in this process's memory.
+        llm: Any LangChain runnable taking a prompt string (chat model, LLM, LCEL chain) used to
+            summarize and extract entities; ``None`` uses the offline extractive summarizer.
+        embeddings: Any LangChain ``Embeddings``; ``None`` uses the local all-MiniLM-L6-v2.
+        config: Settings; keyword ``settings`` override single fields.
+        token_counter: Counts tokens of a list of messages; default
+            ``langchain_core.messages.utils.count_tokens_approximately``.
+        summarizer: A custom :class:`~langchain_hybrid_memory.summary.Summarizer` (replaces the
+            one built from ``llm``).
+        entity_extractor: A custom
+            :class:`~langchain_hybrid_memory.entities.EntityExtractor`, called on each summary
+            batch; when given, the LLM summarizer no longer extracts entities itself.
+        **settings: Any :class:`~langchain_hybrid_memory.HybridMemoryConfig` field.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> memory = HybridMemory(window_turns=2, token_budget=500)
+        >>> _ = memory.add_messages("s1", [HumanMessage("I'm allergic to peanuts"), AIMessage("Noted.")])
+        >>> _ = memory.add_messages("s1", [HumanMessage("Plan a trip to Valencia"), AIMessage("Sure!")])
+        >>> context = memory.build_context("s1", "Which snack can I eat?")
+        >>> "peanuts" in context.to_text(), context.tokens <= 500
+        (True, True)
+    """
+
+    def __init__(
+        self,
+        store: MemoryStore | str | None = None,
+        *,
+        llm: Runnable[Any, Any] | None = None,
+        embeddings: Embeddings | None = None,
+        config: HybridMemoryConfig | None = None,
+        token_counter: Callable[[Sequence[BaseMessage]], int] | None = None,
+        summarizer: Summarizer | None = None,
+        entity_extractor: EntityExtractor | None = None,
+        **settings: Any,
+    ) -> None:
+        self.config = HybridMemoryConfig.from_settings(config, settings)
+        self.store = open_store(store)
+        self.llm = llm
+        if embeddings is None:
+            from langchain_hybrid_memory.embeddings import LocalMiniLMEmbeddings
+
+            embeddings = LocalMiniLMEmbeddings()
+        self.embeddings = embeddings
+        self.token_counter = token_counter or count_tokens_approximately
+        self.entity_extractor = entity_extractor
+        self.summarizer = summarizer or self._default_summarizer()
+        self._indexes: OrderedDict[str, SessionIndex] = OrderedDict()
+        self._indexes_lock = threading.Lock()
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
+        self._retry: dict[str, _RetryState] = {}
+        self._folding: dict[str, threading.Lock] = {}
+        self._background: ThreadPoolExecutor | None = None
+        self._pending_folds: set[Future[None]] = set()
+
+    def _default_summarizer(self) -> Summarizer:
+        if self.llm is not None:
+            return LLMSummarizer(
+                self.llm,
+                max_tokens=self.config.summary_max_tokens,
+                extract_entities=self.config.extract_entities and self.entity_extractor is None,
+            )
+        return ExtractiveSummarizer(
+            max_tokens=self.config.summary_max_tokens,
+            count_text=partial(text_tokens, self.token_counter),
+        )
+
+    def __repr__(self) -> str:
+        return f"HybridMemory(store={self.store!r}, config={self.config!r})"
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        session_id: str,
+        message: BaseMessage,
+        *,
+        user_id: str | None = None,
+        timestamp: datetime | None = None,
+        entities: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Turn:
+        """Store one message; see :meth:`add_messages`."""
+        return self.add_messages(
+            session_id, [message], user_id=user_id, timestamp=timestamp, entities=entities
+        )[0]
+
+    def add_messages(
+        self,
+        session_id: str,
+        messages: Sequence[BaseMessage],
+        *,
+        user_id: str | None = None,
+        timestamp: datetime | Sequence[datetime] | None = None,
+        entities: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[Turn]:
+        """Store messages at the end of a session, index them, and fold what left the window.
+
+        The messages are written to the store before any model work, so a failing embedding
+        model or summarizer never loses them: embedding is retried on the next call, a failed
+        summary batch after a back-off.
+
+        Args:
+            session_id: The conversation.
+            messages: LangChain messages, oldest first.
+            user_id: The user the session belongs to (a session has at most one).
+            timestamp: When the messages were said: ``None`` for now, one datetime for all of
+                them, or one per message (for importing old transcripts). Naive means UTC.
+            entities: Facts from the caller's own NLU, e.g. ``{"Ana": {"allergy": "peanuts"}}``,
+                attributed to the last user message of the call.
+
+        Returns:
+            The stored turns with their ids.
+
+        Raises:
+            InvalidInputError: A bad id, message, timestamp or entities argument; nothing stored.
+            SessionOwnershipError: The session belongs to another user; nothing stored.
+            StoreError: The store failed; the turns were not acknowledged.
+        """
+        job = self._prepare_add(session_id, messages, user_id, timestamp, entities)
+        if job is None:
+            return []
+        turns, window_start = self._write(job)
+        if self.config.background:
+            self._fold_in_background(job.session_id)
+        else:
+            self._fold_session(job.session_id, window_start)
+        return turns
+
+    async def aadd_message(
+        self,
+        session_id: str,
+        message: BaseMessage,
+        *,
+        user_id: str | None = None,
+        timestamp: datetime | None = None,
+        entities: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Turn:
+        """Async twin of :meth:`add_message`."""
+        turns = await self.aadd_messages(
+            session_id, [message], user_id=user_id, timestamp=timestamp, entities=entities
+        )
+        return turns[0]
+
+    async def aadd_messages(
+        self,
+        session_id: str,
+        messages: Sequence[BaseMessage],
+        *,
+        user_id: str | None = None,
+        timestamp: datetime | Sequence[datetime] | None = None,
+        entities: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[Turn]:
+        """Async twin of :meth:`add_messages`.
+
+        Store, embedding and index work run in the default executor; the summarizer is awaited
+        with ``ainvoke``.
+        """
+        job = self._prepare_add(session_id, messages, user_id, timestamp, entities)
+        if job is None:
+            return []
+        turns, window_start = await asyncio.to_thread(self._write, job)
+        if self.config.background:
+            self._fold_in_background(job.session_id)
+        else:
+            await self._afold_session(job.session_id, window_start)
+        return turns
+
+    def _prepare_add(
+        self,
+        session_id: object,
+        messages: object,
+        user_id: object,
+        timestamp: datetime | Sequence[datetime] | None,
+        entities: Mapping[str, Mapping[str, Any]] | None,
+    ) -> _AddJob | None:
+        """Check every argument before anything is written."""
+        session = check_id(session_id, "session_id")
+        user = check_optional_id(user_id, "user_id")
+        drafts = prepare_drafts(messages, timestamp, self.config.max_message_chars)
+        mentions: list[EntityMention] = []
+        if entities is not None:
+            when = drafts[-1].timestamp if drafts else datetime.now(UTC)
+            mentions = mentions_from_mapping(entities, turn_id=None, timestamp=when)
+        if not drafts:
+            return None
+        return _AddJob(session, user, drafts, mentions)
+
+    def _write(self, job: _AddJob) -> tuple[list[Turn], int]:
+        """Store, index and embed the job's turns; return them and the window's first id."""
+        index = self._index_for(job.session_id)
+        with index.lock:
+            turns = self.store.append_turns(job.session_id, job.drafts, user_id=job.user_id)
+            count = self._catch_up(job.session_id, index)
+            self._embed_pending(job.session_id, index)
+            if job.mentions:
+                anchor = next((t for t in reversed(turns) if t.role == "human"), turns[-1])
+                stamped = [replace(m, turn_id=anchor.id) for m in job.mentions]
+                self._merge_entities(job.session_id, stamped)
+            window = self._read_window(job.session_id, count)
+        return turns, window[0].id if window else count
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def build_context(
+        self, session_id: str, query: str | None = None, *, user_id: str | None = None
+    ) -> MemoryContext:
+        """Assemble the memory for the next model call, within ``config.token_budget``.
+
+        Args:
+            session_id: The conversation.
+            query: The current input, which recall searches for; ``None`` searches for the
+                latest user turn of the window.
+            user_id: When given, the session must belong to this user (or to nobody yet).
+
+        Returns:
+            The frozen context: sections, per-section tokens, recall scores, total tokens.
+
+        Raises:
+            InvalidInputError: A bad id or query.
+            SessionOwnershipError: The session belongs to another user.
+            StoreError: The store failed.
+        """
+        session, text, user = self._check_read(session_id, query, user_id)
+        self._check_owner(session, user)
+        index = self._index_for(session)
+        with index.lock:
+            count = self._catch_up(session, index)
+            self._embed_pending(session, index)
+            window = self._read_window(session, count)
+            search_text = text if text is not None else _latest_user_text(window)
+            vector = self._query_vector(search_text)
+            hits = index.search(
+                search_text,
+                vector,
+                k=self.config.recall_k,
+                candidates=self.config.recall_candidates,
+                dense_weight=self.config.dense_weight,
+                exclude={turn.id for turn in window},
+            )
+        return self._assemble(session, search_text, window, hits)
+
+    async def abuild_context(
+        self, session_id: str, query: str | None = None, *, user_id: str | None = None
+    ) -> MemoryContext:
+        """Async twin of :meth:`build_context` (runs in the default executor)."""
+        self._check_read(session_id, query, user_id)
+        return await asyncio.to_thread(self.build_context, session_id, query, user_id=user_id)
+
+    def _check_read(
+        self, session_id: object, query: object, user_id: object
+    ) -> tuple[str, str | None, str | None]:
+        return (
+            check_id(session_id, "session_id"),
+            check_query(query),
+            check_optional_id(user_id, "user_id"),
+        )
+
+    def _check_owner(self, session_id: str, user_id: str | None) -> None:
+        if user_id is None:
+            return
+        owner = self.store.session_user(session_id)
+        if owner is not None and owner != user_id:
+            msg = f"session {session_id!r} belongs to another user"
+            raise SessionOwnershipError(msg)
+
+    def _assemble(
+        self, session_id: str, query: str, window: list[Turn], hits: Sequence[Any]
+    ) -> MemoryContext:
+        by_id = {t.id: t for t in self.store.get_turns_by_ids(session_id, [h.turn_id for h in hits])}
+        limit = self.config.recall_max_chars
+        recalled = [
+            RecalledTurn(
+                replace(by_id[h.turn_id], text=shorten(by_id[h.turn_id].text, limit)),
+                h.score,
+                h.dense_score,
+                h.lexical_score,
+            )
+            for h in hits
+            if h.turn_id in by_id
+        ]
+        focus = " ".join([query, *(turn.text for turn in window)])
+        entities = rank_entities(self.store.get_entities(session_id).values(), focus)
+        summary = self.store.get_summary(session_id).text
+        fitted = fit_context(
+            ContextCandidates(summary, entities, recalled, window),
+            self.config.token_budget,
+            self.token_counter,
+            self.config.budget_shares,
+        )
+        return MemoryContext(
+            session_id=session_id,
+            query=query,
+            summary=fitted.summary,
+            entities=fitted.entities,
+            recalled=fitted.recalled,
+            window=fitted.window,
+            section_tokens=fitted.section_tokens,
+            omitted=fitted.omitted,
+            tokens=fitted.tokens,
+            token_budget=self.config.token_budget,
+        )
+
+    def transcript(self, session_id: str) -> list[BaseMessage]:
+        """Every stored message of the session, in order, exactly as it was added."""
+        session = check_id(session_id, "session_id")
+        return [turn.message for turn in self.store.get_turns(session)]
+
+    async def atranscript(self, session_id: str) -> list[BaseMessage]:
+        """Async twin of :meth:`transcript`."""
+        session = check_id(session_id, "session_id")
+        return [turn.message for turn in await self.store.aget_turns(session)]
+
+    def turns(self, session_id: str) -> list[Turn]:
+        """Every stored turn of the session (message, text, id and time), in order."""
+        return self.store.get_turns(check_id(session_id, "session_id"))
+
+    async def aturns(self, session_id: str) -> list[Turn]:
+        """Async twin of :meth:`turns`."""
+        return await self.store.aget_turns(check_id(session_id, "session_id"))
+
+    def summary(self, session_id: str) -> RunningSummary:
+        """The session's rolling summary as stored."""
+        return self.store.get_summary(check_id(session_id, "session_id"))
+
+    async def asummary(self, session_id: str) -> RunningSummary:
+        """Async twin of :meth:`summary`."""
+        return await self.store.aget_summary(check_id(session_id, "session_id"))
+
+    # -- erasure ----------------------------------------------------------------------------
+
+    def forget_session(self, session_id: str) -> ErasureReport:
+        """Erase the session: turns, vectors, summary, entities, and this process's caches."""
+        session = check_id(session_id, "session_id")
+        self.flush()
+        report = self.store.delete_session(session)
+        self._drop_caches([session])
+        return report
+
+    async def aforget_session(self, session_id: str) -> ErasureReport:
+        """Async twin of :meth:`forget_session`."""
+        session = check_id(session_id, "session_id")
+        await self.aflush()
+        report = await self.store.adelete_session(session)
+        self._drop_caches([session])
+        return report
+
+    def forget_user(self, user_id: str) -> ErasureReport:
+        """Erase every session of the user, with everything derived from them."""
+        user = check_id(user_id, "user_id")
+        self.flush()
+        report = self.store.delete_user(user)
+        self._drop_caches(report.sessions)
+        return report
+
+    async def aforget_user(self, user_id: str) -> ErasureReport:
+        """Async twin of :meth:`forget_user`."""
+        user = check_id(user_id, "user_id")
+        await self.aflush()
+        report = await self.store.adelete_user(user)
+        self._drop_caches(report.sessions)
+        return report
+
+    def _drop_caches(self, session_ids: Sequence[str]) -> None:
+        with self._indexes_lock:
+            for session_id in session_ids:
+                self._indexes.pop(session_id, None)
+                self._retry.pop(session_id, None)
+        with self._vectors_lock:
+            # The cache is keyed by text, not by session: clear it so no erased text lingers.
+            self._vectors.clear()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Wait until summaries folding in the background are done."""
+        while self._pending_folds:
+            for future in list(self._pending_folds):
+                future.result()
+
+    async def aflush(self) -> None:
+        """Async twin of :meth:`flush`."""
+        while self._pending_folds:
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in list(self._pending_folds)))
+
+    def close(self) -> None:
+        """Wait for background work, then close the store."""
+        self.flush()
+        if self._background is not None:
+            self._background.shutdown(wait=True)
+            self._background = None
+        self.store.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        await self.aflush()
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> HybridMemory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- indexes ----------------------------------------------------------------------------
+
+    def _index_for(self, session_id: str) -> SessionIndex:
+        """The session's index from the bounded cache (created empty; filled by catch-up)."""
+        with self._indexes_lock:
+            index = self._indexes.get(session_id)
+            if index is None:
+                index = self._indexes[session_id] = SessionIndex()
+            self._indexes.move_to_end(session_id)
+            while len(self._indexes) > self.config.index_cache_size:
+                self._indexes.popitem(last=False)
+            return index
+
+    def _catch_up(self, session_id: str, index: SessionIndex) -> int:
+        """Index turns stored since the index last looked (by this or another process).
+
+        The first call for a session in a process loads it whole, from stored vectors, without
+        embedding anything again. Caller holds ``index.lock``.
+
+        Returns:
+            The session's turn count.
+        """
+        count = self.store.count_turns(session_id)
+        start = index.indexed_through + 1
+        if start >= count:
+            return count
+        turns = self.store.get_turns(session_id, start)
+        index.add_texts([t.id for t in turns], [t.text for t in turns])
+        ids, vectors = self.store.get_vectors(session_id, start)
+        if vectors is not None and len(ids):
+            index.add_vectors(ids, vectors)
+        for turn in turns:
+            if turn.text.strip() and not index.has_vector(turn.id):
+                index.pending[turn.id] = turn.text
+        return max(count, index.indexed_through + 1)
+
+    def _embed_pending(self, session_id: str, index: SessionIndex) -> None:
+        """Embed turns waiting for a vector; on failure they keep waiting (logged, not raised)."""
+        if not index.pending:
+            return
+        ids = sorted(index.pending)[:_MAX_CATCH_UP_EMBEDDINGS]
+        try:
+            vectors = self._embed_texts([index.pending[i] for i in ids])
+            self.store.put_vectors(session_id, ids, vectors)
+        except Exception as exc:  # noqa: BLE001 - a model or store fault must not lose the turn
+            logger.warning(
+                "embedding %d turn(s) of a session failed, will retry: %s",
+                len(ids),
+                type(exc).__name__,
+            )
+            return
+        index.add_vectors(ids, vectors)
+        for turn_id in ids:
+            index.pending.pop(turn_id, None)
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Embed texts in one batch, reusing cached vectors (the query of the previous call)."""
+        cached = self._cached_vectors(texts)
+        missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
+        if missing:
+            fresh = self._checked(self.embeddings.embed_documents(missing), len(missing))
+            found = dict(zip(missing, fresh, strict=True))
+            self._remember_vectors(found)
+            cached = [v if v is not None else found[t] for t, v in zip(texts, cached, strict=True)]
+        return np.stack([np.asarray(v) for v in cached])
+
+    def _query_vector(self, text: str) -> np.ndarray | None:
+        """The query embedding (cached: the next stored user turn reuses it); ``None`` on failure."""
+        if not text.strip():
+            return None
+        cached = self._cached_vectors([text])[0]
+        if cached is not None:
+            return cached
+        try:
+            vector = self._checked([self.embeddings.embed_query(text)], 1)[0]
+        except Exception as exc:  # noqa: BLE001 - recall falls back to lexical search
+            logger.warning("embedding the query failed, recalling by words only: %s", exc)
+            return None
+        self._remember_vectors({text: vector})
+        return vector
+
+    @staticmethod
+    def _checked(vectors: object, expected: int) -> np.ndarray:
+        try:
+            matrix = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            msg = "the embeddings returned something that is not a list of vectors"
+            raise EmbeddingError(msg) from exc
+        if matrix.ndim != 2 or matrix.shape[0] != expected or not np.isfinite(matrix).all():
+            msg = f"the embeddings returned shape {matrix.shape} for {expected} text(s)"
+            raise EmbeddingError(msg)
+        return normalize_rows(matrix)
+
+    def _cached_vectors(self, texts: list[str]) -> list[np.ndarray | None]:
+        with self._vectors_lock:
+            found = [self._vectors.get(text) for text in texts]
+            for text, vector in zip(texts, found, strict=True):
+                if vector is not None:
+                    self._vectors.move_to_end(text)
+            return found
+
+    def _remember_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
+        size = self.config.embedding_cache_size
+        if size == 0:
+            return
+        with self._vectors_lock:
+            for text, vector in vectors.items():
+                self._vectors[text] = vector
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > size:
+                self._vectors.popitem(last=False)
+
+    def _read_window(self, session_id: str, count: int) -> list[Turn]:
+        """The recent window, read from the tail of the session (never the whole session)."""
+        span = self.config.window_turns + _WINDOW_SLACK
+        while True:
+            start = max(0, count - span)
+            tail = self.store.get_turns(session_id, start, count)
+            first = window_start_index(tail, self.config.window_turns)
+            if first > 0 or start == 0 or not tail or tail[0].role != "tool":
+                return tail[first:]
+            span *= 2
+
+    # -- summary and entities ---------------------------------------------------------------
+
+    def _merge_entities(self, session_id: str, mentions: Sequence[EntityMention]) -> None:
+        changed = merge_mentions(self.store.get_entities(session_id), mentions)
+        if changed:
+            self.store.put_entities(session_id, list(changed.values()))
+
+    def _next_fold(self, session_id: str, window_start: int | None) -> _FoldJob | None:
+        """The next full batch waiting for the summarizer, unless a retry back-off is running."""
+        state = self._retry.get(session_id)
+        if state is not None and time.monotonic() < state.not_before:
+            return None
+        if window_start is None:
+            window = self._read_window(session_id, self.store.count_turns(session_id))
+            window_start = window[0].id if window else 0
+        summary = self.store.get_summary(session_id)
+        batches = pending_batches(summary.through_turn, window_start, self.config.summary_batch)
+        if not batches:
+            return None
+        turns = self.store.get_turns(session_id, batches[0].start, batches[0].stop)
+        return _FoldJob(session_id, summary, turns)
+
+    def _commit_fold(
+        self, job: _FoldJob, update: SummaryUpdate, extracted: Sequence[EntityMention]
+    ) -> bool:
+        """Write the folded summary (compare-and-set) and the batch's entities."""
+        new = RunningSummary(
+            text=update.summary,
+            through_turn=job.turns[-1].id,
+            version=job.summary.version + 1,
+            updated_at=datetime.now(UTC),
+        )
+        if not self.store.compare_and_set_summary(job.session_id, job.summary.version, new):
+            logger.info("another writer folded this batch first; keeping its summary")
+            return False
+        mentions = [*update.mentions, *extracted]
+        if mentions:
+            self._merge_entities(job.session_id, mentions)
+        self._retry.pop(job.session_id, None)
+        return True
+
+    def _fold_failed(self, session_id: str, exc: BaseException) -> None:
+        state = self._retry.setdefault(session_id, _RetryState())
+        delay = min(
+            self.config.summary_retry_seconds * 2**state.failures,
+            self.config.summary_retry_max_seconds,
+        )
+        state.failures += 1
+        state.not_before = time.monotonic() + delay
+        logger.warning(
+            "summarizing a batch failed (attempt %d), turns kept, retry in %.0fs: %s",
+            state.failures,
+            delay,
+            type(exc).__name__,
+        )
+
+    def _fold_lock(self, session_id: str) -> threading.Lock:
+        with self._indexes_lock:
+            return self._folding.setdefault(session_id, threading.Lock())
+
+    def _fold_session(self, session_id: str, window_start: int | None = None) -> None:
+        """Fold every full batch that left the window, one summarizer call per batch."""
+        lock = self._fold_lock(session_id)
+        if not lock.acquire(blocking=False):
+            return  # another thread is folding this session
+        try:
+            while (job := self._next_fold(session_id, window_start)) is not None:
+                try:
+                    update = self.summarizer.fold(job.summary.text, job.turns)
+                    extracted = (
+                        self.entity_extractor.extract(job.turns) if self.entity_extractor else []
+                    )
+                except Exception as exc:  # noqa: BLE001 - the batch stays pending
+                    self._fold_failed(session_id, exc)
+                    return
+                if not self._commit_fold(job, update, extracted):
+                    return
+        finally:
+            lock.release()
+
+    async def _afold_session(self, session_id: str, window_start: int | None = None) -> None:
+        """Async twin of :meth:`_fold_session`."""
+        lock = self._fold_lock(session_id)
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            while (
+                job := await asyncio.to_thread(self._next_fold, session_id, window_start)
+            ) is not None:
+                try:
+                    update = await self.summarizer.afold(job.summary.text, job.turns)
+                    extracted = (
+                        await self.entity_extractor.aextract(job.turns)
+                        if self.entity_extractor
+                        else []
+                    )
+                except Exception as exc:  # noqa: BLE001 - the batch stays pending
+                    self._fold_failed(session_id, exc)
+                    return
+                if not await asyncio.to_thread(self._commit_fold, job, update, extracted):
+                    return
+        finally:
+            lock.release()
+
+    def _fold_in_background(self, session_id: str) -> None:
+        if self._background is None:
+            self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybrid-fold")
+        future = self._background.submit(self._fold_session, session_id)
+        self._pending_folds.add(future)
+        future.add_done_callback(self._pending_folds.discard)
+
+
+@dataclass(frozen=True)
+class _AddJob:
+    """Checked arguments of one add_messages call."""
+
+    session_id: str
+    user_id: str | None
+    drafts: list[TurnDraft]
+    mentions: list[EntityMention]
+
+
+def _latest_user_text(window: Sequence[Turn]) -> str:
+    for turn in reversed(window):
+        if turn.role == "human" and turn.text.strip():
+            return turn.text
+    return ""

@@ -1,0 +1,169 @@
+"""Checking what callers pass in, before anything is written.
+
+Every check raises an :class:`~langchain_hybrid_memory.errors.InvalidInputError` (or its
+``TypeError`` subclass) naming the argument, so a bad call writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from langchain_core.messages import BaseMessage
+
+from langchain_hybrid_memory.errors import InvalidInputError, InvalidMessageTypeError
+from langchain_hybrid_memory.types import TurnDraft
+
+__all__ = ["check_id", "check_optional_id", "check_query", "message_text", "prepare_drafts"]
+
+MAX_ID_CHARS = 256
+
+
+def check_id(value: object, name: str) -> str:
+    """Return ``value`` if it is a usable id: a non-blank string of at most 256 characters.
+
+    Raises:
+        InvalidInputError: Blank, too long, or not encodable as UTF-8.
+        InvalidMessageTypeError: Not a string.
+
+    Example:
+        >>> check_id("session-1", "session_id")
+        'session-1'
+    """
+    if not isinstance(value, str):
+        msg = f"{name} must be a string, got {type(value).__name__}"
+        raise InvalidMessageTypeError(msg)
+    if not value.strip():
+        msg = f"{name} must not be empty or blank"
+        raise InvalidInputError(msg)
+    if len(value) > MAX_ID_CHARS:
+        msg = f"{name} must be at most {MAX_ID_CHARS} characters, got {len(value)}"
+        raise InvalidInputError(msg)
+    _require_utf8(value, name)
+    return value
+
+
+def check_optional_id(value: object, name: str) -> str | None:
+    """Like :func:`check_id`, but ``None`` is allowed."""
+    return None if value is None else check_id(value, name)
+
+
+def check_query(query: object) -> str | None:
+    """Return the query if it is ``None`` or a UTF-8 encodable string.
+
+    Raises:
+        InvalidMessageTypeError: Not a string.
+        InvalidInputError: Not encodable as UTF-8 (lone surrogates).
+    """
+    if query is None:
+        return None
+    if isinstance(query, BaseMessage):
+        query = message_text(query)
+    if not isinstance(query, str):
+        msg = f"query must be a string, a message or None, got {type(query).__name__}"
+        raise InvalidMessageTypeError(msg)
+    _require_utf8(query, "query")
+    return query
+
+
+def message_text(message: BaseMessage) -> str:
+    """The searchable text of a message: its string content, or the text parts of its blocks.
+
+    Raises:
+        InvalidMessageTypeError: The content is neither a string nor a list of blocks.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> message_text(HumanMessage([{"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "x"}}]))
+        'Look:'
+    """
+    content = message.content
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        msg = f"message content must be a string or a list of blocks, got {type(content).__name__}"
+        raise InvalidMessageTypeError(msg)
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            text = block.get("text")
+            if isinstance(text, str):
+                parts.append(text)
+    return "".join(parts)
+
+
+def prepare_drafts(
+    messages: object,
+    timestamp: datetime | Sequence[datetime] | None,
+    max_chars: int | None,
+) -> list[TurnDraft]:
+    """Check messages and their timestamps and turn them into drafts for the store.
+
+    A message without text (a pure tool call, an image) is accepted: it is stored and kept in
+    the transcript, but not embedded or searched.
+
+    Args:
+        messages: A sequence of LangChain messages.
+        timestamp: When they were said: ``None`` for now, one datetime for all, or one per
+            message. Naive datetimes are taken as UTC.
+        max_chars: Longest text accepted (``None``: no limit).
+
+    Raises:
+        InvalidMessageTypeError: Not a sequence of messages, or a message with odd content.
+        InvalidInputError: A text too long or not encodable, or timestamps that do not match.
+    """
+    if isinstance(messages, (str, bytes, BaseMessage)) or not isinstance(messages, Sequence):
+        msg = f"messages must be a sequence of LangChain messages, got {type(messages).__name__}"
+        raise InvalidMessageTypeError(msg)
+    times = _timestamps(timestamp, len(messages))
+    drafts = []
+    for position, message in enumerate(messages):
+        if not isinstance(message, BaseMessage):
+            msg = f"messages[{position}] is {type(message).__name__}, not a LangChain message"
+            raise InvalidMessageTypeError(msg)
+        text = message_text(message)
+        if max_chars is not None and len(text) > max_chars:
+            msg = (
+                f"messages[{position}] has {len(text)} characters of text, more than "
+                f"max_message_chars={max_chars}"
+            )
+            raise InvalidInputError(msg)
+        _require_utf8(text, f"messages[{position}]")
+        drafts.append(TurnDraft(message, text, times[position]))
+    return drafts
+
+
+def _timestamps(timestamp: object, count: int) -> list[datetime]:
+    if timestamp is None:
+        return [datetime.now(UTC)] * count
+    if isinstance(timestamp, datetime):
+        return [_as_utc(timestamp)] * count
+    if isinstance(timestamp, Sequence) and not isinstance(timestamp, (str, bytes)):
+        if len(timestamp) != count:
+            msg = f"got {len(timestamp)} timestamps for {count} messages"
+            raise InvalidInputError(msg)
+        return [_as_utc(_require_datetime(t)) for t in timestamp]
+    msg = f"timestamp must be a datetime, a sequence of datetimes or None, got {type(timestamp).__name__}"
+    raise InvalidMessageTypeError(msg)
+
+
+def _require_datetime(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        msg = f"timestamps must be datetimes, got {type(value).__name__}"
+        raise InvalidMessageTypeError(msg)
+    return value
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _require_utf8(text: str, name: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        msg = f"{name} is not valid Unicode text (it holds a lone surrogate)"
+        raise InvalidInputError(msg) from exc
+

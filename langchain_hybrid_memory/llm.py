@@ -1,0 +1,86 @@
+"""Calling any LangChain runnable as a text-in, text-out model.
+
+The summarizer and the entity extractor accept a chat model, a completion LLM or an LCEL chain;
+this module turns each of their answers into text, and finds the JSON object in it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import BaseMessage
+
+from langchain_hybrid_memory.errors import SummarizerError
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
+
+__all__ = ["ainvoke_text", "invoke_text", "output_text", "parse_json_object"]
+
+
+def output_text(output: object) -> str:
+    """The text of a runnable's answer: a string, or a message's text parts.
+
+    Raises:
+        SummarizerError: The answer is neither a string nor a message.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage
+        >>> output_text(AIMessage("Ana lives in Porto."))
+        'Ana lives in Porto.'
+    """
+    if isinstance(output, str):
+        return output
+    if isinstance(output, BaseMessage):
+        return output.text
+    msg = f"the LLM runnable returned {type(output).__name__}; expected a string or a message"
+    raise SummarizerError(msg)
+
+
+def invoke_text(llm: Runnable[Any, Any], prompt: str) -> str:
+    """Invoke ``llm`` with ``prompt`` and return its answer as text.
+
+    Raises:
+        SummarizerError: The runnable raised, or answered with something that is not text.
+    """
+    try:
+        output = llm.invoke(prompt)
+    except Exception as exc:
+        msg = f"the LLM runnable failed: {type(exc).__name__}: {exc}"
+        raise SummarizerError(msg) from exc
+    return output_text(output)
+
+
+async def ainvoke_text(llm: Runnable[Any, Any], prompt: str) -> str:
+    """Async twin of :func:`invoke_text`."""
+    try:
+        output = await llm.ainvoke(prompt)
+    except Exception as exc:
+        msg = f"the LLM runnable failed: {type(exc).__name__}: {exc}"
+        raise SummarizerError(msg) from exc
+    return output_text(output)
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """Find and parse the first JSON object in ``text`` (models often wrap it in prose or fences).
+
+    Returns:
+        The object, or ``None`` when the text holds no JSON object.
+
+    Example:
+        >>> parse_json_object('Sure! ```json\\n{"summary": "Ana lives in Porto."}\\n```')
+        {'summary': 'Ana lives in Porto.'}
+    """
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    return None

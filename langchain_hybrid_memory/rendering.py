@@ -1,0 +1,139 @@
+"""How a context is written into messages: the one place that decides the memory's wording.
+
+The budget counts exactly what these functions render, so the rendered context never exceeds
+the token budget.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+from langchain_core.messages import BaseMessage, SystemMessage
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from langchain_hybrid_memory.types import Entity, RecalledTurn, Turn
+
+__all__ = [
+    "ELLIPSIS",
+    "format_day",
+    "memory_text",
+    "one_line",
+    "recall_text",
+    "render_messages",
+    "shorten",
+]
+
+ELLIPSIS = " …"
+_PREAMBLE = "Memory of this conversation (the latest turns follow as messages)."
+_SUMMARY_HEADER = "Summary of earlier turns:"
+_ENTITIES_HEADER = "Known facts:"
+_RECALL_HEADER = "Earlier turns relevant now:"
+
+
+def format_day(moment: datetime) -> str:
+    """Write a date the way the context shows it.
+
+    Example:
+        >>> from datetime import datetime
+        >>> format_day(datetime(2023, 5, 8, 13, 56))
+        'Mon 8 May 2023'
+    """
+    return f"{moment:%a} {moment.day} {moment:%b %Y}"
+
+
+def one_line(text: str) -> str:
+    """Collapse every run of white space, line breaks included, into one space.
+
+    Example:
+        >>> one_line("I live\n in  Porto")
+        'I live in Porto'
+    """
+    return " ".join(text.split())
+
+
+def shorten(text: str, max_chars: int) -> str:
+    """Cut ``text`` to at most ``max_chars`` characters, at a space if one is near, marking the
+    cut with an ellipsis.
+
+    Example:
+        >>> shorten("I live in Porto near the market", 20)
+        'I live in Porto …'
+    """
+    if len(text) <= max_chars:
+        return text
+    if max_chars <= len(ELLIPSIS):
+        return text[:max_chars]
+    cut = text[: max_chars - len(ELLIPSIS)]
+    space = cut.rfind(" ")
+    if space > len(cut) // 2:
+        cut = cut[:space]
+    return cut.rstrip() + ELLIPSIS
+
+
+def entity_line(entity: Entity) -> str:
+    """One line for an entity: its name, its facts and the day they were last said.
+
+    Example:
+        >>> from datetime import datetime
+        >>> from langchain_hybrid_memory.types import Entity, EntityFact
+        >>> when = datetime(2026, 3, 2)
+        >>> entity_line(Entity("Ana", {"allergy": EntityFact("peanuts", 0, when)}, (0,), when))
+        '- Ana: allergy: peanuts (Mon 2 Mar 2026)'
+    """
+    facts = "; ".join(f"{name}: {fact.value}" for name, fact in entity.facts.items())
+    body = f"{entity.name}: {facts}" if facts else entity.name
+    return f"- {body} ({format_day(entity.updated_at)})"
+
+
+def recall_text(recalled: Sequence[RecalledTurn]) -> str:
+    """The recalled turns in time order, grouped under one date line per day.
+
+    Example:
+        >>> from datetime import datetime
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_hybrid_memory.types import RecalledTurn, Turn
+        >>> turn = Turn("s", 0, HumanMessage("I live in Porto"), "I live in Porto", datetime(2026, 3, 2))
+        >>> print(recall_text([RecalledTurn(turn, 1.0, 0.8, 2.1)]))
+        Mon 2 Mar 2026:
+        - User: I live in Porto
+    """
+    ordered = sorted((r.turn for r in recalled), key=lambda turn: (turn.timestamp, turn.id))
+    blocks = []
+    for day, turns in groupby(ordered, key=lambda turn: format_day(turn.timestamp)):
+        lines = [f"- {turn.speaker}: {one_line(turn.text)}" for turn in turns]
+        blocks.append("\n".join([f"{day}:", *lines]))
+    return "\n".join(blocks)
+
+
+def memory_text(summary: str, entities: Sequence[Entity], recalled: Sequence[RecalledTurn]) -> str:
+    """The system text carrying the summary, the entities and the recalled turns.
+
+    Returns:
+        The text, or ``""`` when all three sections are empty.
+    """
+    parts = []
+    if summary:
+        parts.append(f"{_SUMMARY_HEADER}\n{summary}")
+    if entities:
+        parts.append("\n".join([_ENTITIES_HEADER, *(entity_line(e) for e in entities)]))
+    if recalled:
+        parts.append(f"{_RECALL_HEADER}\n{recall_text(recalled)}")
+    if not parts:
+        return ""
+    return "\n\n".join([_PREAMBLE, *parts])
+
+
+def render_messages(
+    summary: str,
+    entities: Sequence[Entity],
+    recalled: Sequence[RecalledTurn],
+    window: Sequence[Turn],
+) -> list[BaseMessage]:
+    """Render a context: the memory as one system message (if any), then the recent turns."""
+    text = memory_text(summary, entities, recalled)
+    head: list[BaseMessage] = [SystemMessage(text)] if text else []
+    return head + [turn.message for turn in window]

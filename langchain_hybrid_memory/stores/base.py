@@ -1,0 +1,220 @@
+"""The persistence boundary: everything the engine keeps goes through a :class:`MemoryStore`.
+
+A store keeps, per session: the turns (ids assigned by the store, from 0, without gaps), the
+owning user, the rolling summary (updated with a compare-and-set), the entities, and one float32
+vector per embedded turn. Methods are synchronous; each has an async twin that, by default, runs
+the synchronous method in the event loop's executor. A backend with a native async client
+overrides the twins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from langchain_hybrid_memory.types import ErasureReport
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import numpy as np
+
+    from langchain_hybrid_memory.types import Entity, RunningSummary, Turn, TurnDraft
+
+__all__ = ["MemoryStore"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+async def _in_executor(function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(function, *args, **kwargs))
+
+
+class MemoryStore(ABC):
+    """Where sessions' turns, summaries, entities and vectors live.
+
+    Implementations must make :meth:`append_turns` atomic (ids without gaps or duplicates, even
+    with several writers) and must raise :class:`~langchain_hybrid_memory.errors.StoreError`
+    rather than report success for data that was not written.
+    """
+
+    #: Short name used in error messages, e.g. ``"sqlite"``.
+    name: str = "store"
+
+    # -- turns -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def append_turns(
+        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
+    ) -> list[Turn]:
+        """Store new turns at the end of a session and return them with their ids.
+
+        Args:
+            session_id: The session; created on first append.
+            drafts: The messages to store, in order.
+            user_id: The owner; a session without owner takes it, a session owned by someone
+                else refuses the append.
+
+        Raises:
+            SessionOwnershipError: The session belongs to another user.
+            StoreError: Nothing was stored.
+        """
+
+    @abstractmethod
+    def count_turns(self, session_id: str) -> int:
+        """How many turns the session has (which is also the next turn id)."""
+
+    @abstractmethod
+    def get_turns(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Turn]:
+        """Turns with ``start <= id < stop`` (``stop=None``: to the end), in id order."""
+
+    @abstractmethod
+    def get_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
+        """The turns with these ids that exist, in id order."""
+
+    # -- sessions and users ----------------------------------------------------------------
+
+    @abstractmethod
+    def session_user(self, session_id: str) -> str | None:
+        """The user owning the session, or ``None``."""
+
+    @abstractmethod
+    def list_sessions(self, user_id: str) -> list[str]:
+        """The ids of the user's sessions, sorted."""
+
+    # -- summary and entities --------------------------------------------------------------
+
+    @abstractmethod
+    def get_summary(self, session_id: str) -> RunningSummary:
+        """The session's rolling summary (an empty one at version 0 before the first fold)."""
+
+    @abstractmethod
+    def compare_and_set_summary(
+        self, session_id: str, expected_version: int, summary: RunningSummary
+    ) -> bool:
+        """Replace the summary only if its stored version is ``expected_version``.
+
+        Returns:
+            Whether the summary was written; ``False`` means another writer folded first.
+        """
+
+    @abstractmethod
+    def get_entities(self, session_id: str) -> dict[str, Entity]:
+        """The session's entities, keyed by normalized name."""
+
+    @abstractmethod
+    def put_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
+        """Insert or replace entities (matched by normalized name)."""
+
+    # -- vectors ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def put_vectors(self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store one float32 vector per turn id (rows of ``vectors``)."""
+
+    @abstractmethod
+    def get_vectors(self, session_id: str, start: int = 0) -> tuple[list[int], np.ndarray | None]:
+        """Vectors of turns with ``id >= start``: their ids and a float32 matrix (or ``None``)."""
+
+    # -- erasure ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def delete_session(self, session_id: str) -> ErasureReport:
+        """Remove every trace of the session and report what was removed."""
+
+    def delete_user(self, user_id: str) -> ErasureReport:
+        """Remove every session of the user and report what was removed."""
+        report = ErasureReport()
+        for session_id in self.list_sessions(user_id):
+            report += self.delete_session(session_id)
+        return report
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing to close
+        """Release connections; the store is unusable afterwards."""
+
+    # -- async twins -----------------------------------------------------------------------
+
+    async def aappend_turns(
+        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
+    ) -> list[Turn]:
+        """Async twin of :meth:`append_turns`."""
+        return await _in_executor(self.append_turns, session_id, drafts, user_id=user_id)
+
+    async def acount_turns(self, session_id: str) -> int:
+        """Async twin of :meth:`count_turns`."""
+        return await _in_executor(self.count_turns, session_id)
+
+    async def aget_turns(
+        self, session_id: str, start: int = 0, stop: int | None = None
+    ) -> list[Turn]:
+        """Async twin of :meth:`get_turns`."""
+        return await _in_executor(self.get_turns, session_id, start, stop)
+
+    async def aget_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
+        """Async twin of :meth:`get_turns_by_ids`."""
+        return await _in_executor(self.get_turns_by_ids, session_id, turn_ids)
+
+    async def asession_user(self, session_id: str) -> str | None:
+        """Async twin of :meth:`session_user`."""
+        return await _in_executor(self.session_user, session_id)
+
+    async def alist_sessions(self, user_id: str) -> list[str]:
+        """Async twin of :meth:`list_sessions`."""
+        return await _in_executor(self.list_sessions, user_id)
+
+    async def aget_summary(self, session_id: str) -> RunningSummary:
+        """Async twin of :meth:`get_summary`."""
+        return await _in_executor(self.get_summary, session_id)
+
+    async def acompare_and_set_summary(
+        self, session_id: str, expected_version: int, summary: RunningSummary
+    ) -> bool:
+        """Async twin of :meth:`compare_and_set_summary`."""
+        return await _in_executor(
+            self.compare_and_set_summary, session_id, expected_version, summary
+        )
+
+    async def aget_entities(self, session_id: str) -> dict[str, Entity]:
+        """Async twin of :meth:`get_entities`."""
+        return await _in_executor(self.get_entities, session_id)
+
+    async def aput_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
+        """Async twin of :meth:`put_entities`."""
+        await _in_executor(self.put_entities, session_id, entities)
+
+    async def aput_vectors(
+        self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray
+    ) -> None:
+        """Async twin of :meth:`put_vectors`."""
+        await _in_executor(self.put_vectors, session_id, turn_ids, vectors)
+
+    async def aget_vectors(
+        self, session_id: str, start: int = 0
+    ) -> tuple[list[int], np.ndarray | None]:
+        """Async twin of :meth:`get_vectors`."""
+        return await _in_executor(self.get_vectors, session_id, start)
+
+    async def adelete_session(self, session_id: str) -> ErasureReport:
+        """Async twin of :meth:`delete_session`."""
+        return await _in_executor(self.delete_session, session_id)
+
+    async def adelete_user(self, user_id: str) -> ErasureReport:
+        """Async twin of :meth:`delete_user`."""
+        return await _in_executor(self.delete_user, user_id)
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        await _in_executor(self.close)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

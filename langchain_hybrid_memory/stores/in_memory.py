@@ -1,0 +1,173 @@
+"""A store in this process's memory: for tests, notebooks and single-process bots."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from langchain_hybrid_memory.errors import SessionOwnershipError
+from langchain_hybrid_memory.stores.base import MemoryStore
+from langchain_hybrid_memory.types import ErasureReport, RunningSummary, Turn
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from langchain_hybrid_memory.types import Entity, TurnDraft
+
+__all__ = ["InMemoryStore"]
+
+
+@dataclass
+class _Session:
+    user_id: str | None = None
+    turns: list[Turn] = field(default_factory=list)
+    summary: RunningSummary = field(default_factory=RunningSummary)
+    entities: dict[str, Entity] = field(default_factory=dict)
+    vector_ids: list[int] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+
+
+class InMemoryStore(MemoryStore):
+    """Keeps everything in dictionaries of this process; thread-safe, gone at exit.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_hybrid_memory.types import TurnDraft
+        >>> store = InMemoryStore()
+        >>> turns = store.append_turns("s1", [TurnDraft(HumanMessage("hi"), "hi", datetime.now(timezone.utc))])
+        >>> turns[0].id, store.count_turns("s1")
+        (0, 1)
+    """
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.RLock()
+
+    def append_turns(
+        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
+    ) -> list[Turn]:
+        """Store new turns at the end of a session (see :class:`MemoryStore`)."""
+        with self._lock:
+            session = self._sessions.get(session_id) or _Session()
+            if user_id is not None and session.user_id not in (None, user_id):
+                msg = f"session {session_id!r} belongs to another user"
+                raise SessionOwnershipError(msg)
+            first = len(session.turns)
+            turns = [
+                Turn(session_id, first + i, draft.message, draft.text, draft.timestamp)
+                for i, draft in enumerate(drafts)
+            ]
+            session.turns.extend(turns)
+            if user_id is not None:
+                session.user_id = user_id
+            self._sessions[session_id] = session
+            return turns
+
+    def count_turns(self, session_id: str) -> int:
+        """How many turns the session has."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            return len(session.turns) if session else 0
+
+    def get_turns(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Turn]:
+        """Turns with ``start <= id < stop``."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            return session.turns[max(0, start) : stop] if session else []
+
+    def get_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
+        """The existing turns with these ids, in id order."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return []
+            count = len(session.turns)
+            return [session.turns[i] for i in sorted(set(turn_ids)) if 0 <= i < count]
+
+    def session_user(self, session_id: str) -> str | None:
+        """The session's owner."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            return session.user_id if session else None
+
+    def list_sessions(self, user_id: str) -> list[str]:
+        """The user's session ids, sorted."""
+        with self._lock:
+            return sorted(s for s, session in self._sessions.items() if session.user_id == user_id)
+
+    def get_summary(self, session_id: str) -> RunningSummary:
+        """The session's rolling summary."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            return session.summary if session else RunningSummary()
+
+    def compare_and_set_summary(
+        self, session_id: str, expected_version: int, summary: RunningSummary
+    ) -> bool:
+        """Replace the summary if its version is still ``expected_version``."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or session.summary.version != expected_version:
+                return False
+            session.summary = summary
+            return True
+
+    def get_entities(self, session_id: str) -> dict[str, Entity]:
+        """The session's entities by normalized name."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            return dict(session.entities) if session else {}
+
+    def put_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
+        """Insert or replace entities."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is not None:
+                session.entities.update((entity.key, entity) for entity in entities)
+
+    def put_vectors(self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store one float32 vector per turn id."""
+        matrix = np.asarray(vectors, dtype=np.float32)
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return
+            known = set(session.vector_ids)
+            for turn_id, row in zip(turn_ids, matrix, strict=True):
+                if turn_id not in known:
+                    position = bisect_left(session.vector_ids, turn_id)
+                    session.vector_ids.insert(position, turn_id)
+                    session.vectors.insert(position, row.copy())
+
+    def get_vectors(self, session_id: str, start: int = 0) -> tuple[list[int], np.ndarray | None]:
+        """Vectors of turns with ``id >= start``."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return [], None
+            first = bisect_left(session.vector_ids, start)
+            ids = session.vector_ids[first:]
+            if not ids:
+                return [], None
+            return list(ids), np.stack(session.vectors[first:])
+
+    def delete_session(self, session_id: str) -> ErasureReport:
+        """Remove the session and report what it held."""
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+        if session is None:
+            return ErasureReport()
+        return ErasureReport(
+            sessions=(session_id,),
+            turns=len(session.turns),
+            vectors=len(session.vector_ids),
+            summaries=int(session.summary.version > 0),
+            entities=len(session.entities),
+        )

@@ -1,0 +1,223 @@
+"""Value objects shared by the engine, the stores and the adapters.
+
+All of them are frozen: a :class:`MemoryContext` handed to a prompt cannot change under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+from langchain_core.messages import get_buffer_string
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+
+__all__ = [
+    "Entity",
+    "EntityFact",
+    "EntityMention",
+    "ErasureReport",
+    "MemoryContext",
+    "RecalledTurn",
+    "RunningSummary",
+    "Turn",
+    "TurnDraft",
+]
+
+
+class TurnDraft(NamedTuple):
+    """A message about to be stored: the store assigns its turn id."""
+
+    message: BaseMessage
+    text: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One stored message of a session.
+
+    Attributes:
+        session_id: The session the turn belongs to.
+        id: Position of the turn in its session, from 0, without gaps.
+        message: The LangChain message exactly as it was added.
+        text: The searchable text of the message (its text parts; empty for a pure tool call).
+        timestamp: When the message was said (timezone-aware, UTC by default).
+    """
+
+    session_id: str
+    id: int
+    message: BaseMessage
+    text: str
+    timestamp: datetime
+
+    @property
+    def role(self) -> str:
+        """The message type: ``"human"``, ``"ai"``, ``"tool"`` or ``"system"``."""
+        return self.message.type
+
+    @property
+    def speaker(self) -> str:
+        """The message's ``name`` when it has one, else a label for its role."""
+        return self.message.name or _ROLE_LABELS.get(self.message.type, self.message.type)
+
+
+_ROLE_LABELS = {"human": "User", "ai": "Assistant", "tool": "Tool", "system": "System"}
+
+
+@dataclass(frozen=True)
+class EntityFact:
+    """One attribute of an entity, with the turn that said it."""
+
+    value: str
+    turn_id: int | None
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class Entity:
+    """What the memory knows about one person, place or thing.
+
+    Attributes:
+        name: The entity's display name (matching ignores case and surrounding space).
+        facts: Attribute name to the latest value said for it, with its provenance.
+        turn_ids: The latest turns that mentioned the entity (bounded, newest last).
+        updated_at: When a fact about it was last said.
+    """
+
+    name: str
+    facts: Mapping[str, EntityFact]
+    turn_ids: tuple[int, ...]
+    updated_at: datetime
+
+    @property
+    def key(self) -> str:
+        """The normalized name the entity is stored under."""
+        return entity_key(self.name)
+
+
+def entity_key(name: str) -> str:
+    """Normalize an entity name for matching: case-folded, spaces collapsed.
+
+    Example:
+        >>> entity_key("  Ana   Ribeiro ")
+        'ana ribeiro'
+    """
+    return " ".join(name.split()).casefold()
+
+
+@dataclass(frozen=True)
+class EntityMention:
+    """Facts about an entity said in one turn, before they are merged into memory."""
+
+    name: str
+    facts: Mapping[str, str]
+    turn_id: int | None
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class RunningSummary:
+    """The rolling summary of a session's older turns.
+
+    Attributes:
+        text: The summary itself.
+        through_turn: The id of the last turn folded into it (-1 when nothing is folded yet).
+        version: Incremented by every fold; stores update it with a compare-and-set.
+        updated_at: When the last fold happened (``None`` before the first).
+    """
+
+    text: str = ""
+    through_turn: int = -1
+    version: int = 0
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecalledTurn:
+    """An earlier turn found by recall, with the scores that ranked it.
+
+    Attributes:
+        turn: The recalled turn.
+        score: The fused score the turns were ranked by (higher is better).
+        dense_score: Cosine similarity of the turn to the query (``None`` when no query
+            embedding was available).
+        lexical_score: BM25 score of the turn for the query.
+    """
+
+    turn: Turn
+    score: float
+    dense_score: float | None
+    lexical_score: float
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What an erasure removed, so a right-to-erasure request can be answered with numbers.
+
+    Example:
+        >>> (ErasureReport(sessions=("a",), turns=2) + ErasureReport(sessions=("b",), turns=3)).turns
+        5
+    """
+
+    sessions: tuple[str, ...] = ()
+    turns: int = 0
+    vectors: int = 0
+    summaries: int = 0
+    entities: int = 0
+
+    def __add__(self, other: ErasureReport) -> ErasureReport:
+        return ErasureReport(
+            sessions=self.sessions + other.sessions,
+            turns=self.turns + other.turns,
+            vectors=self.vectors + other.vectors,
+            summaries=self.summaries + other.summaries,
+            entities=self.entities + other.entities,
+        )
+
+
+@dataclass(frozen=True)
+class MemoryContext:
+    """The memory assembled for one model call, within the token budget.
+
+    It holds every section with what it cost, so a user can see why each line is there.
+
+    Attributes:
+        session_id: The session the context was built for.
+        query: The text recall searched for (the current input, or the latest user turn).
+        summary: The rolling summary as included (possibly shortened to fit).
+        entities: The entities included, most relevant first.
+        recalled: The earlier turns included, best score first.
+        window: The recent turns included, oldest first.
+        section_tokens: Tokens each section adds (``summary``, ``entities``, ``recall``,
+            ``window``), as counted by the token counter.
+        omitted: How many items of each section did not fit the budget.
+        tokens: Tokens of :meth:`to_messages` as counted by the token counter.
+        token_budget: The budget the context was fitted into; ``tokens <= token_budget``.
+    """
+
+    session_id: str
+    query: str
+    summary: str
+    entities: tuple[Entity, ...]
+    recalled: tuple[RecalledTurn, ...]
+    window: tuple[Turn, ...]
+    section_tokens: Mapping[str, int] = field(default_factory=dict)
+    omitted: Mapping[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    token_budget: int = 0
+
+    def to_messages(self) -> list[BaseMessage]:
+        """Render the context as messages: one system message with the summary, entities and
+        recalled turns (when there are any), then the recent turns.
+        """
+        from langchain_hybrid_memory.rendering import render_messages
+
+        return render_messages(self.summary, self.entities, self.recalled, self.window)
+
+    def to_text(self) -> str:
+        """Render the context as one string (``Role: text`` lines, as LangChain's buffer)."""
+        return get_buffer_string(self.to_messages())

@@ -1,0 +1,105 @@
+"""The recent window: which turns stay verbatim, which left it and wait to be summarized.
+
+Pure functions over turns ordered by id. An AI message carrying tool calls and the tool messages
+answering it form one unit that is never cut apart: neither by the window boundary nor by the
+budget.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from langchain_core.messages import AIMessage
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from langchain_hybrid_memory.types import Turn
+
+__all__ = ["latest_exchange_start", "pending_batches", "split_units", "window_start_index"]
+
+
+def window_start_index(tail: Sequence[Turn], window_turns: int) -> int:
+    """Index in ``tail`` of the first turn of the recent window.
+
+    ``tail`` is the end of a session in id order. The window holds the last ``window_turns``
+    turns, extended backwards when it would otherwise start with tool results whose tool call
+    is older.
+
+    Returns:
+        The index; 0 with a leading tool message means ``tail`` was too short to find the call.
+
+    Example:
+        >>> from datetime import datetime
+        >>> from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+        >>> from langchain_hybrid_memory.types import Turn
+        >>> call = AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "c1"}])
+        >>> msgs = [HumanMessage("hi"), call, ToolMessage("42", tool_call_id="c1"), AIMessage("42")]
+        >>> tail = [Turn("s", i, m, m.text, datetime(2026, 1, 1)) for i, m in enumerate(msgs)]
+        >>> window_start_index(tail, 2)
+        1
+    """
+    start = max(0, len(tail) - window_turns)
+    while start > 0 and tail[start].role == "tool":
+        start -= 1
+    return start
+
+
+def split_units(turns: Sequence[Turn]) -> list[list[Turn]]:
+    """Group turns into units that are kept or dropped whole.
+
+    An AI message with tool calls and the tool messages right after it are one unit; every other
+    turn is a unit of its own.
+    """
+    units: list[list[Turn]] = []
+    for turn in turns:
+        if turn.role == "tool" and units and _ends_tool_unit(units[-1]):
+            units[-1].append(turn)
+        else:
+            units.append([turn])
+    return units
+
+
+def _ends_tool_unit(unit: list[Turn]) -> bool:
+    head = unit[0].message
+    return isinstance(head, AIMessage) and bool(head.tool_calls)
+
+
+def latest_exchange_start(window: Sequence[Turn]) -> int:
+    """Index of the latest exchange in the window: the last user turn and what followed it.
+
+    Without a user turn in the window, the latest exchange is its last unit.
+
+    Example:
+        >>> from datetime import datetime
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> from langchain_hybrid_memory.types import Turn
+        >>> msgs = [HumanMessage("a"), AIMessage("b"), HumanMessage("c"), AIMessage("d")]
+        >>> latest_exchange_start([Turn("s", i, m, m.text, datetime(2026, 1, 1)) for i, m in enumerate(msgs)])
+        2
+    """
+    for index in range(len(window) - 1, -1, -1):
+        if window[index].role == "human":
+            return index
+    units = split_units(window)
+    return len(window) - len(units[-1]) if units else 0
+
+
+def pending_batches(summarized_through: int, window_start: int, batch: int) -> list[range]:
+    """Full batches of turn ids that left the window and are not summarized yet.
+
+    Args:
+        summarized_through: Id of the last turn already in the summary (-1 for none).
+        window_start: Id of the first turn still in the window.
+        batch: Turns per summarizer call.
+
+    Returns:
+        Consecutive id ranges of exactly ``batch`` turns, oldest first; a partial batch waits.
+
+    Example:
+        >>> pending_batches(-1, 45, 20)
+        [range(0, 20), range(20, 40)]
+    """
+    first = summarized_through + 1
+    count = (window_start - first) // batch
+    return [range(first + i * batch, first + (i + 1) * batch) for i in range(max(0, count))]

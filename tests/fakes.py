@@ -1,0 +1,58 @@
+"""Fakes for the tests: LangChain fake models that record their prompts, embeddings that fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import FakeListChatModel
+from langchain_core.messages import BaseMessage, get_buffer_string
+from pydantic import Field
+
+
+class RecordingChatModel(FakeListChatModel):
+    """FakeListChatModel that keeps every prompt it receives, as text."""
+
+    prompts: list[str] = Field(default_factory=list)
+    fail_times: int = 0
+
+    def _call(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
+        self.prompts.append(get_buffer_string(messages))
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            msg = "the summarizer service is down"
+            raise RuntimeError(msg)
+        return super()._call(messages, stop, run_manager, **kwargs)
+
+
+class CountingEmbeddings(Embeddings):
+    """Wraps real embeddings, counting texts embedded, optionally failing the next N calls."""
+
+    def __init__(self, inner: Embeddings, *, fail_times: int = 0) -> None:
+        self.inner = inner
+        self.fail_times = fail_times
+        self.documents = 0
+        self.queries = 0
+
+    def _maybe_fail(self) -> None:
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            msg = "embedding model unavailable"
+            raise RuntimeError(msg)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self._maybe_fail()
+        self.documents += len(texts)
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        self._maybe_fail()
+        self.queries += 1
+        return self.inner.embed_query(text)

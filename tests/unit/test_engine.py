@@ -1,0 +1,340 @@
+"""The engine's promises: it remembers, stays in budget, never loses a turn, and async matches sync."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+
+from langchain_hybrid_memory import HybridMemory, HybridMemoryConfig
+from langchain_hybrid_memory.errors import HybridMemoryError
+from tests.conversations import START, filler, times
+from tests.fakes import CountingEmbeddings, RecordingChatModel
+
+PEANUTS = [HumanMessage("My name is Ana and I'm allergic to peanuts"), AIMessage("Noted, Ana.")]
+SUMMARY_JSON = json.dumps({"summary": "Ana asked about cooking, hobbies and travel.", "entities": []})
+
+
+def long_session(memory: HybridMemory, session: str = "s1", *, filler_turns: int = 70) -> None:
+    memory.add_messages(session, PEANUTS, timestamp=START)
+    for start in range(0, filler_turns, 2):
+        memory.add_messages(session, filler(2, start=start // 2), timestamp=times(2)[-1])
+
+
+def test_turn_one_fact_reaches_the_prompt_of_a_question_asked_70_turns_later(embeddings):
+    summarizer = RecordingChatModel(responses=[SUMMARY_JSON])
+    memory = HybridMemory(
+        llm=summarizer, embeddings=embeddings, window_turns=10, summary_batch=10, token_budget=500
+    )
+    long_session(memory)
+
+    context = memory.build_context("s1", "Can you suggest a snack for me?")
+
+    assert 0 not in {turn.id for turn in context.window}
+    assert "peanuts" not in context.summary  # the fake summary drops it: recall must carry it
+    assert any(item.turn.id == 0 for item in context.recalled), "recall must find turn 0"
+    assert context.tokens <= 500
+    chat = RecordingChatModel(responses=["How about an apple?"])
+    prompt = ChatPromptTemplate.from_messages([MessagesPlaceholder("history"), ("human", "{input}")])
+    (prompt | chat).invoke({"history": context.to_messages(), "input": "Suggest a snack?"})
+    assert "allergic to peanuts" in chat.prompts[-1]
+
+
+def test_context_stays_within_budget_while_the_conversation_grows(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=10, token_budget=300)
+    for start in range(0, 120, 2):
+        memory.add_messages("s1", filler(2, start=start // 2))
+        context = memory.build_context("s1", "what about coffee?")
+        assert context.tokens <= 300
+        assert context.tokens == memory.token_counter(context.to_messages())
+    assert context.window[-1].message.text == memory.transcript("s1")[-1].text
+
+
+def test_summarizer_is_called_once_per_batch_and_sees_each_turn_once(embeddings):
+    summarizer = RecordingChatModel(responses=[SUMMARY_JSON])
+    memory = HybridMemory(llm=summarizer, embeddings=embeddings, window_turns=10, summary_batch=20)
+    total = 205
+    for message in filler(total):
+        memory.add_message("s1", message)
+
+    evicted = total - 10
+    assert len(summarizer.prompts) <= math.ceil(evicted / 20)
+    assert len(summarizer.prompts) == evicted // 20
+    summary = memory.summary("s1")
+    assert summary.through_turn == 20 * (evicted // 20) - 1
+    assert summary.text == "Ana asked about cooking, hobbies and travel."
+    for turn_id in range(summary.through_turn + 1):
+        assert sum(prompt.count(f"[{turn_id}] ") for prompt in summarizer.prompts) == 1
+
+
+def test_a_failing_summarizer_loses_no_turn_and_the_batch_is_retried(embeddings):
+    summarizer = RecordingChatModel(responses=[SUMMARY_JSON], fail_times=2)
+    memory = HybridMemory(
+        llm=summarizer,
+        embeddings=embeddings,
+        window_turns=4,
+        summary_batch=5,
+        summary_retry_seconds=0,
+    )
+    messages = filler(20)
+    for message in messages:
+        memory.add_message("s1", message)
+
+    assert memory.transcript("s1") == messages
+    assert memory.summary("s1").through_turn == 14  # batches 0-4, 5-9, 10-14 folded in the end
+    assert memory.build_context("s1", "coffee").window[-1].message == messages[-1]
+
+
+def test_a_failed_batch_waits_for_its_back_off_before_calling_the_llm_again(embeddings):
+    summarizer = RecordingChatModel(responses=[SUMMARY_JSON], fail_times=1)
+    memory = HybridMemory(
+        llm=summarizer,
+        embeddings=embeddings,
+        window_turns=4,
+        summary_batch=5,
+        summary_retry_seconds=3600,
+    )
+    for message in filler(30):
+        memory.add_message("s1", message)
+
+    assert len(summarizer.prompts) == 1
+    assert memory.summary("s1").version == 0
+    context = memory.build_context("s1", "How do I clean a cast iron pan?")
+    assert context.recalled, "recall still answers while the summary waits"
+    assert len(memory.transcript("s1")) == 30
+
+
+def test_an_embedding_failure_stores_the_turn_and_indexes_it_later(embeddings):
+    flaky = CountingEmbeddings(embeddings, fail_times=1)
+    memory = HybridMemory(embeddings=flaky, window_turns=2)
+    memory.add_messages("s1", [HumanMessage("My cat is called Miso"), AIMessage("Cute!")])
+    assert len(memory.transcript("s1")) == 2
+
+    memory.add_messages("s1", filler(4))
+    context = memory.build_context("s1", "What is my cat called?")
+    hit = next(item for item in context.recalled if item.turn.id == 0)
+    assert hit.dense_score is not None, "turn 0 was embedded on a later call"
+
+
+def test_a_failing_query_embedding_still_recalls_by_words(embeddings):
+    flaky = CountingEmbeddings(embeddings)
+    memory = HybridMemory(embeddings=flaky, window_turns=2)
+    memory.add_messages("s1", [HumanMessage("My cat is called Miso"), AIMessage("Cute!"), *filler(4)])
+    flaky.fail_times = 1
+    context = memory.build_context("s1", "Tell me about Miso")
+    assert context.recalled[0].turn.id == 0
+    assert context.recalled[0].dense_score is None
+
+
+def test_the_stored_user_input_reuses_the_query_embedding(embeddings):
+    counting = CountingEmbeddings(embeddings)
+    memory = HybridMemory(embeddings=counting)
+    memory.add_messages("s1", filler(4))
+    before = counting.documents + counting.queries
+    memory.build_context("s1", "Where should I travel in May?")
+    memory.add_messages(
+        "s1", [HumanMessage("Where should I travel in May?"), AIMessage("Try the Azores.")]
+    )
+    assert counting.documents + counting.queries == before + 2  # the query once, the reply once
+
+
+def test_window_never_separates_a_tool_call_from_its_results(embeddings):
+    call = AIMessage(
+        "",
+        tool_calls=[
+            {"name": "weather", "args": {"city": "Porto"}, "id": "c1"},
+            {"name": "weather", "args": {"city": "Lisbon"}, "id": "c2"},
+        ],
+    )
+    memory = HybridMemory(embeddings=embeddings, window_turns=2)
+    memory.add_messages(
+        "s1",
+        [
+            *filler(6),
+            HumanMessage("Weather in Porto and Lisbon?"),
+            call,
+            ToolMessage("sunny", tool_call_id="c1"),
+            ToolMessage("rainy", tool_call_id="c2"),
+            AIMessage("Porto is sunny, Lisbon rainy."),
+        ],
+    )
+    messages = memory.build_context("s1", "and tomorrow?").to_messages()
+    for position, message in enumerate(messages):
+        if isinstance(message, ToolMessage):
+            callers = [m for m in messages[:position] if isinstance(m, AIMessage) and m.tool_calls]
+            assert any(message.tool_call_id in {c["id"] for c in m.tool_calls} for m in callers)
+    assert call in messages
+
+
+def test_caller_entities_are_merged_with_provenance_and_shown_when_relevant(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=4, token_budget=800)
+    memory.add_messages(
+        "s1",
+        [HumanMessage("My dog Bolt is a border collie"), AIMessage("Lovely!")],
+        entities={"Bolt": {"species": "dog", "breed": "border collie"}},
+        timestamp=START,
+    )
+    memory.add_messages("s1", filler(30))
+
+    context = memory.build_context("s1", "Can Bolt come to the beach?")
+    bolt = context.entities[0]
+    assert bolt.name == "Bolt"
+    assert bolt.facts["breed"].value == "border collie"
+    assert bolt.facts["breed"].turn_id == 0
+    assert "Bolt: species: dog; breed: border collie (Mon 2 Mar 2026)" in context.to_text()
+
+
+def test_one_llm_call_per_batch_returns_the_summary_and_the_entities(embeddings):
+    answer = json.dumps(
+        {
+            "summary": "Ana said she is allergic to peanuts.",
+            "entities": [{"name": "Ana", "facts": {"allergy": "peanuts"}, "turn": 0}],
+        }
+    )
+    summarizer = RecordingChatModel(responses=[f"```json\n{answer}\n```"])
+    memory = HybridMemory(llm=summarizer, embeddings=embeddings, window_turns=4, summary_batch=4)
+    memory.add_messages("s1", [*PEANUTS, *filler(6)])
+
+    assert len(summarizer.prompts) == 1
+    context = memory.build_context("s1", "What can Ana not eat?")
+    assert context.summary == "Ana said she is allergic to peanuts."
+    assert context.entities[0].facts["allergy"].turn_id == 0
+
+
+def test_imported_turns_keep_when_they_were_said(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=2)
+    memory.add_messages(
+        "s1",
+        [HumanMessage("I ran my first marathon today!"), AIMessage("Congratulations!")],
+        timestamp=START.replace(year=2023, month=5, day=8, tzinfo=None),
+    )
+    memory.add_messages("s1", filler(6))
+    text = memory.build_context("s1", "When did I run my first marathon?").to_text()
+    assert "Mon 8 May 2023:\n- User: I ran my first marathon today!" in text
+
+
+def test_content_blocks_are_searched_by_their_text_and_kept_whole(embeddings):
+    picture = HumanMessage(
+        [
+            {"type": "text", "text": "This is my new cat, Miso."},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        ]
+    )
+    memory = HybridMemory(embeddings=embeddings, window_turns=2)
+    memory.add_messages("s1", [picture, AIMessage("So cute!"), *filler(6)])
+    assert memory.transcript("s1")[0] == picture
+    context = memory.build_context("s1", "What's my cat's name?")
+    assert context.recalled[0].turn.id == 0
+
+
+def test_messages_without_text_are_kept_in_the_transcript(embeddings):
+    memory = HybridMemory(embeddings=embeddings)
+    memory.add_messages("s1", [HumanMessage(""), AIMessage("   ")])
+    assert len(memory.transcript("s1")) == 2
+    assert memory.build_context("s1").tokens <= memory.config.token_budget
+
+
+def test_an_oversized_message_can_be_accepted_and_the_budget_still_holds(embeddings):
+    memory = HybridMemory(embeddings=embeddings, max_message_chars=None, token_budget=400)
+    huge = "lorem ipsum " * 450_000  # 5.4 MB
+    memory.add_messages("s1", [HumanMessage(huge)])
+    assert memory.transcript("s1")[0].content == huge
+    context = memory.build_context("s1", "lorem")
+    assert context.tokens <= 400
+    assert context.window[0].text.startswith("lorem ipsum")
+
+
+async def test_async_twins_give_the_same_results(embeddings):
+    def build() -> HybridMemory:
+        return HybridMemory(
+            llm=RecordingChatModel(responses=[SUMMARY_JSON]),
+            embeddings=embeddings,
+            window_turns=6,
+            summary_batch=5,
+            token_budget=600,
+        )
+
+    sync_memory, async_memory = build(), build()
+    for start in range(0, 40, 4):
+        chunk = filler(4, start=start // 2)
+        stamps = times(4)
+        sync_memory.add_messages("s1", chunk, timestamp=stamps, user_id="ana")
+        await async_memory.aadd_messages("s1", chunk, timestamp=stamps, user_id="ana")
+    await async_memory.aadd_message("s1", HumanMessage("one more"), timestamp=START)
+    sync_memory.add_message("s1", HumanMessage("one more"), timestamp=START)
+
+    query = "How do I make cold brew coffee?"
+    sync_context = sync_memory.build_context("s1", query)
+    async_context = await async_memory.abuild_context("s1", query)
+    assert async_context.to_messages() == sync_context.to_messages()
+    assert async_context.tokens == sync_context.tokens
+    assert await async_memory.atranscript("s1") == sync_memory.transcript("s1")
+    assert (await async_memory.asummary("s1")).text == sync_memory.summary("s1").text
+    assert await async_memory.aforget_user("ana") == sync_memory.forget_user("ana")
+    await async_memory.aclose()
+
+
+def test_background_folding_finishes_on_flush(embeddings):
+    summarizer = RecordingChatModel(responses=[SUMMARY_JSON])
+    memory = HybridMemory(
+        llm=summarizer, embeddings=embeddings, window_turns=4, summary_batch=5, background=True
+    )
+    for message in filler(24):
+        memory.add_message("s1", message)
+    memory.flush()
+    assert memory.summary("s1").through_turn == 19
+    assert len(summarizer.prompts) == 4
+    memory.close()
+
+
+def test_forget_session_erases_everything_and_reports_it(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=2, summary_batch=2)
+    memory.add_messages("s1", [*PEANUTS, *filler(6)], entities={"Ana": {"allergy": "peanuts"}})
+    memory.add_messages("s2", filler(2))
+
+    report = memory.forget_session("s1")
+
+    assert report.sessions == ("s1",)
+    assert (report.turns, report.vectors, report.entities) == (8, 8, 1)
+    assert report.summaries == 1
+    assert memory.transcript("s1") == []
+    context = memory.build_context("s1", "allergic to peanuts")
+    assert (context.recalled, context.entities, context.summary) == ((), (), "")
+    assert len(memory.transcript("s2")) == 2
+
+
+def test_forget_user_erases_only_that_users_sessions(embeddings):
+    memory = HybridMemory(embeddings=embeddings)
+    memory.add_messages("ana-1", PEANUTS, user_id="ana")
+    memory.add_messages("ana-2", filler(2), user_id="ana")
+    memory.add_messages("bob-1", filler(2), user_id="bob")
+
+    report = memory.forget_user("ana")
+
+    assert sorted(report.sessions) == ["ana-1", "ana-2"]
+    assert report.turns == 4
+    assert memory.transcript("ana-1") == [] and memory.transcript("ana-2") == []
+    assert len(memory.transcript("bob-1")) == 2
+
+
+def test_a_session_belongs_to_one_user(embeddings):
+    memory = HybridMemory(embeddings=embeddings)
+    memory.add_messages("s1", PEANUTS, user_id="ana")
+    with pytest.raises(ValueError, match="another user"):
+        memory.add_messages("s1", filler(2), user_id="bob")
+    with pytest.raises(HybridMemoryError):
+        memory.build_context("s1", "peanuts", user_id="bob")
+    assert len(memory.transcript("s1")) == 2
+
+
+def test_settings_come_from_a_config_or_keywords(embeddings):
+    config = HybridMemoryConfig(window_turns=3, token_budget=900)
+    memory = HybridMemory(embeddings=embeddings, config=config, token_budget=700)
+    assert (memory.config.window_turns, memory.config.token_budget) == (3, 700)
+    with pytest.raises(ValueError, match="unknown setting"):
+        HybridMemory(embeddings=embeddings, window_size=3)
+    with pytest.raises(ValueError, match="window_turns"):
+        HybridMemory(embeddings=embeddings, window_turns=0)
