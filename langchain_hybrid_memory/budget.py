@@ -110,14 +110,14 @@ def fit_context(
 
 
 def _fit_latest(latest: list[Turn], budget: int, counter: TokenCounter) -> list[Turn]:
-    """The latest exchange, cut (longest texts first) or dropped from the front until it fits."""
+    """The latest exchange cut to fit: longest texts first, then whole units from the front."""
     turns = list(latest)
     while turns and counter([turn.message for turn in turns]) > budget:
         longest = max(range(len(turns)), key=lambda i: len(turns[i].text))
-        if not turns[longest].text:
-            turns.pop(0)
-            continue
-        turns[longest] = _cut_to_fit(turns, longest, budget, counter)
+        if turns[longest].text:
+            turns[longest] = _cut_to_fit(turns, longest, budget, counter)
+        else:
+            turns = turns[len(split_units(turns)[0]) :]
     return turns
 
 
@@ -263,9 +263,7 @@ class _Sections:
             "recall": len(self.candidates.recalled) - len(recalled),
             "window": len(self.candidates.window) - len(window),
         }
-        return FittedContext(
-            summary, entities, recalled, window, section_tokens, omitted, total
-        )
+        return FittedContext(summary, entities, recalled, window, section_tokens, omitted, total)
 
 
 def _longest_prefix(text: str, tokens: int, count: Callable[[str], int]) -> int:

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from langchain_hybrid_memory.hybrid import HybridMemory
     from langchain_hybrid_memory.types import MemoryContext
 
 __all__ = ["DemoConversation", "load_demo_conversation", "main"]
@@ -55,7 +54,9 @@ def load_demo_conversation() -> DemoConversation:
         True
     """
     raw: dict[str, Any] = json.loads(
-        resources.files("langchain_hybrid_memory").joinpath("data/demo_conversation.json").read_text("utf-8")
+        resources.files("langchain_hybrid_memory")
+        .joinpath("data/demo_conversation.json")
+        .read_text("utf-8")
     )
     messages: list[tuple[BaseMessage, datetime]] = []
     for item in raw["messages"]:
@@ -113,7 +114,9 @@ def run_demo(console: Console, *, store: str | None, token_budget: int, window_t
     table.add_row("full history tokens", str(history_tokens))
     table.add_row("context tokens (budget)", f"≤ {token_budget}")
     table.add_row("model load (one-off)", f"{load_seconds:.1f} s")
-    table.add_row("add_message p50 / p95", f"{_percentile(add_ms, 50):.1f} / {_percentile(add_ms, 95):.1f} ms")
+    table.add_row(
+        "add_message p50 / p95", f"{_percentile(add_ms, 50):.1f} / {_percentile(add_ms, 95):.1f} ms"
+    )
     table.add_row("build_context mean", f"{statistics.fmean(build_ms):.1f} ms")
     table.add_row("probes answered from memory", f"{remembered} / {len(conversation.probes)}")
     console.print(table)
@@ -129,7 +132,9 @@ def _describe(context: MemoryContext, expected: list[str], found: bool) -> str:
         + " · ".join(f"{name} {tokens}" for name, tokens in context.section_tokens.items()),
     ]
     if context.summary:
-        lines.append(f"[bold]summary[/] {escape(context.summary[:300])}{'…' if len(context.summary) > 300 else ''}")
+        lines.append(
+            f"[bold]summary[/] {escape(context.summary[:300])}{'…' if len(context.summary) > 300 else ''}"
+        )
     for entity in context.entities:
         lines.append(f"[bold]entity[/] {escape(entity.name)}")
     for item in context.recalled:
@@ -151,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="replay a sample conversation and show what memory recalls")
+    demo = commands.add_parser(
+        "demo", help="replay a sample conversation and show what memory recalls"
+    )
     demo.add_argument("--store", default=None, help="store URL (default: in memory)")
     demo.add_argument("--budget", type=int, default=600, help="token budget of each context")
     demo.add_argument("--window", type=int, default=10, help="recent turns kept verbatim")

@@ -33,12 +33,12 @@ def _quiet_progress_bars() -> Iterator[None]:
         yield
         return
     was_enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
         if was_enabled:
-            transformers_logging.enable_progress_bar()
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def default_model_path() -> str:
@@ -68,7 +68,9 @@ def _load_model(model_name: str | None, *, offline: bool) -> HuggingFaceEmbeddin
             try:
                 from langchain_huggingface import HuggingFaceEmbeddings
             except ImportError as exc:
-                raise MissingDependencyError.for_extra("langchain-huggingface", "local-model") from exc
+                raise MissingDependencyError.for_extra(
+                    "langchain-huggingface", "local-model"
+                ) from exc
             with _quiet_progress_bars():
                 _loaded[name] = HuggingFaceEmbeddings(
                     model_name=name,

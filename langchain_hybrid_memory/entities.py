@@ -113,7 +113,9 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
         turn = by_id.get(item.get("turn"), turns[-1])  # type: ignore[arg-type]
         clean = _clean_facts(facts)
         if clean:
-            mentions.append(EntityMention(_clean(name, _MAX_NAME_CHARS), clean, turn.id, turn.timestamp))
+            mentions.append(
+                EntityMention(_clean(name, _MAX_NAME_CHARS), clean, turn.id, turn.timestamp)
+            )
     return mentions
 
 

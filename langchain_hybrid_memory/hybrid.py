@@ -364,7 +364,9 @@ class HybridMemory:
     def _assemble(
         self, session_id: str, query: str, window: list[Turn], hits: Sequence[Any]
     ) -> MemoryContext:
-        by_id = {t.id: t for t in self.store.get_turns_by_ids(session_id, [h.turn_id for h in hits])}
+        by_id = {
+            t.id: t for t in self.store.get_turns_by_ids(session_id, [h.turn_id for h in hits])
+        }
         limit = self.config.recall_max_chars
         recalled = [
             RecalledTurn(
@@ -573,9 +575,11 @@ class HybridMemory:
         if cached is not None:
             return cached
         try:
-            vector = self._checked([self.embeddings.embed_query(text)], 1)[0]
+            vector: np.ndarray = self._checked([self.embeddings.embed_query(text)], 1)[0]
         except Exception as exc:  # noqa: BLE001 - recall falls back to lexical search
-            logger.warning("embedding the query failed, recalling by words only: %s", exc)
+            logger.warning(
+                "embedding the query failed, recalling by words only: %s", type(exc).__name__
+            )
             return None
         self._remember_vectors({text: vector})
         return vector

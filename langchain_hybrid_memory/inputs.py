@@ -166,4 +166,3 @@ def _require_utf8(text: str, name: str) -> None:
     except UnicodeEncodeError as exc:
         msg = f"{name} is not valid Unicode text (it holds a lone surrogate)"
         raise InvalidInputError(msg) from exc
-

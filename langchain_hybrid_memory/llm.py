@@ -63,13 +63,13 @@ async def ainvoke_text(llm: Runnable[Any, Any], prompt: str) -> str:
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:
-    """Find and parse the first JSON object in ``text`` (models often wrap it in prose or fences).
+    r"""Find and parse the first JSON object in ``text`` (models often wrap it in prose or fences).
 
     Returns:
         The object, or ``None`` when the text holds no JSON object.
 
     Example:
-        >>> parse_json_object('Sure! ```json\\n{"summary": "Ana lives in Porto."}\\n```')
+        >>> parse_json_object('Sure! ```json\n{"summary": "Ana lives in Porto."}\n```')
         {'summary': 'Ana lives in Porto.'}
     """
     decoder = json.JSONDecoder()

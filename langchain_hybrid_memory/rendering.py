@@ -46,7 +46,7 @@ def format_day(moment: datetime) -> str:
 
 
 def one_line(text: str) -> str:
-    """Collapse every run of white space, line breaks included, into one space.
+    r"""Collapse every run of white space, line breaks included, into one space.
 
     Example:
         >>> one_line("I live\n in  Porto")
@@ -56,8 +56,9 @@ def one_line(text: str) -> str:
 
 
 def shorten(text: str, max_chars: int) -> str:
-    """Cut ``text`` to at most ``max_chars`` characters, at a space if one is near, marking the
-    cut with an ellipsis.
+    """Cut ``text`` to at most ``max_chars`` characters, marking the cut with an ellipsis.
+
+    The cut falls at a space when one is near the end.
 
     Example:
         >>> shorten("I live in Porto near the market", 20)

@@ -202,8 +202,8 @@ class ExtractiveSummarizer:
         for turn in turns:
             weight = 1.0 if turn.role == "human" else 0.6
             prefix = f"{format_day(turn.timestamp)}, {turn.speaker}: "
-            for sentence in _SENTENCE_END.split(turn.text):
-                sentence = shorten(one_line(sentence), 400)
+            for raw in _SENTENCE_END.split(turn.text):
+                sentence = shorten(one_line(raw), 400)
                 if len(tokenize(sentence)) >= 2:
                     factor = 0.5 if sentence.endswith("?") else 1.0
                     candidates.append((prefix + sentence, weight * factor))

@@ -5,14 +5,15 @@ All of them are frozen: a :class:`MemoryContext` handed to a prompt cannot chang
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from langchain_core.messages import get_buffer_string
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
     from langchain_core.messages import BaseMessage
 
 __all__ = [
@@ -211,8 +212,10 @@ class MemoryContext:
     token_budget: int = 0
 
     def to_messages(self) -> list[BaseMessage]:
-        """Render the context as messages: one system message with the summary, entities and
-        recalled turns (when there are any), then the recent turns.
+        """Render the context as messages.
+
+        One system message with the summary, entities and recalled turns (when there are any),
+        then the recent turns.
         """
         from langchain_hybrid_memory.rendering import render_messages
 

@@ -15,7 +15,9 @@ from tests.conversations import START, filler, times
 from tests.fakes import CountingEmbeddings, RecordingChatModel
 
 PEANUTS = [HumanMessage("My name is Ana and I'm allergic to peanuts"), AIMessage("Noted, Ana.")]
-SUMMARY_JSON = json.dumps({"summary": "Ana asked about cooking, hobbies and travel.", "entities": []})
+SUMMARY_JSON = json.dumps(
+    {"summary": "Ana asked about cooking, hobbies and travel.", "entities": []}
+)
 
 
 def long_session(memory: HybridMemory, session: str = "s1", *, filler_turns: int = 70) -> None:
@@ -38,7 +40,9 @@ def test_turn_one_fact_reaches_the_prompt_of_a_question_asked_70_turns_later(emb
     assert any(item.turn.id == 0 for item in context.recalled), "recall must find turn 0"
     assert context.tokens <= 500
     chat = RecordingChatModel(responses=["How about an apple?"])
-    prompt = ChatPromptTemplate.from_messages([MessagesPlaceholder("history"), ("human", "{input}")])
+    prompt = ChatPromptTemplate.from_messages(
+        [MessagesPlaceholder("history"), ("human", "{input}")]
+    )
     (prompt | chat).invoke({"history": context.to_messages(), "input": "Suggest a snack?"})
     assert "allergic to peanuts" in chat.prompts[-1]
 
@@ -122,7 +126,9 @@ def test_an_embedding_failure_stores_the_turn_and_indexes_it_later(embeddings):
 def test_a_failing_query_embedding_still_recalls_by_words(embeddings):
     flaky = CountingEmbeddings(embeddings)
     memory = HybridMemory(embeddings=flaky, window_turns=2)
-    memory.add_messages("s1", [HumanMessage("My cat is called Miso"), AIMessage("Cute!"), *filler(4)])
+    memory.add_messages(
+        "s1", [HumanMessage("My cat is called Miso"), AIMessage("Cute!"), *filler(4)]
+    )
     flaky.fail_times = 1
     context = memory.build_context("s1", "Tell me about Miso")
     assert context.recalled[0].turn.id == 0
@@ -316,7 +322,8 @@ def test_forget_user_erases_only_that_users_sessions(embeddings):
 
     assert sorted(report.sessions) == ["ana-1", "ana-2"]
     assert report.turns == 4
-    assert memory.transcript("ana-1") == [] and memory.transcript("ana-2") == []
+    assert memory.transcript("ana-1") == []
+    assert memory.transcript("ana-2") == []
     assert len(memory.transcript("bob-1")) == 2
 
 
