@@ -2,21 +2,54 @@
 
 One engine, :class:`HybridMemory`, combines a recent window of turns, a rolling summary,
 entity memory and FAISS recall, and hands LangChain a context that never exceeds a token budget.
+Adapters plug it into every LangChain surface: :class:`HybridChatMessageHistory` and
+:func:`with_hybrid_memory` (LCEL), :class:`ConversationHybridMemory` (classic chains, ``classic``
+extra) and :class:`HybridMemoryMiddleware` (``create_agent``, ``agents`` extra). The last two load
+on first access, so the core needs neither extra.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from langchain_hybrid_memory._version import __version__
+from langchain_hybrid_memory.chat_message_history import (
+    HybridChatMessageHistory,
+    with_hybrid_memory,
+)
 from langchain_hybrid_memory.config import BudgetShares, HybridMemoryConfig
 from langchain_hybrid_memory.errors import HybridMemoryError
 from langchain_hybrid_memory.hybrid import HybridMemory
 from langchain_hybrid_memory.types import MemoryContext
 
+if TYPE_CHECKING:
+    from langchain_hybrid_memory.classic_memory import ConversationHybridMemory
+    from langchain_hybrid_memory.middleware import HybridMemoryMiddleware
+
 __all__ = [
     "BudgetShares",
+    "ConversationHybridMemory",
+    "HybridChatMessageHistory",
     "HybridMemory",
     "HybridMemoryConfig",
     "HybridMemoryError",
+    "HybridMemoryMiddleware",
     "MemoryContext",
     "__version__",
+    "with_hybrid_memory",
 ]
+
+_LAZY = {
+    "ConversationHybridMemory": "langchain_hybrid_memory.classic_memory",
+    "HybridMemoryMiddleware": "langchain_hybrid_memory.middleware",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the adapters that need an optional extra only when they are used."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

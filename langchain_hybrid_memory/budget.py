@@ -9,11 +9,12 @@ Policy, in order:
    own priority order (recall and entities by rank, window turns newest first, the summary cut at
    a word boundary) until its share is used. Recall gets the largest share, so even a small budget
    carries the earlier turns that answer the question, not only the window.
-3. **Leftovers**: room a section leaves unused is offered to window, recall, summary and entities,
-   in that order.
+3. **Leftovers**: room a section leaves unused is offered to window, recall, entities and
+   summary, in that order (the summary last: it can be cut to any length).
 4. **Exact check**: item costs are estimated one by one; the rendered context is then counted with
-   the token counter, and lowest-priority items are dropped until it fits. ``tokens <= budget``
-   holds for any counter.
+   the token counter and trimmed until it fits: the summary is shortened first, then recalled
+   turns (keeping the best one), entities, the summary whole, the last recalled turn, and older
+   window turns are dropped. ``tokens <= budget`` holds for any counter.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from langchain_hybrid_memory.config import BudgetShares
 from langchain_hybrid_memory.rendering import (
+    PREAMBLE,
+    SECTION_HEADERS,
+    day_line,
     entity_line,
+    format_day,
     memory_text,
-    one_line,
+    recall_line,
     render_messages,
     shorten,
 )
@@ -104,7 +109,7 @@ def fit_context(
     sections = _Sections(candidates, older_units, counter)
     sections.fill(room, shares)
     fitted = sections.build(latest)
-    while fitted.tokens > budget and sections.drop_one():
+    while fitted.tokens > budget and sections.drop_one(fitted.tokens - budget):
         fitted = sections.build(latest)
     return fitted
 
@@ -162,28 +167,39 @@ class _Sections:
         self.count = {"window": 0, "recall": 0, "entities": 0}
         self.summary_chars = 0
         self.used = 0
-        self.overhead = counter([SystemMessage(memory_text("x", [], []))])
+        # The system message and its preamble are paid by the first memory item; a section's
+        # header by its first item; a day line by the first recalled turn of that day.
+        self.overhead = counter([SystemMessage(PREAMBLE)]) + 1
+        self.headers = {
+            name: text_tokens(counter, header) + 2 for name, header in SECTION_HEADERS.items()
+        }
         self.costs = {
             "window": [counter([t.message for t in unit]) for unit in self.units_newest_first],
-            "recall": [
-                text_tokens(counter, f"- {r.turn.speaker}: {one_line(r.turn.text)}") + 1
-                for r in candidates.recalled
-            ],
+            "recall": [text_tokens(counter, recall_line(r.turn)) + 1 for r in candidates.recalled],
             "entities": [text_tokens(counter, entity_line(e)) + 1 for e in candidates.entities],
         }
+        self.days = [format_day(r.turn.timestamp) for r in candidates.recalled]
+        self.day_cost = {day: text_tokens(counter, day_line(day)) + 1 for day in set(self.days)}
         self.summary_tokens = text_tokens(counter, candidates.summary)
 
     def _memory_started(self) -> bool:
         return bool(self.count["recall"] or self.count["entities"] or self.summary_chars)
+
+    def _opening_cost(self, section: str) -> int:
+        """What taking the first item of a memory section costs beyond the item itself."""
+        return (0 if self._memory_started() else self.overhead) + self.headers[section]
 
     def _take(self, section: str, allowance: int) -> int:
         """Take items of a list section while they fit in ``allowance``; return tokens used."""
         spent = 0
         costs = self.costs[section]
         while self.count[section] < len(costs):
-            cost = costs[self.count[section]]
-            if section != "window" and not self._memory_started():
-                cost += self.overhead
+            position = self.count[section]
+            cost = costs[position]
+            if section != "window" and position == 0:
+                cost += self._opening_cost(section)
+            if section == "recall" and self.days[position] not in self.days[:position]:
+                cost += self.day_cost[self.days[position]]
             if spent + cost > allowance:
                 break
             self.count[section] += 1
@@ -194,7 +210,7 @@ class _Sections:
         summary = self.candidates.summary
         if not summary or self.summary_chars >= len(summary):
             return 0
-        overhead = 0 if self._memory_started() else self.overhead
+        overhead = 0 if self.summary_chars else self._opening_cost("summary")
         spent_before = text_tokens(self.counter, summary[: self.summary_chars])
         available = allowance + spent_before - overhead
         if self.summary_tokens <= available:
@@ -217,7 +233,7 @@ class _Sections:
         self.used += self._take("window", int(room * shares.window))
         self.used += self._take_summary(int(room * shares.summary))
         self.used += self._take("entities", int(room * shares.entities))
-        for section in ("window", "recall", "summary", "entities"):
+        for section in ("window", "recall", "entities", "summary"):
             left = room - self.used
             if left <= 0:
                 break
@@ -226,14 +242,24 @@ class _Sections:
             else:
                 self.used += self._take(section, left)
 
-    def drop_one(self) -> bool:
-        """Drop the lowest-priority item left; ``False`` when nothing is left to drop."""
-        if self.count["entities"]:
-            self.count["entities"] -= 1
+    def drop_one(self, excess: int) -> bool:
+        """Give back about ``excess`` tokens, lowest priority first.
+
+        Returns:
+            ``False`` when nothing is left to drop.
+        """
+        if self.summary_chars > 64:
+            target = text_tokens(self.counter, self._summary()) - max(excess, 4)
+            chars = _longest_prefix(
+                self.candidates.summary, target, lambda s: text_tokens(self.counter, s)
+            )
+            self.summary_chars = chars if 16 < chars < self.summary_chars else 0
         elif self.count["recall"] > 1:
             self.count["recall"] -= 1
+        elif self.count["entities"]:
+            self.count["entities"] -= 1
         elif self.summary_chars:
-            self.summary_chars = self.summary_chars // 2 if self.summary_chars > 64 else 0
+            self.summary_chars = 0
         elif self.count["recall"]:
             self.count["recall"] -= 1
         elif self.count["window"]:

@@ -29,7 +29,11 @@ from langchain_hybrid_memory.entities import (
     merge_mentions,
     rank_entities,
 )
-from langchain_hybrid_memory.errors import EmbeddingError, SessionOwnershipError
+from langchain_hybrid_memory.errors import (
+    EmbeddingError,
+    InvalidInputError,
+    SessionOwnershipError,
+)
 from langchain_hybrid_memory.inputs import (
     check_id,
     check_optional_id,
@@ -56,6 +60,8 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
     from langchain_core.runnables import Runnable
 
+    from langchain_hybrid_memory.chat_message_history import HybridChatMessageHistory
+    from langchain_hybrid_memory.retriever import HybridMemoryRetriever
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.summary import SummaryUpdate
     from langchain_hybrid_memory.types import Turn, TurnDraft
@@ -307,7 +313,7 @@ class HybridMemory:
         Args:
             session_id: The conversation.
             query: The current input, which recall searches for; ``None`` searches for the
-                latest user turn of the window.
+                latest user turn of the window (reusing its stored embedding).
             user_id: When given, the session must belong to this user (or to nobody yet).
 
         Returns:
@@ -319,23 +325,10 @@ class HybridMemory:
             StoreError: The store failed.
         """
         session, text, user = self._check_read(session_id, query, user_id)
-        self._check_owner(session, user)
-        index = self._index_for(session)
-        with index.lock:
-            count = self._catch_up(session, index)
-            self._embed_pending(session, index)
-            window = self._read_window(session, count)
-            search_text = text if text is not None else _latest_user_text(window)
-            vector = self._query_vector(search_text)
-            hits = index.search(
-                search_text,
-                vector,
-                k=self.config.recall_k,
-                candidates=self.config.recall_candidates,
-                dense_weight=self.config.dense_weight,
-                exclude={turn.id for turn in window},
-            )
-        return self._assemble(session, search_text, window, hits)
+        search_text, window, recalled = self._search(
+            session, text, user, k=self.config.recall_k, exclude_window=True
+        )
+        return self._assemble(session, search_text, window, recalled)
 
     async def abuild_context(
         self, session_id: str, query: str | None = None, *, user_id: str | None = None
@@ -343,6 +336,92 @@ class HybridMemory:
         """Async twin of :meth:`build_context` (runs in the default executor)."""
         self._check_read(session_id, query, user_id)
         return await asyncio.to_thread(self.build_context, session_id, query, user_id=user_id)
+
+    def recall(
+        self,
+        session_id: str,
+        query: str,
+        *,
+        k: int | None = None,
+        user_id: str | None = None,
+        exclude_window: bool = False,
+    ) -> list[RecalledTurn]:
+        """The earlier turns that best match ``query``, best first, with their scores.
+
+        This is the recall step of :meth:`build_context` on its own, for callers composing
+        their own prompts (see :meth:`as_retriever`). Turn texts are returned whole.
+
+        Args:
+            session_id: The conversation.
+            query: What to search for.
+            k: How many turns at most (default ``config.recall_k``).
+            user_id: When given, the session must belong to this user (or to nobody yet).
+            exclude_window: Leave out the turns of the recent window.
+
+        Raises:
+            InvalidInputError: A bad id, query or ``k``.
+            SessionOwnershipError: The session belongs to another user.
+        """
+        session, text, user = self._check_read(session_id, query, user_id)
+        limit = self.config.recall_k if k is None else k
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            msg = f"k must be an integer >= 0, got {k!r}"
+            raise InvalidInputError(msg)
+        return self._search(session, text or "", user, k=limit, exclude_window=exclude_window)[2]
+
+    async def arecall(
+        self,
+        session_id: str,
+        query: str,
+        *,
+        k: int | None = None,
+        user_id: str | None = None,
+        exclude_window: bool = False,
+    ) -> list[RecalledTurn]:
+        """Async twin of :meth:`recall` (runs in the default executor)."""
+        self._check_read(session_id, query, user_id)
+        return await asyncio.to_thread(
+            partial(
+                self.recall, session_id, query, k=k, user_id=user_id, exclude_window=exclude_window
+            )
+        )
+
+    def _search(
+        self, session: str, text: str | None, user: str | None, *, k: int, exclude_window: bool
+    ) -> tuple[str, list[Turn], list[RecalledTurn]]:
+        """Catch up the session's index and recall for ``text`` (``None``: the latest user turn).
+
+        Returns:
+            The text searched for, the recent window, and the recalled turns.
+        """
+        self._check_owner(session, user)
+        index = self._index_for(session)
+        with index.lock:
+            count = self._catch_up(session, index)
+            self._embed_pending(session, index)
+            window = self._read_window(session, count)
+            vector = None
+            if text is None:
+                latest = _latest_user_turn(window)
+                text = latest.text if latest else ""
+                vector = index.vector(latest.id) if latest else None
+            if vector is None:
+                vector = self._query_vector(text)
+            hits = index.search(
+                text,
+                vector,
+                k=k,
+                candidates=self.config.recall_candidates,
+                dense_weight=self.config.dense_weight,
+                exclude={turn.id for turn in window} if exclude_window else (),
+            )
+        by_id = {t.id: t for t in self.store.get_turns_by_ids(session, [h.turn_id for h in hits])}
+        recalled = [
+            RecalledTurn(by_id[h.turn_id], h.score, h.dense_score, h.lexical_score)
+            for h in hits
+            if h.turn_id in by_id
+        ]
+        return text, window, recalled
 
     def _check_read(
         self, session_id: object, query: object, user_id: object
@@ -362,21 +441,12 @@ class HybridMemory:
             raise SessionOwnershipError(msg)
 
     def _assemble(
-        self, session_id: str, query: str, window: list[Turn], hits: Sequence[Any]
+        self, session_id: str, query: str, window: list[Turn], found: list[RecalledTurn]
     ) -> MemoryContext:
-        by_id = {
-            t.id: t for t in self.store.get_turns_by_ids(session_id, [h.turn_id for h in hits])
-        }
         limit = self.config.recall_max_chars
         recalled = [
-            RecalledTurn(
-                replace(by_id[h.turn_id], text=shorten(by_id[h.turn_id].text, limit)),
-                h.score,
-                h.dense_score,
-                h.lexical_score,
-            )
-            for h in hits
-            if h.turn_id in by_id
+            replace(item, turn=replace(item.turn, text=shorten(item.turn.text, limit)))
+            for item in found
         ]
         focus = " ".join([query, *(turn.text for turn in window)])
         entities = rank_entities(self.store.get_entities(session_id).values(), focus)
@@ -410,6 +480,16 @@ class HybridMemory:
         session = check_id(session_id, "session_id")
         return [turn.message for turn in await self.store.aget_turns(session)]
 
+    def latest_turns(self, session_id: str, count: int) -> list[Turn]:
+        """The last ``count`` stored turns of the session, oldest first (reads only those)."""
+        session = check_id(session_id, "session_id")
+        total = self.store.count_turns(session)
+        return self.store.get_turns(session, max(0, total - max(0, count)), total)
+
+    async def alatest_turns(self, session_id: str, count: int) -> list[Turn]:
+        """Async twin of :meth:`latest_turns`."""
+        return await asyncio.to_thread(self.latest_turns, session_id, count)
+
     def turns(self, session_id: str) -> list[Turn]:
         """Every stored turn of the session (message, text, id and time), in order."""
         return self.store.get_turns(check_id(session_id, "session_id"))
@@ -425,6 +505,38 @@ class HybridMemory:
     async def asummary(self, session_id: str) -> RunningSummary:
         """Async twin of :meth:`summary`."""
         return await self.store.aget_summary(check_id(session_id, "session_id"))
+
+    # -- LangChain surfaces -----------------------------------------------------------------
+
+    def history(
+        self, session_id: str, *, user_id: str | None = None, query: str | None = None
+    ) -> HybridChatMessageHistory:
+        """A LangChain chat message history bound to one session.
+
+        See :class:`~langchain_hybrid_memory.HybridChatMessageHistory`.
+        """
+        from langchain_hybrid_memory.chat_message_history import HybridChatMessageHistory
+
+        return HybridChatMessageHistory(self, session_id, user_id=user_id, query=query)
+
+    def as_retriever(
+        self,
+        *,
+        session_id: str,
+        user_id: str | None = None,
+        k: int = 3,
+        exclude_window: bool = False,
+    ) -> HybridMemoryRetriever:
+        """A LangChain retriever returning recalled turns of a session as documents."""
+        from langchain_hybrid_memory.retriever import HybridMemoryRetriever
+
+        return HybridMemoryRetriever(
+            memory=self,
+            session_id=check_id(session_id, "session_id"),
+            user_id=check_optional_id(user_id, "user_id"),
+            k=k,
+            exclude_window=exclude_window,
+        )
 
     # -- erasure ----------------------------------------------------------------------------
 
@@ -748,8 +860,8 @@ class _AddJob:
     mentions: list[EntityMention]
 
 
-def _latest_user_text(window: Sequence[Turn]) -> str:
+def _latest_user_turn(window: Sequence[Turn]) -> Turn | None:
     for turn in reversed(window):
         if turn.role == "human" and turn.text.strip():
-            return turn.text
-    return ""
+            return turn
+    return None

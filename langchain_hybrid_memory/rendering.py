@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ELLIPSIS",
+    "PREAMBLE",
+    "SECTION_HEADERS",
     "format_day",
     "memory_text",
     "one_line",
@@ -28,10 +30,16 @@ __all__ = [
 ]
 
 ELLIPSIS = " …"
-_PREAMBLE = "Memory of this conversation (the latest turns follow as messages)."
+PREAMBLE = "Memory of this conversation (the latest turns follow as messages)."
 _SUMMARY_HEADER = "Summary of earlier turns:"
 _ENTITIES_HEADER = "Known facts:"
 _RECALL_HEADER = "Earlier turns relevant now:"
+#: The line that opens each section of the memory text.
+SECTION_HEADERS = {
+    "summary": _SUMMARY_HEADER,
+    "entities": _ENTITIES_HEADER,
+    "recall": _RECALL_HEADER,
+}
 
 
 def format_day(moment: datetime) -> str:
@@ -90,6 +98,16 @@ def entity_line(entity: Entity) -> str:
     return f"- {body} ({format_day(entity.updated_at)})"
 
 
+def day_line(day: str) -> str:
+    """The line opening one day's recalled turns."""
+    return f"{day}:"
+
+
+def recall_line(turn: Turn) -> str:
+    """One recalled turn as a line of the memory text."""
+    return f"- {turn.speaker}: {one_line(turn.text)}"
+
+
 def recall_text(recalled: Sequence[RecalledTurn]) -> str:
     """The recalled turns in time order, grouped under one date line per day.
 
@@ -105,8 +123,8 @@ def recall_text(recalled: Sequence[RecalledTurn]) -> str:
     ordered = sorted((r.turn for r in recalled), key=lambda turn: (turn.timestamp, turn.id))
     blocks = []
     for day, turns in groupby(ordered, key=lambda turn: format_day(turn.timestamp)):
-        lines = [f"- {turn.speaker}: {one_line(turn.text)}" for turn in turns]
-        blocks.append("\n".join([f"{day}:", *lines]))
+        lines = [recall_line(turn) for turn in turns]
+        blocks.append("\n".join([day_line(day), *lines]))
     return "\n".join(blocks)
 
 
@@ -125,7 +143,7 @@ def memory_text(summary: str, entities: Sequence[Entity], recalled: Sequence[Rec
         parts.append(f"{_RECALL_HEADER}\n{recall_text(recalled)}")
     if not parts:
         return ""
-    return "\n\n".join([_PREAMBLE, *parts])
+    return "\n\n".join([PREAMBLE, *parts])
 
 
 def render_messages(

@@ -87,6 +87,12 @@ class SessionIndex:
         """How many turns have an embedding in the index."""
         return len(self._vector_ids)
 
+    def vector(self, turn_id: int) -> np.ndarray | None:
+        """The stored (normalized) embedding of a turn, or ``None`` when it has none."""
+        if self._dense is None or turn_id not in self._vector_ids:
+            return None
+        return np.asarray(self._dense.reconstruct(int(turn_id)), dtype=np.float32)
+
     def add_texts(self, turn_ids: Sequence[int], texts: Sequence[str]) -> None:
         """Index texts lexically (empty texts are skipped, ids still count as seen)."""
         for turn_id, text in zip(turn_ids, texts, strict=True):

@@ -167,6 +167,8 @@ class LLMSummarizer:
         return SummaryUpdate(summary, mentions)
 
 
+#: Fragments with fewer content words ("Sure thing!", "(take 2)") carry too little to keep.
+_MIN_SENTENCE_WORDS = 2
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -204,7 +206,7 @@ class ExtractiveSummarizer:
             prefix = f"{format_day(turn.timestamp)}, {turn.speaker}: "
             for raw in _SENTENCE_END.split(turn.text):
                 sentence = shorten(one_line(raw), 400)
-                if len(tokenize(sentence)) >= 2:
+                if sum(term.isalpha() for term in tokenize(sentence)) >= _MIN_SENTENCE_WORDS:
                     factor = 0.5 if sentence.endswith("?") else 1.0
                     candidates.append((prefix + sentence, weight * factor))
         return SummaryUpdate(self._select(candidates))

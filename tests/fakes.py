@@ -5,18 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import FakeListChatModel
+from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import BaseMessage, get_buffer_string
 from pydantic import Field
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import CallbackManagerForLLMRun
+    from langchain_core.outputs import ChatResult
 
 
 class RecordingChatModel(FakeListChatModel):
     """FakeListChatModel that keeps every prompt it receives, as text."""
 
     prompts: list[str] = Field(default_factory=list)
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
     fail_times: int = 0
 
     def _call(
@@ -27,6 +29,7 @@ class RecordingChatModel(FakeListChatModel):
         **kwargs: Any,
     ) -> str:
         self.prompts.append(get_buffer_string(messages))
+        self.calls.append(list(messages))
         if self.fail_times > 0:
             self.fail_times -= 1
             msg = "the summarizer service is down"
@@ -58,3 +61,24 @@ class CountingEmbeddings(Embeddings):
         self._maybe_fail()
         self.queries += 1
         return self.inner.embed_query(text)
+
+
+class RecordingToolModel(GenericFakeChatModel):
+    """A chat model for create_agent: answers with scripted AI messages (tool calls included),
+    accepts bind_tools, and keeps every message list it was called with.
+    """
+
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> RecordingToolModel:
+        return self
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.calls.append(list(messages))
+        return super()._generate(messages, stop, run_manager, **kwargs)

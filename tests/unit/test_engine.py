@@ -345,3 +345,15 @@ def test_settings_come_from_a_config_or_keywords(embeddings):
         HybridMemory(embeddings=embeddings, window_size=3)
     with pytest.raises(ValueError, match="window_turns"):
         HybridMemory(embeddings=embeddings, window_turns=0)
+
+
+def test_without_a_query_recall_searches_for_the_latest_user_turn_without_embedding_it(embeddings):
+    counting = CountingEmbeddings(embeddings)
+    memory = HybridMemory(embeddings=counting, window_turns=2)
+    memory.add_messages("s1", [*PEANUTS, *filler(8)])
+    memory.add_messages("s1", [HumanMessage("Any snack ideas? Mind my allergy.")])
+    before = (counting.documents, counting.queries)
+    context = memory.build_context("s1")
+    assert (counting.documents, counting.queries) == before
+    assert context.query == "Any snack ideas? Mind my allergy."
+    assert context.recalled[0].turn.id == 0

@@ -7,11 +7,15 @@ from langchain_hybrid_memory import stores
 def test_the_public_surface_changes_only_on_purpose():
     assert sorted(langchain_hybrid_memory.__all__) == [
         "BudgetShares",
+        "ConversationHybridMemory",
+        "HybridChatMessageHistory",
         "HybridMemory",
         "HybridMemoryConfig",
         "HybridMemoryError",
+        "HybridMemoryMiddleware",
         "MemoryContext",
         "__version__",
+        "with_hybrid_memory",
     ]
     assert sorted(stores.__all__) == ["InMemoryStore", "MemoryStore", "open_store"]
 
