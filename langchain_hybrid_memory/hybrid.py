@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from langchain_core.messages import message_to_dict
 from langchain_core.messages.utils import count_tokens_approximately
 
 from langchain_hybrid_memory.budget import ContextCandidates, fit_context, text_tokens
@@ -40,6 +41,7 @@ from langchain_hybrid_memory.inputs import (
     check_query,
     prepare_drafts,
 )
+from langchain_hybrid_memory.privacy import PIIRedactor
 from langchain_hybrid_memory.rendering import shorten
 from langchain_hybrid_memory.retrieval import SessionIndex, normalize_rows
 from langchain_hybrid_memory.stores import open_store
@@ -50,6 +52,7 @@ from langchain_hybrid_memory.types import (
     MemoryContext,
     RecalledTurn,
     RunningSummary,
+    TurnDraft,
 )
 from langchain_hybrid_memory.window import pending_batches, window_start_index
 
@@ -64,7 +67,7 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.retriever import HybridMemoryRetriever
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.summary import SummaryUpdate
-    from langchain_hybrid_memory.types import Turn, TurnDraft
+    from langchain_hybrid_memory.types import Turn
 
 __all__ = ["HybridMemory"]
 
@@ -113,6 +116,10 @@ class HybridMemory:
         entity_extractor: A custom
             :class:`~langchain_hybrid_memory.entities.EntityExtractor`, called on each summary
             batch; when given, the LLM summarizer no longer extracts entities itself.
+        redact_pii: Redact e-mail addresses, phone numbers, credit cards, IP addresses and IBANs
+            before turns are stored, embedded or summarized (needs the ``agents`` extra).
+        redactor: A custom :class:`~langchain_hybrid_memory.privacy.PIIRedactor` (its
+            ``redact_on`` chooses where it applies); implies ``redact_pii``.
         **settings: Any :class:`~langchain_hybrid_memory.HybridMemoryConfig` field.
 
     Example:
@@ -135,9 +142,14 @@ class HybridMemory:
         token_counter: Callable[[Sequence[BaseMessage]], int] | None = None,
         summarizer: Summarizer | None = None,
         entity_extractor: EntityExtractor | None = None,
+        redact_pii: bool = False,
+        redactor: PIIRedactor | None = None,
         **settings: Any,
     ) -> None:
         self.config = HybridMemoryConfig.from_settings(config, settings)
+        if redactor is None and redact_pii:
+            redactor = PIIRedactor()
+        self.redactor = redactor
         self.store = open_store(store)
         self.llm = llm
         if embeddings is None:
@@ -285,6 +297,15 @@ class HybridMemory:
         if entities is not None:
             when = drafts[-1].timestamp if drafts else datetime.now(UTC)
             mentions = mentions_from_mapping(entities, turn_id=None, timestamp=when)
+        if self.redactor is not None and self.redactor.applies_to("persist"):
+            redact = self.redactor.redact
+            drafts = [
+                TurnDraft(self.redactor.redact_message(d.message), redact(d.text), d.timestamp)
+                for d in drafts
+            ]
+            mentions = [
+                replace(m, facts={k: redact(v) for k, v in m.facts.items()}) for m in mentions
+            ]
         if not drafts:
             return None
         return _AddJob(session, user, drafts, mentions)
@@ -506,6 +527,53 @@ class HybridMemory:
         """Async twin of :meth:`summary`."""
         return await self.store.aget_summary(check_id(session_id, "session_id"))
 
+    def export_session(self, session_id: str, *, anonymize: bool = False) -> list[dict[str, Any]]:
+        """Every turn of the session as JSON-ready records, e.g. for analytics.
+
+        Each record has ``session_id``, ``turn_id``, ``role``, ``speaker``, ``timestamp``
+        (ISO 8601), ``text`` and ``message`` (LangChain's ``message_to_dict`` form).
+
+        Args:
+            session_id: The conversation.
+            anonymize: Redact personal data in texts and messages (with this memory's redactor,
+                or the default detectors) and replace speaker names by role labels.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> memory = HybridMemory()
+            >>> _ = memory.add_messages("s1", [HumanMessage("Mail me: ana@example.com", name="Ana")])
+            >>> record = memory.export_session("s1", anonymize=True)[0]
+            >>> record["speaker"], record["text"]
+            ('User', 'Mail me: [REDACTED_EMAIL]')
+        """
+        redactor = (self.redactor or PIIRedactor()) if anonymize else None
+        records = []
+        for stored in self.turns(session_id):
+            turn = stored
+            if redactor is not None:
+                message = redactor.redact_message(stored.message).model_copy(update={"name": None})
+                turn = replace(stored, message=message, text=redactor.redact(stored.text))
+            records.append(
+                {
+                    "session_id": turn.session_id,
+                    "turn_id": turn.id,
+                    "role": turn.role,
+                    "speaker": turn.speaker,
+                    "timestamp": turn.timestamp.isoformat(),
+                    "text": turn.text,
+                    "message": message_to_dict(turn.message),
+                }
+            )
+        return records
+
+    async def aexport_session(
+        self, session_id: str, *, anonymize: bool = False
+    ) -> list[dict[str, Any]]:
+        """Async twin of :meth:`export_session`."""
+        return await asyncio.to_thread(
+            partial(self.export_session, session_id, anonymize=anonymize)
+        )
+
     # -- LangChain surfaces -----------------------------------------------------------------
 
     def history(
@@ -668,8 +736,15 @@ class HybridMemory:
         for turn_id in ids:
             index.pending.pop(turn_id, None)
 
+    def _embeddable(self, text: str) -> str:
+        """The text as the embedding model may see it (redacted when configured)."""
+        if self.redactor is not None and self.redactor.applies_to("embed"):
+            return self.redactor.redact(text)
+        return text
+
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
         """Embed texts in one batch, reusing cached vectors (the query of the previous call)."""
+        texts = [self._embeddable(text) for text in texts]
         cached = self._cached_vectors(texts)
         missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
         if missing:
@@ -683,6 +758,7 @@ class HybridMemory:
         """The query embedding (cached: the next stored user turn reuses it); ``None`` on failure."""
         if not text.strip():
             return None
+        text = self._embeddable(text)
         cached = self._cached_vectors([text])[0]
         if cached is not None:
             return cached
@@ -758,6 +834,8 @@ class HybridMemory:
         if not batches:
             return None
         turns = self.store.get_turns(session_id, batches[0].start, batches[0].stop)
+        if self.redactor is not None and self.redactor.applies_to("summarize"):
+            turns = [replace(t, text=self.redactor.redact(t.text)) for t in turns]
         return _FoldJob(session_id, summary, turns)
 
     def _commit_fold(

@@ -1,0 +1,114 @@
+"""PII redaction: detectors, and the engine redacting before it stores, embeds or summarizes."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from langchain_hybrid_memory import HybridMemory
+from langchain_hybrid_memory.errors import ConfigError
+from langchain_hybrid_memory.privacy import PIIRedactor, detect_iban, detect_phone
+from tests.conversations import filler
+from tests.fakes import CountingEmbeddings, RecordingChatModel
+
+SECRET = "Write to ana.ribeiro@example.com or call +351 912 345 678; card 4111 1111 1111 1111."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ana@example.com", "[REDACTED_EMAIL]"),
+        ("card 4111-1111-1111-1111 ok", "card [REDACTED_CREDIT_CARD] ok"),
+        ("card 4111-1111-1111-1112 ok", "card 4111-1111-1111-1112 ok"),  # fails the Luhn check
+        ("server 192.168.10.4 down", "server [REDACTED_IP] down"),
+        ("ring (555) 123-4567 now", "ring [REDACTED_PHONE] now"),
+        ("IBAN PT50 0002 0123 1234 5678 9015 4", "IBAN [REDACTED_IBAN]"),
+        ("I ran 10 km in 55 minutes on 2026-03-09", "I ran 10 km in 55 minutes on 2026-03-09"),
+    ],
+)
+def test_default_detectors_redact_personal_data_and_leave_ordinary_text(text, expected):
+    assert PIIRedactor().redact(text) == expected
+
+
+def test_iban_and_phone_detectors_check_what_they_find():
+    assert detect_iban("GB82WEST12345698765432")
+    assert not detect_iban("GB83WEST12345698765432")
+    assert not detect_phone("order 1234")
+
+
+def test_custom_patterns_and_callables_join_the_defaults():
+    from langchain_hybrid_memory.privacy import PIIMatch
+
+    def detect_ticket(text: str) -> list[PIIMatch]:
+        start = text.find("TICKET-")
+        return [PIIMatch("ticket", start, start + 11)] if start >= 0 else []
+
+    redactor = PIIRedactor({"ticket": detect_ticket}, patterns={"badge": r"E\d{6}"})
+    assert redactor.redact("TICKET-1234 by E123456") == "[REDACTED_TICKET] by [REDACTED_BADGE]"
+    with pytest.raises(ConfigError):
+        PIIRedactor(patterns={"bad": "("})
+    with pytest.raises(ConfigError):
+        PIIRedactor(redact_on=["everywhere"])
+
+
+def test_redacted_memory_stores_embeds_and_summarizes_no_personal_data(embeddings):
+    counting = CountingEmbeddings(embeddings)
+    seen: list[str] = []
+    original_embed = counting.embed_documents
+
+    def spy(texts: list[str]) -> list[list[float]]:
+        seen.extend(texts)
+        return original_embed(texts)
+
+    counting.embed_documents = spy  # type: ignore[method-assign]
+    summarizer = RecordingChatModel(
+        responses=['{"summary": "Contact details shared.", "entities": []}']
+    )
+    memory = HybridMemory(
+        llm=summarizer, embeddings=counting, redact_pii=True, window_turns=2, summary_batch=2
+    )
+    memory.add_messages(
+        "s1",
+        [HumanMessage(SECRET), AIMessage("Got it.")],
+        entities={"Ana": {"email": "ana.ribeiro@example.com"}},
+    )
+    memory.add_messages("s1", filler(4))
+
+    stored = memory.transcript("s1")[0].text
+    assert "example.com" not in stored
+    assert "[REDACTED_EMAIL]" in stored
+    assert "912 345" not in stored
+    assert "4111" not in stored
+    assert not any("example.com" in text for text in seen)
+    assert summarizer.prompts
+    assert not any("example.com" in prompt for prompt in summarizer.prompts)
+    context = memory.build_context("s1", "How can I reach Ana?")
+    assert "example.com" not in context.to_text()
+
+
+def test_redaction_can_skip_persistence_but_still_protect_the_llm(embeddings):
+    summarizer = RecordingChatModel(responses=["Contact details shared."])
+    memory = HybridMemory(
+        llm=summarizer,
+        embeddings=embeddings,
+        redactor=PIIRedactor(redact_on=["summarize", "embed"]),
+        window_turns=2,
+        summary_batch=2,
+        extract_entities=False,
+    )
+    memory.add_messages("s1", [HumanMessage(SECRET), AIMessage("ok"), *filler(2)])
+    assert memory.transcript("s1")[0].text == SECRET
+    assert "example.com" not in summarizer.prompts[0]
+    assert "[REDACTED_EMAIL]" in summarizer.prompts[0]
+
+
+def test_an_anonymized_export_hides_personal_data_and_names(embeddings):
+    memory = HybridMemory(embeddings=embeddings)
+    memory.add_messages("s1", [HumanMessage(SECRET, name="Ana"), AIMessage("ok")], user_id="ana")
+    plain = memory.export_session("s1")
+    assert plain[0]["text"] == SECRET
+    assert plain[0]["speaker"] == "Ana"
+    anonymous = memory.export_session("s1", anonymize=True)
+    assert "example.com" not in str(anonymous)
+    assert "Ana" not in str(anonymous)
+    assert anonymous[1]["message"]["data"]["content"] == "ok"
