@@ -67,7 +67,9 @@ class HybridMemoryConfig:
         summary_retry_seconds: First wait after a failed summarizer call; doubled after each
             further failure, up to ``summary_retry_max_seconds``.
         summary_retry_max_seconds: Longest wait between summarizer retries.
-        recall_scope: ``"session"`` recalls from the current session only.
+        recall_scope: ``"session"`` recalls from the current session only; ``"user"`` also from
+            the other sessions of the session's user (never another user's). Each of the user's
+            sessions is searched, so a query costs one search per session of the user.
 
     Example:
         >>> HybridMemoryConfig(window_turns=6, token_budget=800).window_turns
@@ -90,7 +92,7 @@ class HybridMemoryConfig:
     embedding_cache_size: int = 64
     summary_retry_seconds: float = 5.0
     summary_retry_max_seconds: float = 300.0
-    recall_scope: Literal["session"] = "session"
+    recall_scope: Literal["session", "user"] = "session"
 
     def __post_init__(self) -> None:
         positive = {
@@ -117,8 +119,8 @@ class HybridMemoryConfig:
         if not isinstance(self.budget_shares, BudgetShares):
             msg = f"budget_shares must be a BudgetShares, got {type(self.budget_shares).__name__}"
             raise ConfigError(msg)
-        if self.recall_scope != "session":
-            msg = f"recall_scope must be 'session', got {self.recall_scope!r}"
+        if self.recall_scope not in ("session", "user"):
+            msg = f"recall_scope must be 'session' or 'user', got {self.recall_scope!r}"
             raise ConfigError(msg)
 
     @classmethod

@@ -415,7 +415,7 @@ class HybridMemory:
         Returns:
             The text searched for, the recent window, and the recalled turns.
         """
-        self._check_owner(session, user)
+        owner = self._check_owner(session, user)
         index = self._index_for(session)
         with index.lock:
             count = self._catch_up(session, index)
@@ -428,21 +428,46 @@ class HybridMemory:
                 vector = index.vector(latest.id) if latest else None
             if vector is None:
                 vector = self._query_vector(text)
-            hits = index.search(
-                text,
-                vector,
-                k=k,
-                candidates=self.config.recall_candidates,
-                dense_weight=self.config.dense_weight,
-                exclude={turn.id for turn in window} if exclude_window else (),
-            )
+            exclude = {turn.id for turn in window} if exclude_window else set()
+            recalled = self._recall_in(session, index, text, vector, k=k, exclude=exclude)
+        if self.config.recall_scope == "user" and owner is not None:
+            for other in self.store.list_sessions(owner):
+                if other != session:
+                    other_index = self._index_for(other)
+                    with other_index.lock:
+                        self._catch_up(other, other_index)
+                        recalled += self._recall_in(
+                            other, other_index, text, vector, k=k, exclude=set()
+                        )
+            recalled.sort(key=lambda item: item.score, reverse=True)
+            recalled = recalled[:k]
+        return text, window, recalled
+
+    def _recall_in(
+        self,
+        session: str,
+        index: SessionIndex,
+        text: str,
+        vector: np.ndarray | None,
+        *,
+        k: int,
+        exclude: set[int],
+    ) -> list[RecalledTurn]:
+        """Recall from one session's index (caller holds ``index.lock``)."""
+        hits = index.search(
+            text,
+            vector,
+            k=k,
+            candidates=self.config.recall_candidates,
+            dense_weight=self.config.dense_weight,
+            exclude=exclude,
+        )
         by_id = {t.id: t for t in self.store.get_turns_by_ids(session, [h.turn_id for h in hits])}
-        recalled = [
+        return [
             RecalledTurn(by_id[h.turn_id], h.score, h.dense_score, h.lexical_score)
             for h in hits
             if h.turn_id in by_id
         ]
-        return text, window, recalled
 
     def _check_read(
         self, session_id: object, query: object, user_id: object
@@ -453,13 +478,13 @@ class HybridMemory:
             check_optional_id(user_id, "user_id"),
         )
 
-    def _check_owner(self, session_id: str, user_id: str | None) -> None:
-        if user_id is None:
-            return
+    def _check_owner(self, session_id: str, user_id: str | None) -> str | None:
+        """Refuse a session owned by someone else; return the session's user (or ``user_id``)."""
         owner = self.store.session_user(session_id)
-        if owner is not None and owner != user_id:
+        if user_id is not None and owner is not None and owner != user_id:
             msg = f"session {session_id!r} belongs to another user"
             raise SessionOwnershipError(msg)
+        return owner or user_id
 
     def _assemble(
         self, session_id: str, query: str, window: list[Turn], found: list[RecalledTurn]

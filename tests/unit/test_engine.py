@@ -357,3 +357,24 @@ def test_without_a_query_recall_searches_for_the_latest_user_turn_without_embedd
     assert (counting.documents, counting.queries) == before
     assert context.query == "Any snack ideas? Mind my allergy."
     assert context.recalled[0].turn.id == 0
+
+
+def test_a_returning_user_recalls_earlier_sessions_but_never_another_users(embeddings):
+    memory = HybridMemory(embeddings=embeddings, recall_scope="user", window_turns=2)
+    memory.add_messages("ana-1", PEANUTS, user_id="ana")
+    memory.add_messages(
+        "bob-1", [HumanMessage("I'm allergic to shellfish and peanuts")], user_id="bob"
+    )
+    memory.add_messages("ana-2", filler(4), user_id="ana")
+
+    context = memory.build_context("ana-2", "What am I allergic to?", user_id="ana")
+    sessions = {item.turn.session_id for item in context.recalled}
+    assert "ana-1" in sessions
+    assert "bob-1" not in sessions
+    assert "allergic to peanuts" in context.to_text()
+    assert "shellfish" not in context.to_text()
+
+    scoped = HybridMemory(embeddings=embeddings, store=memory.store, window_turns=2)
+    assert {i.turn.session_id for i in scoped.build_context("ana-2", "allergic").recalled} == {
+        "ana-2"
+    }
