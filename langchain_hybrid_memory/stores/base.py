@@ -5,28 +5,72 @@ owning user, the rolling summary (updated with a compare-and-set), the entities,
 vector per embedded turn. Methods are synchronous; each has an async twin that, by default, runs
 the synchronous method in the event loop's executor. A backend with a native async client
 overrides the twins.
+
+Expiry: a store built with ``ttl_seconds`` lets a session expire that many seconds after its
+last write (every write slides it); an expired session reads as unknown (empty values) and its
+data is removed, by the server (Redis), on access, or by :meth:`MemoryStore.purge_expired`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import numpy as np
+
+from langchain_hybrid_memory.errors import ConfigError
 from langchain_hybrid_memory.types import ErasureReport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    import numpy as np
-
     from langchain_hybrid_memory.types import Entity, RunningSummary, Turn, TurnDraft
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryStore", "check_ttl", "check_vectors"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+def check_ttl(ttl_seconds: float | None) -> float | None:
+    """Return ``ttl_seconds`` as a float if it is ``None`` or a positive finite number.
+
+    Raises:
+        ConfigError: Zero, negative, infinite or not a number.
+
+    Example:
+        >>> check_ttl(90)
+        90.0
+    """
+    if ttl_seconds is None:
+        return None
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
+        msg = f"ttl_seconds must be a number of seconds or None, got {type(ttl_seconds).__name__}"
+        raise ConfigError(msg)
+    if not math.isfinite(ttl_seconds) or ttl_seconds <= 0:
+        msg = f"ttl_seconds must be > 0 and finite, got {ttl_seconds!r}"
+        raise ConfigError(msg)
+    return float(ttl_seconds)
+
+
+def check_vectors(turn_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` as a float32 matrix with one row per turn id.
+
+    Raises:
+        ValueError: ``vectors`` is not a matrix with one row per turn id.
+
+    Example:
+        >>> check_vectors([0, 1], np.eye(2)).dtype
+        dtype('float32')
+    """
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != len(turn_ids):
+        msg = f"expected one vector per turn id ({len(turn_ids)}), got shape {matrix.shape}"
+        raise ValueError(msg)
+    return matrix
 
 
 async def _in_executor(function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -44,6 +88,9 @@ class MemoryStore(ABC):
 
     #: Short name used in error messages, e.g. ``"sqlite"``.
     name: str = "store"
+
+    #: Seconds after its last write a session expires (``None``: never).
+    ttl_seconds: float | None = None
 
     # -- turns -----------------------------------------------------------------------------
 
@@ -133,6 +180,13 @@ class MemoryStore(ABC):
             report += self.delete_session(session_id)
         return report
 
+    def purge_expired(self) -> ErasureReport:
+        """Remove every session whose TTL has passed and report what was removed.
+
+        Stores whose server expires data itself (Redis) have nothing left to purge.
+        """
+        return ErasureReport()
+
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing to close
         """Release connections; the store is unusable afterwards."""
 
@@ -205,6 +259,10 @@ class MemoryStore(ABC):
     async def adelete_user(self, user_id: str) -> ErasureReport:
         """Async twin of :meth:`delete_user`."""
         return await _in_executor(self.delete_user, user_id)
+
+    async def apurge_expired(self) -> ErasureReport:
+        """Async twin of :meth:`purge_expired`."""
+        return await _in_executor(self.purge_expired)
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
