@@ -1,0 +1,158 @@
+"""SQLite: the embedded default store, one file shared by the processes of one machine."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from typing import TYPE_CHECKING, TypeVar
+
+from langchain_hybrid_memory.errors import StoreError
+from langchain_hybrid_memory.stores.plans import plan_name, run_plan
+from langchain_hybrid_memory.stores.sql import (
+    SCHEMA_VERSION,
+    TABLES,
+    Dialect,
+    Query,
+    SQLStore,
+    execute,
+)
+
+if TYPE_CHECKING:
+    from langchain_hybrid_memory.stores.plans import Plan
+
+__all__ = ["SQLiteStore"]
+
+logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
+
+_SQLITE = Dialect(
+    tables="",
+    placeholder="?",
+    lock="",  # every write transaction is BEGIN IMMEDIATE: it holds the database's write lock
+    now="((julianday('now') - 2440587.5) * 86400.0)",
+    int_type="INTEGER",
+    real_type="REAL",
+    blob_type="BLOB",
+)
+
+_DEFAULT_TIMEOUT = 30.0
+
+
+class SQLiteStore(SQLStore):
+    """Keeps memory in one SQLite file: WAL mode, versioned schema, safe for many processes.
+
+    Several processes (and threads) may use one file at once: writes take the database's write
+    lock (``BEGIN IMMEDIATE``) and wait up to ``timeout`` seconds for it, so turn ids never
+    repeat or skip; readers are not blocked by writers (WAL). Within a process one connection is
+    shared under a lock. The schema version is kept in ``PRAGMA user_version``; a file written
+    by a newer version of this library is refused.
+
+    Args:
+        path: The database file (created if missing; its folder must exist), or ``":memory:"``.
+        ttl_seconds: A session expires this long after its last write (``None``: never).
+            Expired sessions are never returned; they are deleted when accessed and by
+            :meth:`purge_expired`.
+        timeout: Seconds a write waits for another process's write lock before failing.
+
+    Raises:
+        StoreError: The file cannot be opened, is not a database, or has a newer schema.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_hybrid_memory.types import TurnDraft
+        >>> store = SQLiteStore(":memory:")
+        >>> draft = TurnDraft(HumanMessage("hi"), "hi", datetime.now(timezone.utc))
+        >>> [turn.id for turn in store.append_turns("s1", [draft, draft], user_id="ana")]
+        [0, 1]
+        >>> store.get_turns("s1")[1].message.content, store.list_sessions("ana")
+        ('hi', ['s1'])
+        >>> store.close()
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        ttl_seconds: float | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(_SQLITE, ttl_seconds=ttl_seconds)
+        self.path = os.fspath(path)
+        self._lock = threading.RLock()
+        self._closed = False
+        try:
+            self._connection = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            msg = f"sqlite store: cannot open the database file: {exc}"
+            raise StoreError(msg) from exc
+        try:
+            self._prepare()
+        except (sqlite3.Error, StoreError) as exc:
+            self._connection.close()
+            if isinstance(exc, StoreError):
+                raise
+            msg = f"sqlite store: cannot open the database file: {exc}"
+            raise StoreError(msg) from exc
+
+    def _prepare(self) -> None:
+        """WAL mode, then create the tables once (in a write transaction) or check their version."""
+        connection = self._connection
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                msg = (
+                    f"sqlite store: the database has schema version {version}, newer than this "
+                    f"library's {SCHEMA_VERSION}; upgrade langchain-hybrid-memory"
+                )
+                raise StoreError(msg)
+            if version < SCHEMA_VERSION:
+                for statement in TABLES:
+                    connection.execute(_SQLITE.sql(statement))
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                logger.info("created the sqlite memory schema, version %d", SCHEMA_VERSION)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _run(self, plan: Plan[Query, _R], *, write: bool) -> _R:
+        with self._lock:
+            if self._closed:
+                plan.close()
+                msg = "sqlite store: the store is closed"
+                raise StoreError(msg)
+            connection = self._connection
+            try:
+                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = run_plan(plan, lambda query: execute(connection, query))
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                msg = f"sqlite store: {plan_name(plan)} failed: {exc}"
+                raise StoreError(msg) from exc
+            return result
+
+    def close(self) -> None:
+        """Close the connection; the store is unusable afterwards."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._connection.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r}, ttl_seconds={self.ttl_seconds!r})"
