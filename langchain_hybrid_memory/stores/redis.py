@@ -1,0 +1,658 @@
+"""Redis: memory shared by many workers, with server-side expiry; runs on Redis Cluster too.
+
+Key scheme (``<s>`` and ``<u>`` are the percent-encoded session and user ids, so ``:``, ``*``,
+``{`` and ``}`` in an id cannot break it)::
+
+    <prefix>:s:{<s>}:meta       hash    owner, creation time, summary and its version
+    <prefix>:s:{<s>}:turns      list    one JSON record per turn; the list index is the turn id
+    <prefix>:s:{<s>}:vectors    hash    turn id -> float32 bytes
+    <prefix>:s:{<s>}:entities   hash    normalized name -> JSON entity
+    <prefix>:u:{<u>}:sessions   set     ids of the sessions the user may own (checked on read)
+
+Every key of a session carries the hash tag ``{<s>}``, so a session lives in one cluster slot and
+each write is one Lua script over its keys: appends get contiguous ids whatever the number of
+writers, the summary compare-and-set is atomic, and every key of the session gets the same
+expiry (``ttl_seconds`` after the write; a store without TTL makes the session permanent). The
+user's index lives in the user's slot and is only ever touched by single-key commands; it is
+written before the session claims its owner and filtered against each session's owner when
+read, so a crash between the two leaves nothing wrong behind.
+
+Only plain lists, hashes, sets and strings are used: any Redis 6+ works, no module needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+from langchain_hybrid_memory.errors import (
+    ConfigError,
+    MissingDependencyError,
+    SessionOwnershipError,
+    StoreError,
+)
+from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
+from langchain_hybrid_memory.stores.codec import (
+    dump_entity,
+    dump_summary,
+    dump_turn,
+    dump_vectors,
+    load_entity,
+    load_summary,
+    load_turn,
+    load_vectors,
+)
+from langchain_hybrid_memory.stores.plans import arun_plan, plan_name, run_plan
+from langchain_hybrid_memory.types import ErasureReport, Turn
+
+try:
+    import redis
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
+    from redis.exceptions import RedisClusterException, RedisError
+except ImportError as exc:  # pragma: no cover - exercised by the import test
+    raise MissingDependencyError.for_extra("redis", "redis") from exc
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+    from langchain_hybrid_memory.stores.plans import Plan
+    from langchain_hybrid_memory.types import Entity, RunningSummary, TurnDraft
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
+
+_SyncClient = redis.Redis | redis.cluster.RedisCluster
+_AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+# KEYS of every session script: meta, turns, vectors, entities. ARGV[1]: TTL in ms, 0 for none.
+_SLIDE = """
+local function slide()
+  local ttl = tonumber(ARGV[1])
+  for _, key in ipairs(KEYS) do
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
+  end
+end
+"""
+
+# ARGV[2]: owner or '', ARGV[3]: creation time, ARGV[4..]: turn records.
+# Returns {first id, owner}; {-1, owner} when the session belongs to someone else.
+_APPEND = (
+    _SLIDE
+    + """
+local owner = redis.call('HGET', KEYS[1], 'user')
+if ARGV[2] ~= '' and owner and owner ~= ARGV[2] then return {-1, owner} end
+local first = redis.call('LLEN', KEYS[2])
+for i = 4, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+if not owner and ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'user', ARGV[2])
+  owner = ARGV[2]
+end
+redis.call('HSETNX', KEYS[1], 'created', ARGV[3])
+slide()
+return {first, owner or ''}
+"""
+)
+
+# ARGV[2]: expected version, ARGV[3]: new version, ARGV[4]: summary record.
+# Returns {1 if written else 0, owner}.
+_SET_SUMMARY = (
+    _SLIDE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local current = tonumber(redis.call('HGET', KEYS[1], 'summary_version') or '0')
+if current ~= tonumber(ARGV[2]) then return {0, ''} end
+redis.call('HSET', KEYS[1], 'summary', ARGV[4], 'summary_version', ARGV[3])
+slide()
+return {1, redis.call('HGET', KEYS[1], 'user') or ''}
+"""
+)
+
+# ARGV[2]: index in KEYS of the hash, ARGV[3]: HSET or HSETNX, ARGV[4..]: field, value, ...
+# Writes only into an existing session. Returns {1 if it exists else 0, owner}.
+_PUT_FIELDS = (
+    _SLIDE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local hash = KEYS[tonumber(ARGV[2])]
+for i = 4, #ARGV, 2 do redis.call(ARGV[3], hash, ARGV[i], ARGV[i + 1]) end
+slide()
+return {1, redis.call('HGET', KEYS[1], 'user') or ''}
+"""
+)
+
+# ARGV[1]: the owner the session must have, or '' for any.
+# Returns {existed, turns, vectors, summaries, entities, owner}.
+_DELETE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) == 0 then return {0} end
+local owner = redis.call('HGET', KEYS[1], 'user') or ''
+if ARGV[1] ~= '' and owner ~= ARGV[1] then return {0} end
+local version = tonumber(redis.call('HGET', KEYS[1], 'summary_version') or '0')
+local counts = {1, redis.call('LLEN', KEYS[2]), redis.call('HLEN', KEYS[3]),
+                version > 0 and 1 or 0, redis.call('HLEN', KEYS[4]), owner}
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return counts
+"""
+
+_SCRIPTS = {
+    "append": _APPEND,
+    "set_summary": _SET_SUMMARY,
+    "put_fields": _PUT_FIELDS,
+    "delete": _DELETE,
+}
+
+_VECTORS_KEY = "3"  # position of the vectors hash in a session's KEYS (Lua counts from 1)
+_ENTITIES_KEY = "4"
+_FIELDS_PER_HMGET = 1000
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One command."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Commands sent in one pipeline, without a transaction (they may span slots)."""
+
+    calls: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class _Eval:
+    """One of :data:`_SCRIPTS` over the keys of one session."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+_Request = _Call | _Batch | _Eval
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class _RedisPlans:
+    """Every store operation as a plan of Redis requests (no I/O here)."""
+
+    prefix: str
+    ttl_ms: int
+
+    def session_keys(self, session_id: str) -> tuple[str, str, str, str]:
+        tag = f"{self.prefix}:s:{{{quote(session_id, safe='')}}}"
+        return (f"{tag}:meta", f"{tag}:turns", f"{tag}:vectors", f"{tag}:entities")
+
+    def user_key(self, user_id: str) -> str:
+        return f"{self.prefix}:u:{{{quote(user_id, safe='')}}}:sessions"
+
+    def _session_script(self, name: str, session_id: str, *args: Any) -> _Eval:
+        return _Eval(name, self.session_keys(session_id), args)
+
+    def _user_expiry(self, key: str) -> tuple[Any, ...]:
+        return ("PEXPIRE", key, self.ttl_ms) if self.ttl_ms else ("PERSIST", key)
+
+    def _slide_user(self, owner: bytes | str) -> Plan[_Request, None]:
+        """Give the owner's index the session's expiry (a later one than any older session's)."""
+        user = _text(owner)
+        if user:
+            yield _Call(self._user_expiry(self.user_key(user)))
+
+    # -- turns ------------------------------------------------------------------------------
+
+    def append_turns(
+        self, session_id: str, drafts: Sequence[TurnDraft], user_id: str | None
+    ) -> Plan[_Request, list[Turn]]:
+        records = [dump_turn(draft) for draft in drafts]
+        if user_id is not None:
+            key = self.user_key(user_id)
+            yield _Batch((("SADD", key, session_id), self._user_expiry(key)))
+        now = datetime.now(UTC).isoformat()
+        first, owner = yield self._session_script(
+            "append", session_id, self.ttl_ms, user_id or "", now, *records
+        )
+        if first < 0:
+            msg = f"session {session_id!r} belongs to another user"
+            raise SessionOwnershipError(msg)
+        if user_id is None:  # the owner's index was not refreshed above
+            yield from self._slide_user(owner)
+        return [
+            Turn(session_id, first + i, draft.message, draft.text, draft.timestamp)
+            for i, draft in enumerate(drafts)
+        ]
+
+    def count_turns(self, session_id: str) -> Plan[_Request, int]:
+        count = yield _Call(("LLEN", self.session_keys(session_id)[1]))
+        return int(count)
+
+    def get_turns(
+        self, session_id: str, start: int, stop: int | None
+    ) -> Plan[_Request, list[Turn]]:
+        start = max(0, start)
+        if stop is not None and stop <= start:
+            return []
+        last = -1 if stop is None else stop - 1
+        records = yield _Call(("LRANGE", self.session_keys(session_id)[1], start, last))
+        return [load_turn(session_id, start + i, record) for i, record in enumerate(records)]
+
+    def get_turns_by_ids(
+        self, session_id: str, turn_ids: Sequence[int]
+    ) -> Plan[_Request, list[Turn]]:
+        wanted = sorted({int(i) for i in turn_ids if i >= 0})
+        if not wanted:
+            return []
+        key = self.session_keys(session_id)[1]
+        records = yield _Batch(tuple(("LINDEX", key, i) for i in wanted))
+        return [
+            load_turn(session_id, i, record)
+            for i, record in zip(wanted, records, strict=True)
+            if record is not None
+        ]
+
+    # -- sessions and users -----------------------------------------------------------------
+
+    def session_user(self, session_id: str) -> Plan[_Request, str | None]:
+        owner = yield _Call(("HGET", self.session_keys(session_id)[0], "user"))
+        return _text(owner)
+
+    def list_sessions(self, user_id: str) -> Plan[_Request, list[str]]:
+        key = self.user_key(user_id)
+        members = sorted(_text(m) or "" for m in (yield _Call(("SMEMBERS", key))))
+        if not members:
+            return []
+        owners = yield _Batch(tuple(("HGET", self.session_keys(s)[0], "user") for s in members))
+        owned = [s for s, owner in zip(members, owners, strict=True) if _text(owner) == user_id]
+        stale = sorted(set(members) - set(owned))
+        if stale:
+            yield _Call(("SREM", key, *stale))
+        return owned
+
+    # -- summary and entities ---------------------------------------------------------------
+
+    def get_summary(self, session_id: str) -> Plan[_Request, RunningSummary]:
+        record = yield _Call(("HGET", self.session_keys(session_id)[0], "summary"))
+        return load_summary(record)
+
+    def compare_and_set_summary(
+        self, session_id: str, expected_version: int, summary: RunningSummary
+    ) -> Plan[_Request, bool]:
+        written, owner = yield self._session_script(
+            "set_summary",
+            session_id,
+            self.ttl_ms,
+            expected_version,
+            summary.version,
+            dump_summary(summary),
+        )
+        if written:
+            yield from self._slide_user(owner)
+        return bool(written)
+
+    def get_entities(self, session_id: str) -> Plan[_Request, dict[str, Entity]]:
+        records = yield _Call(("HVALS", self.session_keys(session_id)[3]))
+        entities = [load_entity(record) for record in records]
+        return {entity.key: entity for entity in entities}
+
+    def put_entities(self, session_id: str, entities: Sequence[Entity]) -> Plan[_Request, None]:
+        fields = [item for e in entities for item in (e.key, dump_entity(e))]
+        yield from self._put_fields(session_id, _ENTITIES_KEY, "HSET", fields)
+
+    # -- vectors ----------------------------------------------------------------------------
+
+    def put_vectors(
+        self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray
+    ) -> Plan[_Request, None]:
+        blobs = dump_vectors(turn_ids, vectors)
+        fields = [item for i, blob in zip(turn_ids, blobs, strict=True) for item in (int(i), blob)]
+        yield from self._put_fields(session_id, _VECTORS_KEY, "HSETNX", fields)
+
+    def _put_fields(
+        self, session_id: str, hash_position: str, command: str, fields: list[Any]
+    ) -> Plan[_Request, None]:
+        if not fields:
+            return
+        exists, owner = yield self._session_script(
+            "put_fields", session_id, self.ttl_ms, hash_position, command, *fields
+        )
+        if exists:
+            yield from self._slide_user(owner)
+
+    def get_vectors(
+        self, session_id: str, start: int
+    ) -> Plan[_Request, tuple[list[int], np.ndarray | None]]:
+        _, turns_key, vectors_key, _ = self.session_keys(session_id)
+        count = int((yield _Call(("LLEN", turns_key))))
+        wanted = list(range(max(0, start), count))
+        if not wanted:
+            return [], None
+        chunks = [
+            wanted[i : i + _FIELDS_PER_HMGET] for i in range(0, len(wanted), _FIELDS_PER_HMGET)
+        ]
+        answers = yield _Batch(tuple(("HMGET", vectors_key, *chunk) for chunk in chunks))
+        found = [
+            (turn_id, blob)
+            for turn_id, blob in zip(wanted, (b for answer in answers for b in answer), strict=True)
+            if blob is not None
+        ]
+        if not found:
+            return [], None
+        return [turn_id for turn_id, _ in found], load_vectors([blob for _, blob in found])
+
+    # -- erasure ----------------------------------------------------------------------------
+
+    def delete_session(
+        self, session_id: str, required_owner: str = ""
+    ) -> Plan[_Request, ErasureReport]:
+        answer = yield self._session_script("delete", session_id, required_owner)
+        if not answer[0]:
+            return ErasureReport()
+        _, turns, vectors, summaries, entities, owner = answer
+        if owner:
+            yield _Call(("SREM", self.user_key(_text(owner) or ""), session_id))
+        return ErasureReport((session_id,), turns, vectors, summaries, entities)
+
+    def delete_user(self, user_id: str) -> Plan[_Request, ErasureReport]:
+        key = self.user_key(user_id)
+        members = sorted(_text(m) or "" for m in (yield _Call(("SMEMBERS", key))))
+        report = ErasureReport()
+        for session_id in members:
+            report += yield from self.delete_session(session_id, required_owner=user_id)
+        yield _Call(("DEL", key))
+        return report
+
+
+class RedisStore(MemoryStore):
+    """Keeps memory in Redis (or Redis Cluster), shared by every worker that opens it.
+
+    Appends, the summary compare-and-set and erasure are Lua scripts over the keys of one
+    session (one hash tag), so any number of processes can write one session: no turn is lost
+    or duplicated and ids stay contiguous. With ``ttl_seconds`` every key of a session expires
+    together, ``ttl_seconds`` after the session's last write, on the server. See the module
+    docstring for the key scheme.
+
+    Args:
+        client_or_url: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` client (created with
+            ``decode_responses=False``), or a URL: ``redis://host:port/db``, ``rediss://...``,
+            ``unix://...``, or ``redis+cluster://host:port`` (``rediss+cluster://``) for a
+            cluster.
+        prefix: Namespace of every key (no ``{`` or ``}``).
+        ttl_seconds: Sessions expire this long after their last write (``None``: never).
+        async_client: The ``redis.asyncio`` client for the async twins when ``client_or_url``
+            is a client (with a URL, both clients are created). Without one, the async twins run
+            the sync client in the executor.
+
+    Raises:
+        StoreError: The server cannot be reached or is not what the URL says.
+        ConfigError: A bad prefix, TTL or client.
+
+    Example:
+        Needs a Redis server::
+
+            store = RedisStore("redis://127.0.0.1:6379/0", prefix="bot", ttl_seconds=86400)
+            memory = HybridMemory(store=store)
+            cluster = RedisStore("redis+cluster://10.0.0.5:7000")
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        client_or_url: str | _SyncClient,
+        *,
+        prefix: str = "hm",
+        ttl_seconds: float | None = None,
+        async_client: _AsyncClient | None = None,
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            msg = f"prefix must be a non-empty string without braces, got {prefix!r}"
+            raise ConfigError(msg)
+        self.prefix = prefix
+        self.ttl_seconds = check_ttl(ttl_seconds)
+        ttl_ms = 0 if self.ttl_seconds is None else max(1, round(self.ttl_seconds * 1000))
+        self._plans = _RedisPlans(prefix, ttl_ms)
+        self._owns_clients = isinstance(client_or_url, str)
+        self._client: _SyncClient
+        self._aclient: _AsyncClient | None
+        if isinstance(client_or_url, str):
+            self._client, self._aclient = _clients_from_url(client_or_url)
+        elif isinstance(client_or_url, _SyncClient):
+            self._client, self._aclient = client_or_url, async_client
+        else:
+            msg = (
+                "client_or_url must be a redis URL, redis.Redis or redis.cluster.RedisCluster, "
+                f"got {type(client_or_url).__name__}"
+            )
+            raise ConfigError(msg)
+        for client in (self._client, self._aclient):
+            if client is not None and client.get_connection_kwargs().get("decode_responses"):
+                msg = "redis store: the client must be created with decode_responses=False"
+                raise ConfigError(msg)
+        self.cluster = isinstance(self._client, redis.cluster.RedisCluster)
+        self._scripts = {name: self._client.register_script(src) for name, src in _SCRIPTS.items()}
+        self._ascripts = (
+            {}
+            if self._aclient is None
+            else {name: self._aclient.register_script(src) for name, src in _SCRIPTS.items()}
+        )
+        try:
+            self._client.ping()
+        except (RedisError, RedisClusterException, OSError) as exc:
+            msg = f"redis store: cannot reach the server: {exc}"
+            raise StoreError(msg) from exc
+
+    # -- drivers ----------------------------------------------------------------------------
+
+    def _execute(self, request: _Request) -> Any:
+        if isinstance(request, _Eval):
+            return self._scripts[request.script](keys=request.keys, args=request.args)
+        if isinstance(request, _Batch):
+            pipe = self._client.pipeline(transaction=False)
+            for call in request.calls:
+                pipe.execute_command(*call)
+            return pipe.execute()
+        return self._client.execute_command(*request.args)  # type: ignore[no-untyped-call]
+
+    async def _aexecute(self, client: _AsyncClient, request: _Request) -> Any:
+        if isinstance(request, _Eval):
+            return await self._ascripts[request.script](keys=request.keys, args=request.args)
+        if isinstance(request, _Batch):
+            pipe = client.pipeline(transaction=False)
+            for call in request.calls:
+                pipe.execute_command(*call)
+            return await pipe.execute()
+        return await client.execute_command(*request.args)
+
+    def _run(self, plan: Plan[_Request, _R]) -> _R:
+        try:
+            return run_plan(plan, self._execute)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            msg = f"redis store: {plan_name(plan)} failed: {exc}"
+            raise StoreError(msg) from exc
+
+    async def _arun(self, plan: Plan[_Request, _R]) -> _R:
+        client = self._aclient
+        if client is None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self._run, plan)
+        try:
+            return await arun_plan(plan, lambda request: self._aexecute(client, request))
+        except (RedisError, RedisClusterException, OSError) as exc:
+            msg = f"redis store: {plan_name(plan)} failed: {exc}"
+            raise StoreError(msg) from exc
+
+    # -- sync -------------------------------------------------------------------------------
+
+    def append_turns(
+        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
+    ) -> list[Turn]:
+        """Store new turns at the end of a session (see :class:`MemoryStore`)."""
+        return self._run(self._plans.append_turns(session_id, drafts, user_id))
+
+    def count_turns(self, session_id: str) -> int:
+        """How many turns the session has."""
+        return self._run(self._plans.count_turns(session_id))
+
+    def get_turns(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Turn]:
+        """Turns with ``start <= id < stop``."""
+        return self._run(self._plans.get_turns(session_id, start, stop))
+
+    def get_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
+        """The existing turns with these ids, in id order."""
+        return self._run(self._plans.get_turns_by_ids(session_id, turn_ids))
+
+    def session_user(self, session_id: str) -> str | None:
+        """The session's owner."""
+        return self._run(self._plans.session_user(session_id))
+
+    def list_sessions(self, user_id: str) -> list[str]:
+        """The user's session ids, sorted."""
+        return self._run(self._plans.list_sessions(user_id))
+
+    def get_summary(self, session_id: str) -> RunningSummary:
+        """The session's rolling summary."""
+        return self._run(self._plans.get_summary(session_id))
+
+    def compare_and_set_summary(
+        self, session_id: str, expected_version: int, summary: RunningSummary
+    ) -> bool:
+        """Replace the summary if its version is still ``expected_version`` (atomically)."""
+        plan = self._plans.compare_and_set_summary(session_id, expected_version, summary)
+        return self._run(plan)
+
+    def get_entities(self, session_id: str) -> dict[str, Entity]:
+        """The session's entities by normalized name."""
+        return self._run(self._plans.get_entities(session_id))
+
+    def put_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
+        """Insert or replace entities."""
+        self._run(self._plans.put_entities(session_id, entities))
+
+    def put_vectors(self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store one float32 vector per turn id (a turn's first vector is kept)."""
+        self._run(self._plans.put_vectors(session_id, turn_ids, vectors))
+
+    def get_vectors(self, session_id: str, start: int = 0) -> tuple[list[int], np.ndarray | None]:
+        """Vectors of turns with ``id >= start``."""
+        return self._run(self._plans.get_vectors(session_id, start))
+
+    def delete_session(self, session_id: str) -> ErasureReport:
+        """Delete every key of the session and its entry in the owner's index."""
+        return self._run(self._plans.delete_session(session_id))
+
+    def delete_user(self, user_id: str) -> ErasureReport:
+        """Delete every session the user owns, then the user's index."""
+        return self._run(self._plans.delete_user(user_id))
+
+    def close(self) -> None:
+        """Close the clients this store created (clients passed in are left open)."""
+        if self._owns_clients:
+            self._client.close()
+
+    # -- async ------------------------------------------------------------------------------
+
+    async def aappend_turns(
+        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
+    ) -> list[Turn]:
+        """Async twin of :meth:`append_turns`."""
+        return await self._arun(self._plans.append_turns(session_id, drafts, user_id))
+
+    async def acount_turns(self, session_id: str) -> int:
+        """Async twin of :meth:`count_turns`."""
+        return await self._arun(self._plans.count_turns(session_id))
+
+    async def aget_turns(
+        self, session_id: str, start: int = 0, stop: int | None = None
+    ) -> list[Turn]:
+        """Async twin of :meth:`get_turns`."""
+        return await self._arun(self._plans.get_turns(session_id, start, stop))
+
+    async def aget_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
+        """Async twin of :meth:`get_turns_by_ids`."""
+        return await self._arun(self._plans.get_turns_by_ids(session_id, turn_ids))
+
+    async def asession_user(self, session_id: str) -> str | None:
+        """Async twin of :meth:`session_user`."""
+        return await self._arun(self._plans.session_user(session_id))
+
+    async def alist_sessions(self, user_id: str) -> list[str]:
+        """Async twin of :meth:`list_sessions`."""
+        return await self._arun(self._plans.list_sessions(user_id))
+
+    async def aget_summary(self, session_id: str) -> RunningSummary:
+        """Async twin of :meth:`get_summary`."""
+        return await self._arun(self._plans.get_summary(session_id))
+
+    async def acompare_and_set_summary(
+        self, session_id: str, expected_version: int, summary: RunningSummary
+    ) -> bool:
+        """Async twin of :meth:`compare_and_set_summary`."""
+        plan = self._plans.compare_and_set_summary(session_id, expected_version, summary)
+        return await self._arun(plan)
+
+    async def aget_entities(self, session_id: str) -> dict[str, Entity]:
+        """Async twin of :meth:`get_entities`."""
+        return await self._arun(self._plans.get_entities(session_id))
+
+    async def aput_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
+        """Async twin of :meth:`put_entities`."""
+        await self._arun(self._plans.put_entities(session_id, entities))
+
+    async def aput_vectors(
+        self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray
+    ) -> None:
+        """Async twin of :meth:`put_vectors`."""
+        await self._arun(self._plans.put_vectors(session_id, turn_ids, vectors))
+
+    async def aget_vectors(
+        self, session_id: str, start: int = 0
+    ) -> tuple[list[int], np.ndarray | None]:
+        """Async twin of :meth:`get_vectors`."""
+        return await self._arun(self._plans.get_vectors(session_id, start))
+
+    async def adelete_session(self, session_id: str) -> ErasureReport:
+        """Async twin of :meth:`delete_session`."""
+        return await self._arun(self._plans.delete_session(session_id))
+
+    async def adelete_user(self, user_id: str) -> ErasureReport:
+        """Async twin of :meth:`delete_user`."""
+        return await self._arun(self._plans.delete_user(user_id))
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (also closes the async client this store created)."""
+        if self._owns_clients and self._aclient is not None:
+            await self._aclient.aclose()
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self.cluster else "single"
+        return f"RedisStore({kind}, prefix={self.prefix!r}, ttl_seconds={self.ttl_seconds!r})"
+
+
+def _clients_from_url(url: str) -> tuple[_SyncClient, _AsyncClient]:
+    """Sync and async clients for a URL; ``redis+cluster://`` gives cluster clients."""
+    scheme, _, rest = url.partition("://")
+    try:
+        if scheme.lower().endswith("+cluster"):
+            plain = f"{scheme[: -len('+cluster')]}://{rest}"
+            return (
+                redis.cluster.RedisCluster.from_url(plain),
+                redis.asyncio.cluster.RedisCluster.from_url(plain),
+            )
+        return redis.Redis.from_url(url), redis.asyncio.Redis.from_url(url)
+    except (RedisError, RedisClusterException, OSError, ValueError) as exc:
+        msg = f"redis store: cannot connect with this URL (not shown): {type(exc).__name__}: {exc}"
+        raise StoreError(msg) from exc
