@@ -17,7 +17,14 @@ def test_the_public_surface_changes_only_on_purpose():
         "__version__",
         "with_hybrid_memory",
     ]
-    assert sorted(stores.__all__) == ["InMemoryStore", "MemoryStore", "open_store"]
+    assert sorted(stores.__all__) == [
+        "InMemoryStore",
+        "MemoryStore",
+        "PostgresStore",
+        "RedisStore",
+        "SQLiteStore",
+        "open_store",
+    ]
 
 
 def test_the_version_has_one_source():
