@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-EXTRAS ?= local-model,dev
+EXTRAS ?= local-model,dev,redis,postgres
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install demo test lint typecheck unit services clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+# The store tests need Redis and PostgreSQL: install, start and wait for them when needed.
+services:
+	scripts/ensure-services.sh
+
+unit: install services
 	$(BIN)/pytest
 
 test: lint typecheck unit
