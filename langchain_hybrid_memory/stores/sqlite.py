@@ -6,6 +6,7 @@ import logging
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from langchain_hybrid_memory.errors import StoreError
@@ -20,6 +21,8 @@ from langchain_hybrid_memory.stores.sql import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from langchain_hybrid_memory.stores.plans import Plan
 
 __all__ = ["SQLiteStore"]
@@ -106,8 +109,7 @@ class SQLiteStore(SQLStore):
         """WAL mode, then create the tables once (in a write transaction) or check their version."""
         connection = self._connection
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(connection, "BEGIN IMMEDIATE"):
             (version,) = connection.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
                 msg = (
@@ -120,11 +122,6 @@ class SQLiteStore(SQLStore):
                     connection.execute(_SQLITE.sql(statement))
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 logger.info("created the sqlite memory schema, version %d", SCHEMA_VERSION)
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
 
     def _run(self, plan: Plan[Query, _R], *, write: bool) -> _R:
         with self._lock:
@@ -134,14 +131,8 @@ class SQLiteStore(SQLStore):
                 raise StoreError(msg)
             connection = self._connection
             try:
-                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
+                with _transaction(connection, "BEGIN IMMEDIATE" if write else "BEGIN"):
                     result = run_plan(plan, lambda query: execute(connection, query))
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
             except sqlite3.Error as exc:
                 msg = f"sqlite store: {plan_name(plan)} failed: {exc}"
                 raise StoreError(msg) from exc
@@ -156,3 +147,16 @@ class SQLiteStore(SQLStore):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, ttl_seconds={self.ttl_seconds!r})"
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection, begin: str) -> Iterator[None]:
+    """``begin``, then ``COMMIT`` if the block succeeds, else ``ROLLBACK`` and re-raise."""
+    connection.execute(begin)
+    try:
+        yield
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
