@@ -4,7 +4,8 @@ An operation is a generator (a *plan*): it yields the requests it needs (a SQL q
 command) and receives each answer back through ``send``; its return value is the operation's
 result. :func:`run_plan` drives a plan with a blocking ``execute`` function and
 :func:`arun_plan` with an awaitable one, so the sync and async methods of a store differ only in
-the function that talks to the server.
+the function that talks to the server. When ``execute`` fails, the exception is raised inside the
+plan at its ``yield``: a plan may handle it (a best-effort step) or let it propagate.
 
 Example:
     >>> def double_of_answer() -> Plan[str, int]:
@@ -33,7 +34,12 @@ def run_plan(plan: Plan[_Request, _Result], execute: Callable[[_Request], Any]) 
     try:
         request = next(plan)
         while True:
-            request = plan.send(execute(request))
+            try:
+                answer = execute(request)
+            except Exception as exc:  # noqa: BLE001 - handed to the plan, which may re-raise
+                request = plan.throw(exc)
+            else:
+                request = plan.send(answer)
     except StopIteration as done:
         result: _Result = done.value
         return result
@@ -48,7 +54,12 @@ async def arun_plan(
     try:
         request = next(plan)
         while True:
-            request = plan.send(await execute(request))
+            try:
+                answer = await execute(request)
+            except Exception as exc:  # noqa: BLE001 - handed to the plan, which may re-raise
+                request = plan.throw(exc)
+            else:
+                request = plan.send(answer)
     except StopIteration as done:
         result: _Result = done.value
         return result

@@ -207,10 +207,22 @@ class _RedisPlans:
         return ("PEXPIRE", key, self.ttl_ms) if self.ttl_ms else ("PERSIST", key)
 
     def _slide_user(self, owner: bytes | str) -> Plan[_Request, None]:
-        """Give the owner's index the session's expiry (a later one than any older session's)."""
+        """Give the owner's index the session's expiry (a later one than any older session's).
+
+        Best effort: it runs after the session's write succeeded, which must not be reported as
+        failed (a caller would retry and store the turns twice).
+        """
         user = _text(owner)
-        if user:
+        if not user:
+            return
+        try:
             yield _Call(self._user_expiry(self.user_key(user)))
+        except (RedisError, RedisClusterException, OSError) as exc:
+            logger.warning(
+                "redis store: the write succeeded but refreshing the expiry of the owner's "
+                "session index failed: %s",
+                type(exc).__name__,
+            )
 
     # -- turns ------------------------------------------------------------------------------
 
