@@ -110,7 +110,7 @@ class HybridChatMessageHistory(BaseChatMessageHistory):
     @property
     def transcript(self) -> list[BaseMessage]:
         """Every stored message of the session, in order."""
-        return self.memory.transcript(self.session_id)
+        return self.memory.transcript(self.session_id, user_id=self.user_id)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Store messages at the end of the session."""
@@ -124,12 +124,12 @@ class HybridChatMessageHistory(BaseChatMessageHistory):
 
     def clear(self) -> None:
         """Erase the session from the memory (turns, vectors, summary, entities)."""
-        self.memory.forget_session(self.session_id)
+        self.memory.forget_session(self.session_id, user_id=self.user_id)
         self._context = None
 
     async def aclear(self) -> None:
         """Async twin of :meth:`clear`."""
-        await self.memory.aforget_session(self.session_id)
+        await self.memory.aforget_session(self.session_id, user_id=self.user_id)
         self._context = None
 
 

@@ -141,11 +141,11 @@ class ConversationHybridMemory(BaseMemory):
 
     def clear(self) -> None:
         """Erase the session from the memory."""
-        self.memory.forget_session(self.session_id)
+        self.memory.forget_session(self.session_id, user_id=self.user_id)
 
     async def aclear(self) -> None:
         """Async twin of :meth:`clear`."""
-        await self.memory.aforget_session(self.session_id)
+        await self.memory.aforget_session(self.session_id, user_id=self.user_id)
 
 
 def _as_message(value: Any, kind: type[HumanMessage] | type[AIMessage]) -> BaseMessage:

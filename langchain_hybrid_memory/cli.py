@@ -1,15 +1,26 @@
-"""The ``hybrid-memory`` command line.
+"""The ``hybrid-memory`` command line: inspect and erase what a bot remembers.
 
-``hybrid-memory demo`` replays a sample conversation that ships with the package (146 turns over
-three weeks, with facts planted in the first minutes), then asks three questions about those
-facts and shows, for each, the context the memory built: sections, recall scores, tokens against
-the full history, and timings.
+Commands (each takes ``--store URL``, default: the embedded SQLite file ``hybrid-memory.db``
+in the current directory, or ``$HYBRID_MEMORY_STORE``):
+
+* ``demo``: replay a sample conversation shipped with the package (146 turns over three weeks,
+  facts planted in the first minutes), then show the context built for three questions about
+  those facts. A second run on the same store finds the conversation already stored.
+* ``inspect SESSION [--query Q]``: the context that would be built, section by section.
+* ``sessions --user U``: the user's sessions with their sizes.
+* ``forget --session S | --user U [--yes]``: erase, after confirmation, and print the report.
+* ``export SESSION [--anonymize]``: the transcript as JSON lines.
+* ``eval FILE``: evidence recall on a LoCoMo-format file, with a progress bar.
+
+Exit codes: 0 success, 1 a memory or store error (one line on stderr), 2 bad usage,
+3 erasure not confirmed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -29,9 +40,14 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from langchain_hybrid_memory.hybrid import HybridMemory
     from langchain_hybrid_memory.types import MemoryContext
 
-__all__ = ["DemoConversation", "load_demo_conversation", "main"]
+__all__ = ["DEFAULT_STORE", "DemoConversation", "load_demo_conversation", "main"]
+
+#: The store every command uses unless ``--store`` or ``$HYBRID_MEMORY_STORE`` says otherwise.
+DEFAULT_STORE = "sqlite:///hybrid-memory.db"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -53,11 +69,8 @@ def load_demo_conversation() -> DemoConversation:
         >>> len(conversation.messages) >= 100
         True
     """
-    raw: dict[str, Any] = json.loads(
-        resources.files("langchain_hybrid_memory")
-        .joinpath("data/demo_conversation.json")
-        .read_text("utf-8")
-    )
+    data = resources.files("langchain_hybrid_memory").joinpath("data/demo_conversation.json")
+    raw: dict[str, Any] = json.loads(data.read_text("utf-8"))
     messages: list[tuple[BaseMessage, datetime]] = []
     for item in raw["messages"]:
         when = datetime.fromisoformat(item["time"])
@@ -69,35 +82,50 @@ def load_demo_conversation() -> DemoConversation:
     return DemoConversation(raw["title"], raw["user_id"], raw["session_id"], messages, probes)
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
+def _percentile(values: Sequence[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def run_demo(console: Console, *, store: str | None, token_budget: int, window_turns: int) -> int:
-    """Replay the sample conversation and show the context built for each probe question."""
+def _open(args: argparse.Namespace, **settings: Any) -> HybridMemory:
+    from langchain_hybrid_memory.hybrid import HybridMemory
+
+    return HybridMemory(store=args.store, **settings)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def run_demo(args: argparse.Namespace, console: Console) -> int:
+    """Replay the sample conversation (unless already stored) and show what memory recalls."""
     from rich.panel import Panel
     from rich.table import Table
 
-    from langchain_hybrid_memory.hybrid import HybridMemory
-
     conversation = load_demo_conversation()
-    memory = HybridMemory(store=store, token_budget=token_budget, window_turns=window_turns)
+    memory = _open(args, token_budget=args.budget, window_turns=args.window)
     session = conversation.session_id
-    console.print(
-        f"[bold]hybrid-memory demo[/] · {conversation.title}: replaying "
-        f"{len(conversation.messages)} turns (window {window_turns}, budget {token_budget} tokens)"
-    )
     started = time.perf_counter()
     memory.embeddings.embed_query("warm up")  # load the model before timing turns
     load_seconds = time.perf_counter() - started
-    memory.forget_session(session)
+    stored = len(memory.latest_turns(session, len(conversation.messages)))
     add_ms = []
-    for message, when in conversation.messages:
-        began = time.perf_counter()
-        memory.add_message(session, message, user_id=conversation.user_id, timestamp=when)
-        add_ms.append((time.perf_counter() - began) * 1000)
+    if stored == len(conversation.messages):
+        console.print(
+            f"[bold]hybrid-memory demo[/] · {conversation.title}: {stored} turns already in "
+            f"{args.store} from an earlier run; nothing replayed or embedded again"
+        )
+    else:
+        memory.forget_session(session)
+        console.print(
+            f"[bold]hybrid-memory demo[/] · {conversation.title}: replaying "
+            f"{len(conversation.messages)} turns into {args.store} "
+            f"(window {args.window}, budget {args.budget} tokens)"
+        )
+        for message, when in conversation.messages:
+            began = time.perf_counter()
+            memory.add_message(session, message, user_id=conversation.user_id, timestamp=when)
+            add_ms.append((time.perf_counter() - began) * 1000)
     history_tokens = count_tokens_approximately(memory.transcript(session))
     build_ms = []
     remembered = 0
@@ -107,79 +135,250 @@ def run_demo(console: Console, *, store: str | None, token_budget: int, window_t
         build_ms.append((time.perf_counter() - began) * 1000)
         found = all(word.casefold() in context.to_text().casefold() for word in expected)
         remembered += found
-        console.print(Panel(_describe(context, expected, found), title=f"[bold]{question}[/]"))
+        body = _describe(context) + (
+            f"\n{'[green]remembered' if found else '[red]missing'}[/]: {', '.join(expected)}"
+        )
+        console.print(Panel(body, title=f"[bold]{question}[/]"))
     table = Table(title="Cost")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("full history tokens", str(history_tokens))
-    table.add_row("context tokens (budget)", f"≤ {token_budget}")
+    table.add_row("context tokens (budget)", f"≤ {args.budget}")
     table.add_row("model load (one-off)", f"{load_seconds:.1f} s")
-    table.add_row(
-        "add_message p50 / p95", f"{_percentile(add_ms, 50):.1f} / {_percentile(add_ms, 95):.1f} ms"
-    )
+    if add_ms:
+        table.add_row(
+            "add_message p50 / p95",
+            f"{_percentile(add_ms, 50):.1f} / {_percentile(add_ms, 95):.1f} ms",
+        )
     table.add_row("build_context mean", f"{statistics.fmean(build_ms):.1f} ms")
     table.add_row("probes answered from memory", f"{remembered} / {len(conversation.probes)}")
     console.print(table)
     memory.close()
-    return 0
+    return EXIT_OK
 
 
-def _describe(context: MemoryContext, expected: list[str], found: bool) -> str:
+def _describe(context: MemoryContext) -> str:
+    """The sections of a context, one line per item, with tokens and recall scores."""
     from rich.markup import escape
 
     lines = [
         f"tokens {context.tokens} / {context.token_budget} · "
-        + " · ".join(f"{name} {tokens}" for name, tokens in context.section_tokens.items()),
+        + " · ".join(f"{name} {tokens}" for name, tokens in context.section_tokens.items())
+        + " · left out: "
+        + ", ".join(f"{name} {count}" for name, count in context.omitted.items() if count)
     ]
     if context.summary:
-        lines.append(
-            f"[bold]summary[/] {escape(context.summary[:300])}{'…' if len(context.summary) > 300 else ''}"
-        )
+        cut = context.summary[:300] + ("…" if len(context.summary) > 300 else "")
+        lines.append(f"[bold]summary[/] {escape(cut)}")
     for entity in context.entities:
-        lines.append(f"[bold]entity[/] {escape(entity.name)}")
+        facts = "; ".join(f"{k}: {f.value}" for k, f in entity.facts.items())
+        lines.append(f"[bold]entity[/] {escape(entity.name)}: {escape(facts)}")
     for item in context.recalled:
         dense = "-" if item.dense_score is None else f"{item.dense_score:.2f}"
         lines.append(
             f"[bold]recall[/] {item.score:+.2f} (dense {dense}, bm25 {item.lexical_score:.1f}) "
-            f"{item.turn.timestamp:%d %b} {escape(item.turn.speaker)}: {escape(item.turn.text[:110])}"
+            f"{item.turn.timestamp:%d %b %Y} {escape(item.turn.speaker)}: "
+            f"{escape(item.turn.text[:110])}"
         )
-    lines.append(f"[bold]window[/] {len(context.window)} recent turns")
-    verdict = "[green]remembered[/]" if found else "[red]missing[/]"
-    lines.append(f"{verdict}: {', '.join(expected)}")
+    for turn in context.window:
+        lines.append(f"[bold]window[/] {escape(turn.speaker)}: {escape(turn.text[:110])}")
     return "\n".join(lines)
 
 
+def run_inspect(args: argparse.Namespace, console: Console) -> int:
+    """Show the context that would be built for a session."""
+    from rich.panel import Panel
+
+    memory = _open(args, token_budget=args.budget)
+    if not memory.latest_turns(args.session, 1):
+        console.print(f"session {args.session!r} has no stored turns in {args.store}")
+        return EXIT_ERROR
+    context = memory.build_context(args.session, args.query, user_id=args.user)
+    title = f"[bold]{args.session}[/] · query: {context.query or '(none)'}"
+    console.print(Panel(_describe(context), title=title))
+    memory.close()
+    return EXIT_OK
+
+
+def run_sessions(args: argparse.Namespace, console: Console) -> int:
+    """List a user's sessions."""
+    from rich.table import Table
+
+    memory = _open(args)
+    table = Table(title=f"sessions of {args.user}")
+    table.add_column("session")
+    table.add_column("turns", justify="right")
+    table.add_column("last turn")
+    for session in memory.store.list_sessions(args.user):
+        count = memory.store.count_turns(session)
+        last = memory.latest_turns(session, 1)
+        table.add_row(session, str(count), f"{last[0].timestamp:%Y-%m-%d %H:%M}" if last else "")
+    console.print(table)
+    memory.close()
+    return EXIT_OK
+
+
+def run_forget(args: argparse.Namespace, console: Console) -> int:
+    """Erase a session or every session of a user, after confirmation."""
+    from rich.prompt import Confirm
+
+    target = f"session {args.session!r}" if args.session else f"every session of user {args.user!r}"
+    if not args.yes and not Confirm.ask(f"Erase {target} from {args.store}?", console=console):
+        console.print("nothing erased")
+        return EXIT_ABORTED
+    memory = _open(args)
+    report = memory.forget_session(args.session) if args.session else memory.forget_user(args.user)
+    console.print_json(
+        json.dumps(
+            {
+                "erased": target,
+                "sessions": list(report.sessions),
+                "turns": report.turns,
+                "vectors": report.vectors,
+                "summaries": report.summaries,
+                "entities": report.entities,
+            }
+        )
+    )
+    memory.close()
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace, console: Console) -> int:
+    """Write a session's transcript as JSON lines to standard output."""
+    memory = _open(args)
+    for record in memory.export_session(args.session, anonymize=args.anonymize):
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    memory.close()
+    return EXIT_OK
+
+
+def run_eval(args: argparse.Namespace, console: Console) -> int:
+    """Evidence recall on a LoCoMo-format file, per category and budget."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from langchain_hybrid_memory.evaluation import evaluate_locomo
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = evaluate_locomo(
+            args.file,
+            budgets=tuple(args.budgets),
+            limit_conversations=args.limit,
+            progress=advance,
+        )
+    from langchain_hybrid_memory.evaluation import CATEGORY_NAMES
+
+    table = Table(title=f"evidence recall on {args.file}")
+    table.add_column("budget", justify="right")
+    table.add_column("overall", justify="right")
+    categories = sorted({c for scores in report.budgets for c in scores.by_category})
+    for category in categories:
+        table.add_column(CATEGORY_NAMES.get(category, str(category)), justify="right")
+    table.add_column("mean tokens", justify="right")
+    for scores in report.budgets:
+        cells = [
+            f"{scores.by_category[c].recall:.3f}" if c in scores.by_category else "-"
+            for c in categories
+        ]
+        table.add_row(
+            str(scores.budget),
+            f"{scores.overall.recall:.3f}",
+            *cells,
+            f"{scores.overall.tokens:.0f}",
+        )
+    console.print(table)
+    console.print(f"{report.questions} questions in {report.conversations} conversations")
+    return EXIT_OK
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--store",
+        default=os.environ.get("HYBRID_MEMORY_STORE", DEFAULT_STORE),
+        help="store URL: sqlite:///path, redis://host:port/db, postgresql://..., memory:// "
+        f"(default: $HYBRID_MEMORY_STORE or {DEFAULT_STORE})",
+    )
     parser = argparse.ArgumentParser(
         prog="hybrid-memory",
-        description="Inspect LangChain hybrid memory: window, summary, entities and recall.",
+        description="Inspect and erase what a LangChain bot remembers with langchain-hybrid-memory: "
+        "recent window, rolling summary, entities and recall under one token budget.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     demo = commands.add_parser(
-        "demo", help="replay a sample conversation and show what memory recalls"
+        "demo", parents=[store], help="replay a sample conversation and show what memory recalls"
     )
-    demo.add_argument("--store", default=None, help="store URL (default: in memory)")
-    demo.add_argument("--budget", type=int, default=600, help="token budget of each context")
+    demo.add_argument("--budget", type=int, default=600, help="token budget (default 600)")
     demo.add_argument("--window", type=int, default=10, help="recent turns kept verbatim")
+    demo.set_defaults(run=run_demo)
+
+    inspect = commands.add_parser(
+        "inspect", parents=[store], help="show the context that would be built for a session"
+    )
+    inspect.add_argument("session", help="session id")
+    inspect.add_argument("--query", help="the input to recall for (default: latest user turn)")
+    inspect.add_argument("--user", help="the user the session must belong to")
+    inspect.add_argument("--budget", type=int, default=2000, help="token budget (default 2000)")
+    inspect.set_defaults(run=run_inspect)
+
+    sessions = commands.add_parser("sessions", parents=[store], help="list a user's sessions")
+    sessions.add_argument("--user", required=True, help="user id")
+    sessions.set_defaults(run=run_sessions)
+
+    forget = commands.add_parser(
+        "forget", parents=[store], help="erase a session or a user, and print what was removed"
+    )
+    target = forget.add_mutually_exclusive_group(required=True)
+    target.add_argument("--session", help="session id to erase")
+    target.add_argument("--user", help="user id whose sessions to erase")
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    forget.set_defaults(run=run_forget)
+
+    export = commands.add_parser(
+        "export", parents=[store], help="write a session's transcript as JSON lines"
+    )
+    export.add_argument("session", help="session id")
+    export.add_argument(
+        "--anonymize", action="store_true", help="redact personal data and speaker names"
+    )
+    export.set_defaults(run=run_export)
+
+    evaluate = commands.add_parser(
+        "eval", help="evidence recall on a LoCoMo-format conversation file"
+    )
+    evaluate.add_argument("file", help="path to a LoCoMo-format JSON file")
+    evaluate.add_argument(
+        "--budgets", type=int, nargs="+", default=[500, 1000, 2000], help="token budgets"
+    )
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N conversations")
+    evaluate.set_defaults(run=run_eval)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 memory error, 2 usage)."""
+    """Run the command line and return its exit code."""
     from rich.console import Console
 
     args = _parser().parse_args(argv)
-    console = Console()
     try:
-        if args.command == "demo":
-            return run_demo(
-                console, store=args.store, token_budget=args.budget, window_turns=args.window
-            )
+        code: int = args.run(args, Console())
     except HybridMemoryError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
-        return 1
-    return 2
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ABORTED
+    return code
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +32,10 @@ class BudgetShares:
 
     def __post_init__(self) -> None:
         values = dataclasses.astuple(self)
+        for field_name, value in zip(
+            ("recall", "window", "summary", "entities"), values, strict=True
+        ):
+            _require_number(f"budget share {field_name}", value)
         if any(value < 0 for value in values) or sum(values) > 1.0 + 1e-9:
             msg = f"budget shares must be >= 0 and sum to at most 1, got {self}"
             raise ConfigError(msg)
@@ -70,6 +75,12 @@ class HybridMemoryConfig:
         recall_scope: ``"session"`` recalls from the current session only; ``"user"`` also from
             the other sessions of the session's user (never another user's). Each of the user's
             sessions is searched, so a query costs one search per session of the user.
+        ttl_seconds: Sessions expire this long after their last write (all their data
+            together); ``None`` keeps them. Applies to a store opened from a URL (or the
+            default store); a store object keeps its own ``ttl_seconds``.
+        faiss_threads: OpenMP threads FAISS may use. One query at a time searches fastest on
+            one thread (several threads cost milliseconds of spin-up per search), so the
+            default is 1. FAISS's setting is process-wide; ``None`` leaves it alone.
 
     Example:
         >>> HybridMemoryConfig(window_turns=6, token_budget=800).window_turns
@@ -93,8 +104,20 @@ class HybridMemoryConfig:
     summary_retry_seconds: float = 5.0
     summary_retry_max_seconds: float = 300.0
     recall_scope: Literal["session", "user"] = "session"
+    ttl_seconds: float | None = None
+    faiss_threads: int | None = 1
 
     def __post_init__(self) -> None:
+        _require_number("dense_weight", self.dense_weight)
+        _require_number("summary_retry_seconds", self.summary_retry_seconds)
+        _require_number("summary_retry_max_seconds", self.summary_retry_max_seconds)
+        if self.ttl_seconds is not None:
+            _require_number("ttl_seconds", self.ttl_seconds)
+            if self.ttl_seconds <= 0:
+                msg = f"ttl_seconds must be > 0 or None, got {self.ttl_seconds!r}"
+                raise ConfigError(msg)
+        if self.faiss_threads is not None:
+            _require_int("faiss_threads", self.faiss_threads, minimum=1)
         positive = {
             "window_turns": self.window_turns,
             "summary_batch": self.summary_batch,
@@ -146,6 +169,12 @@ class HybridMemoryConfig:
             msg = f"config must be a HybridMemoryConfig, got {type(base).__name__}"
             raise ConfigError(msg)
         return dataclasses.replace(base, **settings) if settings else base
+
+
+def _require_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        msg = f"{name} must be a number, got {value!r}"
+        raise ConfigError(msg)
 
 
 def _require_int(name: str, value: object, *, minimum: int) -> None:

@@ -110,7 +110,9 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
         name, facts = item.get("name"), item.get("facts")
         if not isinstance(name, str) or not name.strip() or not isinstance(facts, Mapping):
             continue
-        turn = by_id.get(item.get("turn"), turns[-1])  # type: ignore[arg-type]
+        said_in = item.get("turn")
+        usable = isinstance(said_in, int) and not isinstance(said_in, bool)
+        turn = by_id.get(said_in, turns[-1]) if usable else turns[-1]  # type: ignore[arg-type]
         clean = _clean_facts(facts)
         if clean:
             mentions.append(

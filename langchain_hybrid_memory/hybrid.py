@@ -18,11 +18,17 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import faiss
 import numpy as np
 from langchain_core.messages import message_to_dict
 from langchain_core.messages.utils import count_tokens_approximately
 
-from langchain_hybrid_memory.budget import ContextCandidates, fit_context, text_tokens
+from langchain_hybrid_memory.budget import (
+    ContextCandidates,
+    FittedContext,
+    fit_context,
+    text_tokens,
+)
 from langchain_hybrid_memory.config import HybridMemoryConfig
 from langchain_hybrid_memory.entities import (
     EntityExtractor,
@@ -31,6 +37,7 @@ from langchain_hybrid_memory.entities import (
     rank_entities,
 )
 from langchain_hybrid_memory.errors import (
+    ConfigError,
     EmbeddingError,
     InvalidInputError,
     SessionOwnershipError,
@@ -150,7 +157,18 @@ class HybridMemory:
         if redactor is None and redact_pii:
             redactor = PIIRedactor()
         self.redactor = redactor
-        self.store = open_store(store)
+        self.store = open_store(store, ttl_seconds=self.config.ttl_seconds)
+        if (
+            self.config.ttl_seconds is not None
+            and self.store.ttl_seconds != self.config.ttl_seconds
+        ):
+            msg = (
+                f"ttl_seconds={self.config.ttl_seconds} does not match the store object's "
+                f"ttl_seconds={self.store.ttl_seconds}; set it on the store"
+            )
+            raise ConfigError(msg)
+        if self.config.faiss_threads is not None:
+            faiss.omp_set_num_threads(self.config.faiss_threads)
         self.llm = llm
         if embeddings is None:
             from langchain_hybrid_memory.embeddings import LocalMiniLMEmbeddings
@@ -304,24 +322,37 @@ class HybridMemory:
                 for d in drafts
             ]
             mentions = [
-                replace(m, facts={k: redact(v) for k, v in m.facts.items()}) for m in mentions
+                replace(
+                    m, name=redact(m.name), facts={redact(k): redact(v) for k, v in m.facts.items()}
+                )
+                for m in mentions
             ]
         if not drafts:
             return None
         return _AddJob(session, user, drafts, mentions)
 
-    def _write(self, job: _AddJob) -> tuple[list[Turn], int]:
+    def _write(self, job: _AddJob) -> tuple[list[Turn], int | None]:
         """Store, index and embed the job's turns; return them and the window's first id."""
         index = self._index_for(job.session_id)
         with index.lock:
             turns = self.store.append_turns(job.session_id, job.drafts, user_id=job.user_id)
-            count = self._catch_up(job.session_id, index)
-            self._embed_pending(job.session_id, index)
-            if job.mentions:
-                anchor = next((t for t in reversed(turns) if t.role == "human"), turns[-1])
-                stamped = [replace(m, turn_id=anchor.id) for m in job.mentions]
-                self._merge_entities(job.session_id, stamped)
-            window = self._read_window(job.session_id, count)
+            # The turns are stored and acknowledged from here on: a failure below is logged and
+            # made up for later (indexing on the next call, folding on the next trigger), never
+            # raised, so a caller never stores the same turns twice by retrying.
+            try:
+                count = self._catch_up(job.session_id, index)
+                self._embed_pending(job.session_id, index, limit=None)
+                if job.mentions:
+                    anchor = next((t for t in reversed(turns) if t.role == "human"), turns[-1])
+                    stamped = [replace(m, turn_id=anchor.id) for m in job.mentions]
+                    self._merge_entities(job.session_id, stamped)
+                window = self._read_window(job.session_id, count)
+            except Exception as exc:  # noqa: BLE001 - see above
+                logger.warning(
+                    "turns stored, but indexing them failed (retried later): %s",
+                    type(exc).__name__,
+                )
+                return turns, None
         return turns, window[0].id if window else count
 
     # -- reading ----------------------------------------------------------------------------
@@ -346,8 +377,10 @@ class HybridMemory:
             StoreError: The store failed.
         """
         session, text, user = self._check_read(session_id, query, user_id)
+        # Recall over-fetches by the window's size instead of excluding the window: turns the
+        # budget drops from the window may then come back as recalled turns (see _assemble).
         search_text, window, recalled = self._search(
-            session, text, user, k=self.config.recall_k, exclude_window=True
+            session, text, user, k=self.config.recall_k, exclude_window=False, overfetch_window=True
         )
         return self._assemble(session, search_text, window, recalled)
 
@@ -408,7 +441,14 @@ class HybridMemory:
         )
 
     def _search(
-        self, session: str, text: str | None, user: str | None, *, k: int, exclude_window: bool
+        self,
+        session: str,
+        text: str | None,
+        user: str | None,
+        *,
+        k: int,
+        exclude_window: bool,
+        overfetch_window: bool = False,
     ) -> tuple[str, list[Turn], list[RecalledTurn]]:
         """Catch up the session's index and recall for ``text`` (``None``: the latest user turn).
 
@@ -429,6 +469,8 @@ class HybridMemory:
             if vector is None:
                 vector = self._query_vector(text)
             exclude = {turn.id for turn in window} if exclude_window else set()
+            if overfetch_window:
+                k += len(window)
             recalled = self._recall_in(session, index, text, vector, k=k, exclude=exclude)
         if self.config.recall_scope == "user" and owner is not None:
             for other in self.store.list_sessions(owner):
@@ -489,6 +531,12 @@ class HybridMemory:
     def _assemble(
         self, session_id: str, query: str, window: list[Turn], found: list[RecalledTurn]
     ) -> MemoryContext:
+        """Fit the sections into the budget.
+
+        ``found`` holds the best recall hits including window turns. They are first offered
+        without the window's turns; if the budget then leaves window turns out, those become
+        recallable and the fit is repeated, so no turn falls between window and recall.
+        """
         limit = self.config.recall_max_chars
         recalled = [
             replace(item, turn=replace(item.turn, text=shorten(item.turn.text, limit)))
@@ -497,12 +545,20 @@ class HybridMemory:
         focus = " ".join([query, *(turn.text for turn in window)])
         entities = rank_entities(self.store.get_entities(session_id).values(), focus)
         summary = self.store.get_summary(session_id).text
-        fitted = fit_context(
-            ContextCandidates(summary, entities, recalled, window),
-            self.config.token_budget,
-            self.token_counter,
-            self.config.budget_shares,
-        )
+
+        def fit(shown: Sequence[Turn]) -> FittedContext:
+            keys = {(turn.session_id, turn.id) for turn in shown}
+            offered = [r for r in recalled if (r.turn.session_id, r.turn.id) not in keys]
+            return fit_context(
+                ContextCandidates(summary, entities, offered[: self.config.recall_k], window),
+                self.config.token_budget,
+                self.token_counter,
+                self.config.budget_shares,
+            )
+
+        fitted = fit(window)
+        if len(fitted.window) < len(window):
+            fitted = fit(fitted.window)
         return MemoryContext(
             session_id=session_id,
             query=query,
@@ -516,43 +572,64 @@ class HybridMemory:
             token_budget=self.config.token_budget,
         )
 
-    def transcript(self, session_id: str) -> list[BaseMessage]:
-        """Every stored message of the session, in order, exactly as it was added."""
+    def _owned(self, session_id: object, user_id: object = None) -> str:
+        """Check the ids and, when ``user_id`` is given, that the session is that user's."""
         session = check_id(session_id, "session_id")
-        return [turn.message for turn in self.store.get_turns(session)]
+        self._check_owner(session, check_optional_id(user_id, "user_id"))
+        return session
 
-    async def atranscript(self, session_id: str) -> list[BaseMessage]:
+    def transcript(self, session_id: str, *, user_id: str | None = None) -> list[BaseMessage]:
+        """Every stored message of the session, in order, exactly as it was added.
+
+        With ``user_id``, the session must belong to that user (or to nobody); so for
+        :meth:`turns`, :meth:`latest_turns`, :meth:`summary`, :meth:`export_session` and
+        :meth:`forget_session`.
+        """
+        return [turn.message for turn in self.turns(session_id, user_id=user_id)]
+
+    async def atranscript(
+        self, session_id: str, *, user_id: str | None = None
+    ) -> list[BaseMessage]:
         """Async twin of :meth:`transcript`."""
-        session = check_id(session_id, "session_id")
-        return [turn.message for turn in await self.store.aget_turns(session)]
+        return [turn.message for turn in await self.aturns(session_id, user_id=user_id)]
 
-    def latest_turns(self, session_id: str, count: int) -> list[Turn]:
+    def latest_turns(
+        self, session_id: str, count: int, *, user_id: str | None = None
+    ) -> list[Turn]:
         """The last ``count`` stored turns of the session, oldest first (reads only those)."""
-        session = check_id(session_id, "session_id")
+        session = self._owned(session_id, user_id)
         total = self.store.count_turns(session)
         return self.store.get_turns(session, max(0, total - max(0, count)), total)
 
-    async def alatest_turns(self, session_id: str, count: int) -> list[Turn]:
+    async def alatest_turns(
+        self, session_id: str, count: int, *, user_id: str | None = None
+    ) -> list[Turn]:
         """Async twin of :meth:`latest_turns`."""
-        return await asyncio.to_thread(self.latest_turns, session_id, count)
+        return await asyncio.to_thread(
+            partial(self.latest_turns, session_id, count, user_id=user_id)
+        )
 
-    def turns(self, session_id: str) -> list[Turn]:
+    def turns(self, session_id: str, *, user_id: str | None = None) -> list[Turn]:
         """Every stored turn of the session (message, text, id and time), in order."""
-        return self.store.get_turns(check_id(session_id, "session_id"))
+        return self.store.get_turns(self._owned(session_id, user_id))
 
-    async def aturns(self, session_id: str) -> list[Turn]:
+    async def aturns(self, session_id: str, *, user_id: str | None = None) -> list[Turn]:
         """Async twin of :meth:`turns`."""
-        return await self.store.aget_turns(check_id(session_id, "session_id"))
+        session = await asyncio.to_thread(self._owned, session_id, user_id)
+        return await self.store.aget_turns(session)
 
-    def summary(self, session_id: str) -> RunningSummary:
+    def summary(self, session_id: str, *, user_id: str | None = None) -> RunningSummary:
         """The session's rolling summary as stored."""
-        return self.store.get_summary(check_id(session_id, "session_id"))
+        return self.store.get_summary(self._owned(session_id, user_id))
 
-    async def asummary(self, session_id: str) -> RunningSummary:
+    async def asummary(self, session_id: str, *, user_id: str | None = None) -> RunningSummary:
         """Async twin of :meth:`summary`."""
-        return await self.store.aget_summary(check_id(session_id, "session_id"))
+        session = await asyncio.to_thread(self._owned, session_id, user_id)
+        return await self.store.aget_summary(session)
 
-    def export_session(self, session_id: str, *, anonymize: bool = False) -> list[dict[str, Any]]:
+    def export_session(
+        self, session_id: str, *, anonymize: bool = False, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Every turn of the session as JSON-ready records, e.g. for analytics.
 
         Each record has ``session_id``, ``turn_id``, ``role``, ``speaker``, ``timestamp``
@@ -562,6 +639,7 @@ class HybridMemory:
             session_id: The conversation.
             anonymize: Redact personal data in texts and messages (with this memory's redactor,
                 or the default detectors) and replace speaker names by role labels.
+            user_id: When given, the session must belong to this user (or to nobody).
 
         Example:
             >>> from langchain_core.messages import HumanMessage
@@ -573,7 +651,7 @@ class HybridMemory:
         """
         redactor = (self.redactor or PIIRedactor()) if anonymize else None
         records = []
-        for stored in self.turns(session_id):
+        for stored in self.turns(session_id, user_id=user_id):
             turn = stored
             if redactor is not None:
                 message = redactor.redact_message(stored.message).model_copy(update={"name": None})
@@ -592,11 +670,11 @@ class HybridMemory:
         return records
 
     async def aexport_session(
-        self, session_id: str, *, anonymize: bool = False
+        self, session_id: str, *, anonymize: bool = False, user_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Async twin of :meth:`export_session`."""
         return await asyncio.to_thread(
-            partial(self.export_session, session_id, anonymize=anonymize)
+            partial(self.export_session, session_id, anonymize=anonymize, user_id=user_id)
         )
 
     # -- LangChain surfaces -----------------------------------------------------------------
@@ -633,17 +711,19 @@ class HybridMemory:
 
     # -- erasure ----------------------------------------------------------------------------
 
-    def forget_session(self, session_id: str) -> ErasureReport:
+    def forget_session(self, session_id: str, *, user_id: str | None = None) -> ErasureReport:
         """Erase the session: turns, vectors, summary, entities, and this process's caches."""
-        session = check_id(session_id, "session_id")
+        session = self._owned(session_id, user_id)
         self.flush()
         report = self.store.delete_session(session)
         self._drop_caches([session])
         return report
 
-    async def aforget_session(self, session_id: str) -> ErasureReport:
+    async def aforget_session(
+        self, session_id: str, *, user_id: str | None = None
+    ) -> ErasureReport:
         """Async twin of :meth:`forget_session`."""
-        session = check_id(session_id, "session_id")
+        session = await asyncio.to_thread(self._owned, session_id, user_id)
         await self.aflush()
         report = await self.store.adelete_session(session)
         self._drop_caches([session])
@@ -729,37 +809,68 @@ class HybridMemory:
             The session's turn count.
         """
         count = self.store.count_turns(session_id)
+        if index.indexed_through >= 0 and not self._same_session(session_id, index, count):
+            logger.info("a session was erased or expired and written anew; reloading its index")
+            index.reset()
         start = index.indexed_through + 1
         if start >= count:
             return count
-        turns = self.store.get_turns(session_id, start)
-        index.add_texts([t.id for t in turns], [t.text for t in turns])
-        ids, vectors = self.store.get_vectors(session_id, start)
-        if vectors is not None and len(ids):
-            index.add_vectors(ids, vectors)
+        try:
+            turns = self.store.get_turns(session_id, start)
+            index.add_texts([t.id for t in turns], [t.text for t in turns])
+            ids, vectors = self.store.get_vectors(session_id, start)
+            if vectors is not None and len(ids):
+                index.add_vectors(ids, vectors)
+        except BaseException:
+            index.reset()  # half-loaded: start over on the next call
+            raise
         for turn in turns:
             if turn.text.strip() and not index.has_vector(turn.id):
                 index.pending[turn.id] = turn.text
+        if turns:
+            index.fingerprint = _fingerprint(turns[-1])
         return max(count, index.indexed_through + 1)
 
-    def _embed_pending(self, session_id: str, index: SessionIndex) -> None:
-        """Embed turns waiting for a vector; on failure they keep waiting (logged, not raised)."""
-        if not index.pending:
-            return
-        ids = sorted(index.pending)[:_MAX_CATCH_UP_EMBEDDINGS]
-        try:
-            vectors = self._embed_texts([index.pending[i] for i in ids])
-            self.store.put_vectors(session_id, ids, vectors)
-        except Exception as exc:  # noqa: BLE001 - a model or store fault must not lose the turn
-            logger.warning(
-                "embedding %d turn(s) of a session failed, will retry: %s",
-                len(ids),
-                type(exc).__name__,
+    def _same_session(self, session_id: str, index: SessionIndex, count: int) -> bool:
+        """Whether the stored session is still the one the index holds (one small read)."""
+        if count <= index.indexed_through:
+            return False
+        last = self.store.get_turns(session_id, index.indexed_through, index.indexed_through + 1)
+        return bool(last) and _fingerprint(last[0]) == index.fingerprint
+
+    def _embed_pending(
+        self, session_id: str, index: SessionIndex, *, limit: int | None = _MAX_CATCH_UP_EMBEDDINGS
+    ) -> None:
+        """Embed turns waiting for a vector, in batches, at most ``limit`` (``None``: all).
+
+        On failure they keep waiting (logged, not raised). Caller holds ``index.lock``.
+        """
+        done = 0
+        while index.pending and (limit is None or done < limit):
+            size = (
+                _MAX_CATCH_UP_EMBEDDINGS if limit is None else min(_MAX_CATCH_UP_EMBEDDINGS, limit)
             )
-            return
-        index.add_vectors(ids, vectors)
-        for turn_id in ids:
-            index.pending.pop(turn_id, None)
+            ids = sorted(index.pending)[:size]
+            try:
+                vectors = self._embed_texts([index.pending[i] for i in ids])
+                if index.dimension is not None and vectors.shape[1] != index.dimension:
+                    msg = (
+                        f"the embeddings return dimension {vectors.shape[1]}, the session was "
+                        f"embedded with {index.dimension}"
+                    )
+                    raise EmbeddingError(msg)
+                self.store.put_vectors(session_id, ids, vectors)
+            except Exception as exc:  # noqa: BLE001 - a model or store fault must not lose the turn
+                logger.warning(
+                    "embedding %d turn(s) of a session failed, will retry: %s",
+                    len(ids),
+                    type(exc).__name__,
+                )
+                return
+            index.add_vectors(ids, vectors)
+            for turn_id in ids:
+                index.pending.pop(turn_id, None)
+            done += len(ids)
 
     def _embeddable(self, text: str) -> str:
         """The text as the embedding model may see it (redacted when configured)."""
@@ -878,7 +989,8 @@ class HybridMemory:
             return False
         mentions = [*update.mentions, *extracted]
         if mentions:
-            self._merge_entities(job.session_id, mentions)
+            with self._index_for(job.session_id).lock:  # not racing add_messages(entities=...)
+                self._merge_entities(job.session_id, mentions)
         self._retry.pop(job.session_id, None)
         return True
 
@@ -902,22 +1014,24 @@ class HybridMemory:
             return self._folding.setdefault(session_id, threading.Lock())
 
     def _fold_session(self, session_id: str, window_start: int | None = None) -> None:
-        """Fold every full batch that left the window, one summarizer call per batch."""
+        """Fold every full batch that left the window, one summarizer call per batch.
+
+        Any fault (summarizer, extractor or store) leaves the batch pending, is logged, and
+        backs off; it is never raised, because the turns were already stored.
+        """
         lock = self._fold_lock(session_id)
         if not lock.acquire(blocking=False):
             return  # another thread is folding this session
         try:
             while (job := self._next_fold(session_id, window_start)) is not None:
-                try:
-                    update = self.summarizer.fold(job.summary.text, job.turns)
-                    extracted = (
-                        self.entity_extractor.extract(job.turns) if self.entity_extractor else []
-                    )
-                except Exception as exc:  # noqa: BLE001 - the batch stays pending
-                    self._fold_failed(session_id, exc)
-                    return
+                update = self.summarizer.fold(job.summary.text, job.turns)
+                extracted = (
+                    self.entity_extractor.extract(job.turns) if self.entity_extractor else []
+                )
                 if not self._commit_fold(job, update, extracted):
                     return
+        except Exception as exc:  # noqa: BLE001 - the batch stays pending
+            self._fold_failed(session_id, exc)
         finally:
             lock.release()
 
@@ -930,18 +1044,14 @@ class HybridMemory:
             while (
                 job := await asyncio.to_thread(self._next_fold, session_id, window_start)
             ) is not None:
-                try:
-                    update = await self.summarizer.afold(job.summary.text, job.turns)
-                    extracted = (
-                        await self.entity_extractor.aextract(job.turns)
-                        if self.entity_extractor
-                        else []
-                    )
-                except Exception as exc:  # noqa: BLE001 - the batch stays pending
-                    self._fold_failed(session_id, exc)
-                    return
+                update = await self.summarizer.afold(job.summary.text, job.turns)
+                extracted = (
+                    await self.entity_extractor.aextract(job.turns) if self.entity_extractor else []
+                )
                 if not await asyncio.to_thread(self._commit_fold, job, update, extracted):
                     return
+        except Exception as exc:  # noqa: BLE001 - the batch stays pending
+            self._fold_failed(session_id, exc)
         finally:
             lock.release()
 
@@ -961,6 +1071,10 @@ class _AddJob:
     user_id: str | None
     drafts: list[TurnDraft]
     mentions: list[EntityMention]
+
+
+def _fingerprint(turn: Turn) -> tuple[str, int]:
+    return turn.timestamp.isoformat(), hash(turn.text)
 
 
 def _latest_user_turn(window: Sequence[Turn]) -> Turn | None:

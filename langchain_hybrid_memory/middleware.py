@@ -47,8 +47,10 @@ def unstored_messages(
 ) -> list[BaseMessage]:
     """The messages at the end of ``state_messages`` that come after the last stored one.
 
-    Messages are matched by id. When no message of the state is among the stored turns (a run
-    without a checkpointer, or a new session), every message of the state is new.
+    Messages are matched by id. A client that resends its history without ids is matched by
+    content instead: the longest run of stored turns that the state's start repeats (same type,
+    same text) is skipped. Otherwise (a run without a checkpointer, a new session) every message
+    of the state is new.
 
     Example:
         >>> from datetime import datetime
@@ -58,11 +60,40 @@ def unstored_messages(
         >>> [m.id for m in unstored_messages([a, b], [Turn("s", 0, a, "hi", datetime(2026, 1, 1))])]
         ['2']
     """
-    known = {turn.message.id for turn in stored if turn.message.id}
+    known = {turn.message.id: i for i, turn in enumerate(stored) if turn.message.id}
     for position in range(len(state_messages) - 1, -1, -1):
-        if state_messages[position].id in known:
-            return list(state_messages[position + 1 :])
-    return list(state_messages)
+        matched = known.get(state_messages[position].id or "")
+        if matched is not None:
+            rest = list(state_messages[position + 1 :])
+            return rest[_repeated(rest, stored[matched + 1 :]) :]
+    return list(state_messages[_resent_prefix(state_messages, stored) :])
+
+
+def _key(message: BaseMessage) -> tuple[str, str]:
+    return message.type, message.text
+
+
+def _repeated(messages: Sequence[BaseMessage], stored: Sequence[Turn]) -> int:
+    """How many leading ``messages`` are copies (same type and text) of ``stored``, in order."""
+    count = 0
+    for message, turn in zip(messages, stored, strict=False):
+        if _key(message) != _key(turn.message):
+            break
+        count += 1
+    return count
+
+
+def _resent_prefix(state_messages: Sequence[BaseMessage], stored: Sequence[Turn]) -> int:
+    """How many leading state messages repeat the end of the stored turns, by type and text.
+
+    The last state message is never counted: a resent history always ends with a new input.
+    """
+    stored_keys = [_key(turn.message) for turn in stored]
+    state_keys = [_key(message) for message in state_messages]
+    for length in range(min(len(stored_keys), len(state_keys) - 1), 0, -1):
+        if stored_keys[-length:] == state_keys[:length]:
+            return length
+    return 0
 
 
 class HybridMemoryMiddleware(AgentMiddleware):
@@ -122,14 +153,14 @@ class HybridMemoryMiddleware(AgentMiddleware):
 
     def _store_new(self, state: dict[str, Any], runtime: Runtime[Any]) -> None:
         session, user = self._session_and_user(runtime)
-        stored = self.memory.latest_turns(session, _ID_LOOKBACK)
+        stored = self.memory.latest_turns(session, _ID_LOOKBACK, user_id=user)
         new = unstored_messages(state.get("messages", []), stored)
         if new:
             self.memory.add_messages(session, new, user_id=user)
 
     async def _astore_new(self, state: dict[str, Any], runtime: Runtime[Any]) -> None:
         session, user = self._session_and_user(runtime)
-        stored = await self.memory.alatest_turns(session, _ID_LOOKBACK)
+        stored = await self.memory.alatest_turns(session, _ID_LOOKBACK, user_id=user)
         new = unstored_messages(state.get("messages", []), stored)
         if new:
             await self.memory.aadd_messages(session, new, user_id=user)

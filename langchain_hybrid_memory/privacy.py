@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_hybrid_memory.errors import ConfigError, MissingDependencyError
 
@@ -44,6 +44,11 @@ class PIIMatch:
 
 
 Detector = Callable[[str], Iterable[PIIMatch]]
+
+#: Keys whose string values are binary data or identifiers, never redacted.
+_OPAQUE_KEYS = frozenset(
+    {"type", "id", "url", "data", "base64", "mime_type", "source_type", "tool_call_id", "index"}
+)
 
 _PHONE = re.compile(r"(?<![\w+(])(?:\+|00)?\(?\d[\d \-().]{6,18}\d(?!\w)")
 _DATE_LIKE = re.compile(r"\d{1,4}[-.]\d{1,2}[-.]\d{1,4}")
@@ -197,17 +202,39 @@ class PIIRedactor:
         parts.append(text[position:])
         return "".join(parts)
 
+    def redact_value(self, value: Any) -> Any:
+        """Redact every string inside ``value`` (lists and dicts walked recursively).
+
+        Strings under keys that hold binary data or identifiers (``data``, ``url``, ``id``,
+        ``type``, ...) are left alone, so an image's base64 payload is not altered.
+
+        Example:
+            >>> PIIRedactor().redact_value({"to": ["ana@example.com"], "type": "email"})
+            {'to': ['[REDACTED_EMAIL]'], 'type': 'email'}
+        """
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, list | tuple):
+            return [self.redact_value(item) for item in value]
+        if isinstance(value, dict):
+            return {
+                key: item if key in _OPAQUE_KEYS else self.redact_value(item)
+                for key, item in value.items()
+            }
+        return value
+
     def redact_message(self, message: BaseMessage) -> BaseMessage:
-        """A copy of ``message`` whose text (string content or text blocks) is redacted."""
-        content = message.content
-        if isinstance(content, str):
-            return message.model_copy(update={"content": self.redact(content)})
-        blocks: list[str | dict[str, object]] = []
-        for block in content:
-            if isinstance(block, str):
-                blocks.append(self.redact(block))
-            elif isinstance(block, dict) and isinstance(block.get("text"), str):
-                blocks.append({**block, "text": self.redact(str(block["text"]))})
-            else:
-                blocks.append(block)
-        return message.model_copy(update={"content": blocks})
+        """A copy of ``message`` with personal data redacted everywhere it can hold text.
+
+        That is its content (strings and every block), its tool calls' arguments (also
+        ``invalid_tool_calls``), and ``additional_kwargs``.
+        """
+        update: dict[str, Any] = {
+            "content": self.redact_value(message.content),
+            "additional_kwargs": self.redact_value(message.additional_kwargs),
+        }
+        for field_name in ("tool_calls", "invalid_tool_calls"):
+            calls = getattr(message, field_name, None)
+            if calls:
+                update[field_name] = self.redact_value(calls)
+        return message.model_copy(update=update)

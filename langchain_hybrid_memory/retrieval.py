@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 
+from langchain_hybrid_memory.errors import EmbeddingError
 from langchain_hybrid_memory.lexical import LexicalIndex, top_rows
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class SessionIndex:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything indexed (the lock stays): the session is loaded again from scratch."""
         self.lexical = LexicalIndex()
         self._dense: faiss.IndexIDMap2 | None = None
         self._vector_ids: set[int] = set()
@@ -72,6 +77,8 @@ class SessionIndex:
         self.indexed_through = -1
         #: Texts of turns still waiting for an embedding (after a failure), by turn id.
         self.pending: dict[int, str] = {}
+        #: Identifies the last indexed turn, to notice a session erased and written anew.
+        self.fingerprint: tuple[str, int] | None = None
 
     @property
     def dimension(self) -> int | None:
@@ -81,11 +88,6 @@ class SessionIndex:
     def has_vector(self, turn_id: int) -> bool:
         """Whether turn ``turn_id`` has an embedding in the index."""
         return turn_id in self._vector_ids
-
-    @property
-    def vector_count(self) -> int:
-        """How many turns have an embedding in the index."""
-        return len(self._vector_ids)
 
     def vector(self, turn_id: int) -> np.ndarray | None:
         """The stored (normalized) embedding of a turn, or ``None`` when it has none."""
@@ -103,6 +105,12 @@ class SessionIndex:
     def add_vectors(self, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Add embeddings (normalized here) under their turn ids; known ids are skipped."""
         matrix = normalize_rows(vectors)
+        if self._dense is not None and matrix.shape[1] != self._dense.d:
+            msg = (
+                f"embeddings of dimension {matrix.shape[1]} do not match the session's "
+                f"{self._dense.d}: use the model the session was embedded with, or forget it"
+            )
+            raise EmbeddingError(msg)
         keep = [i for i, turn_id in enumerate(turn_ids) if turn_id not in self._vector_ids]
         if not keep:
             return
@@ -188,7 +196,7 @@ class SessionIndex:
             if turn_id in known:
                 values[i] = known[turn_id]
         with_vectors = [i for i in missing if ids[i] in self._vector_ids]
-        if with_vectors and self._dense is not None:
+        if with_vectors:
             query = normalize_rows(query_vector)
             if query.shape[1] == self._dense.d:
                 keys = np.asarray([ids[i] for i in with_vectors], dtype=np.int64)

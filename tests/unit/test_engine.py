@@ -378,3 +378,108 @@ def test_a_returning_user_recalls_earlier_sessions_but_never_another_users(embed
     assert {i.turn.session_id for i in scoped.build_context("ana-2", "allergic").recalled} == {
         "ana-2"
     }
+
+
+def test_a_window_turn_the_budget_leaves_out_can_still_be_recalled(embeddings):
+    pad = " and then we talked about the weather, the garden and the neighbours at length" * 4
+    messages = [HumanMessage("I'm allergic to peanuts"), AIMessage("Noted." + pad)]
+    for i in range(4):
+        messages += [HumanMessage(f"chat {i}" + pad), AIMessage(f"reply {i}" + pad)]
+    memory = HybridMemory(embeddings=embeddings, window_turns=10, token_budget=300)
+    memory.add_messages("s1", messages)
+
+    context = memory.build_context("s1", "Which snack? Remember my peanut allergy?")
+
+    assert context.omitted["window"] > 0
+    assert "allergic to peanuts" in context.to_text()
+    assert context.tokens <= 300
+
+
+def test_a_session_erased_elsewhere_and_written_anew_is_reloaded(embeddings):
+    writer = HybridMemory(embeddings=embeddings)
+    reader = HybridMemory(embeddings=embeddings, store=writer.store, window_turns=1)
+    writer.add_messages(
+        "s1", [HumanMessage("My bank PIN hint is the cat's birthday"), AIMessage("ok")]
+    )
+    assert reader.build_context("s1", "bank PIN").recalled
+
+    writer.forget_session("s1")  # another worker erases it ...
+    writer.add_messages("s1", [HumanMessage("I adopted a cat named Miso"), AIMessage("Cute")])
+
+    recalled = reader.build_context("s1", "What's my cat called?").recalled
+    assert [item.turn.text for item in recalled][:1] == ["I adopted a cat named Miso"]
+    assert "PIN" not in reader.build_context("s1", "bank PIN").to_text()
+
+
+def test_a_fault_after_the_turns_are_stored_is_not_raised(embeddings, caplog):
+    memory = HybridMemory(embeddings=embeddings, window_turns=1)
+    original = memory.store.get_vectors
+    memory.store.get_vectors = lambda *a, **k: (_ for _ in ()).throw(OSError("disk hiccup"))  # type: ignore[method-assign]
+    turns = memory.add_messages("s1", [HumanMessage("I live in Porto"), AIMessage("Nice")])
+    assert len(turns) == 2
+    assert "indexing them failed" in caplog.text
+    memory.store.get_vectors = original  # type: ignore[method-assign]
+    assert memory.build_context("s1", "Where do I live?").recalled[0].turn.text == "I live in Porto"
+    assert len(memory.transcript("s1")) == 2
+
+
+def test_a_store_fault_while_folding_in_the_background_is_logged_not_raised_later(
+    embeddings, caplog
+):
+    memory = HybridMemory(embeddings=embeddings, window_turns=2, summary_batch=2, background=True)
+    original = memory.store.compare_and_set_summary
+    memory.store.compare_and_set_summary = lambda *a: (_ for _ in ()).throw(OSError("reset"))  # type: ignore[method-assign]
+    memory.add_messages("s1", filler(6))
+    memory.flush()
+    assert "summarizing a batch failed" in caplog.text
+    memory.store.compare_and_set_summary = original  # type: ignore[method-assign]
+    assert memory.forget_user("nobody").turns == 0  # no stale error surfaces here
+    assert len(memory.transcript("s1")) == 6
+
+
+def test_embeddings_of_another_dimension_never_corrupt_a_session(embeddings):
+    from langchain_core.embeddings import FakeEmbeddings
+
+    memory = HybridMemory(embeddings=embeddings)
+    memory.add_messages("s1", [HumanMessage("I live in Porto"), AIMessage("Nice")])
+    other = HybridMemory(embeddings=FakeEmbeddings(size=32), store=memory.store)
+    other.add_messages("s1", [HumanMessage("I work at Tidewater Labs")])
+    assert len(memory.transcript("s1")) == 3
+    fresh = HybridMemory(embeddings=embeddings, store=memory.store, window_turns=1)
+    assert fresh.build_context("s1", "Where do I live?").recalled[0].turn.text == "I live in Porto"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"dense_weight": "0.5"},
+        {"dense_weight": float("nan")},
+        {"summary_retry_seconds": None},
+        {"ttl_seconds": 0},
+        {"faiss_threads": 0},
+        {"recall_scope": "everyone"},
+    ],
+)
+def test_bad_settings_are_config_errors(settings):
+    from langchain_hybrid_memory.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        HybridMemoryConfig(**settings)
+
+
+def test_nan_budget_shares_are_refused():
+    from langchain_hybrid_memory import BudgetShares
+    from langchain_hybrid_memory.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        BudgetShares(recall=float("nan"))
+
+
+def test_ttl_reaches_a_store_opened_from_a_url_and_must_match_a_store_object(embeddings, tmp_path):
+    from langchain_hybrid_memory.errors import ConfigError
+    from langchain_hybrid_memory.stores import InMemoryStore
+
+    memory = HybridMemory(f"sqlite:///{tmp_path / 'ttl.db'}", embeddings=embeddings, ttl_seconds=60)
+    assert memory.store.ttl_seconds == 60
+    with pytest.raises(ConfigError, match="ttl_seconds"):
+        HybridMemory(InMemoryStore(), embeddings=embeddings, ttl_seconds=60)

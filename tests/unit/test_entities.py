@@ -61,3 +61,19 @@ async def test_the_llm_extractor_parses_json_sync_and_async():
     extractor = LLMEntityExtractor(FakeListLLM(responses=[answer]))
     assert extractor.extract([turn])[0].facts == {"allergy": "peanuts"}
     assert (await extractor.aextract([turn]))[0].turn_id == 0
+
+
+def test_a_malformed_turn_reference_falls_back_to_the_batch_not_to_an_error():
+    from langchain_hybrid_memory.entities import mentions_from_payload
+
+    turns = [Turn("s", i, HumanMessage("x"), "x", EARLY) for i in (4, 5)]
+    payload = [
+        {"name": "Ana", "facts": {"city": "Porto"}, "turn": [4]},
+        {"name": "Rui", "facts": {"role": "coach"}, "turn": True},
+        {"name": "Bolt", "facts": {"kind": "dog"}, "turn": 4},
+    ]
+    assert [(m.name, m.turn_id) for m in mentions_from_payload(payload, turns)] == [
+        ("Ana", 5),
+        ("Rui", 5),
+        ("Bolt", 4),
+    ]

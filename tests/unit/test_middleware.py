@@ -132,3 +132,21 @@ def test_without_any_session_the_error_says_how_to_give_one(memory):
     model = RecordingToolModel(messages=replies())
     with pytest.raises(InvalidInputError, match="thread_id"):
         agent_for(memory, model).invoke(say("hello"))
+
+
+def test_a_client_resending_its_history_without_ids_stores_each_turn_once(memory):
+    model = RecordingToolModel(messages=replies())
+    agent = agent_for(memory, model)
+    history: list = []
+    for text in ["I live in Porto.", "I have a dog.", "Where do I live?"]:
+        history.append(HumanMessage(text))
+        result = agent.invoke({"messages": list(history)}, thread())
+        history.append(AIMessage(result["messages"][-1].text))  # the client keeps plain copies
+    assert [m.text for m in memory.transcript("t1")] == [
+        "I live in Porto.",
+        "Reply 0.",
+        "I have a dog.",
+        "Reply 1.",
+        "Where do I live?",
+        "Reply 2.",
+    ]

@@ -112,3 +112,39 @@ def test_an_anonymized_export_hides_personal_data_and_names(embeddings):
     assert "example.com" not in str(anonymous)
     assert "Ana" not in str(anonymous)
     assert anonymous[1]["message"]["data"]["content"] == "ok"
+
+
+def test_the_embedding_model_never_sees_personal_data_when_embed_redaction_is_on(embeddings):
+    counting = CountingEmbeddings(embeddings)
+    seen: list[str] = []
+    documents, query = counting.embed_documents, counting.embed_query
+    counting.embed_documents = lambda texts: (seen.extend(texts), documents(texts))[1]  # type: ignore[method-assign]
+    counting.embed_query = lambda text: (seen.append(text), query(text))[1]  # type: ignore[method-assign]
+    memory = HybridMemory(
+        embeddings=counting, redactor=PIIRedactor(redact_on=["embed"]), window_turns=1
+    )
+    memory.add_messages("s1", [HumanMessage(SECRET), AIMessage("ok")])
+    memory.build_context("s1", "Is ana.ribeiro@example.com still my address?")
+    assert seen
+    assert not any("example.com" in text for text in seen)
+    assert memory.transcript("s1")[0].text == SECRET  # not redacted where it is stored
+
+
+def test_tool_call_arguments_and_entity_names_are_redacted_before_storing(embeddings):
+    call = AIMessage(
+        "",
+        tool_calls=[{"name": "send", "args": {"to": ["ana.ribeiro@example.com"]}, "id": "c1"}],
+        additional_kwargs={"note": "call +351 912 345 678"},
+    )
+    memory = HybridMemory(embeddings=embeddings, redact_pii=True)
+    memory.add_messages(
+        "s1",
+        [HumanMessage("mail her"), call],
+        entities={"ana.ribeiro@example.com": {"role": "client"}},
+    )
+    stored = memory.transcript("s1")[1]
+    assert stored.tool_calls[0]["args"] == {"to": ["[REDACTED_EMAIL]"]}
+    assert stored.tool_calls[0]["id"] == "c1"
+    assert "912" not in str(stored.additional_kwargs)
+    assert "example.com" not in str(memory.export_session("s1"))
+    assert "example.com" not in str(memory.store.get_entities("s1"))
