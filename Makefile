@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= local-model,dev,redis,postgres
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test lint typecheck unit services clean
+.PHONY: install demo test lint typecheck unit services bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ demo: install
 	$(BIN)/hybrid-memory demo
 
 lint: install
-	$(BIN)/ruff check langchain_hybrid_memory tests
-	$(BIN)/ruff format --check langchain_hybrid_memory tests
+	$(BIN)/ruff check langchain_hybrid_memory tests benchmarks
+	$(BIN)/ruff format --check langchain_hybrid_memory tests benchmarks
 
 typecheck: install
 	$(BIN)/mypy
@@ -37,6 +37,11 @@ unit: install services
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Benchmarks rewrite docs/benchmarks/ (the test suite runs only a tiny smoke of each script).
+bench: install services
+	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/locomo_recall.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
