@@ -12,6 +12,7 @@ Tree::
     │   └── InvalidMessageTypeError (also TypeError)    not a LangChain message, wrong content type
     ├── SessionOwnershipError       (also ValueError)   a session used with a second user id
     ├── StoreError                                      a store failed to read or write
+    │   └── DecryptionError                             no configured key opens a sealed value
     ├── EmbeddingError                                  the embedding model failed
     ├── SummarizerError                                 the summarizer LLM failed or answered nonsense
     └── MissingDependencyError      (also ImportError)  an optional extra is not installed
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DecryptionError",
     "EmbeddingError",
     "HybridMemoryError",
     "InvalidInputError",
@@ -54,6 +56,14 @@ class SessionOwnershipError(HybridMemoryError, ValueError):
 
 class StoreError(HybridMemoryError):
     """A store could not be opened, read or written; the message names the store."""
+
+
+class DecryptionError(StoreError):
+    """A stored value is encrypted and no configured key opens it; nothing was overwritten.
+
+    Pass the key it was written with, or, after a key rotation, keep the old key in the list
+    (``encryption_key=[new_key, old_key]``) until the store's ``reencrypt()`` has run.
+    """
 
 
 class EmbeddingError(HybridMemoryError):

@@ -187,6 +187,24 @@ class MemoryStore(ABC):
         """
         return ErasureReport()
 
+    def reencrypt(self) -> int:
+        """Re-seal every stored value under the first encryption key; how many were rewritten.
+
+        For key rotation: open the store with ``encryption_key=[new_key, old_key, ...]``, run
+        this, then drop the old keys. Sealed turns, summaries, entities and vectors move to the
+        first key (values already under it are left alone, so a second run rewrites nothing);
+        plain ones are sealed (vectors only with ``encrypt_vectors``), which encrypts a store
+        written without a key. Each value is replaced on its own, atomically, and only if it did
+        not change since it was read, so the store stays in use meanwhile.
+
+        A store that keeps nothing at rest (:class:`InMemoryStore`) has nothing to rewrite: 0.
+
+        Raises:
+            ConfigError: The store has no encryption key.
+            DecryptionError: A value no configured key opens (it is left as it is).
+        """
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing to close
         """Release connections; the store is unusable afterwards."""
 
@@ -263,6 +281,10 @@ class MemoryStore(ABC):
     async def apurge_expired(self) -> ErasureReport:
         """Async twin of :meth:`purge_expired`."""
         return await _in_executor(self.purge_expired)
+
+    async def areencrypt(self) -> int:
+        """Async twin of :meth:`reencrypt`."""
+        return await _in_executor(self.reencrypt)
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""

@@ -5,6 +5,9 @@ times are ISO 8601 in UTC, turns, summaries and entities are JSON text, and vect
 bytes of float32 rows. A value that cannot be encoded or decoded raises
 :class:`~langchain_hybrid_memory.errors.StoreError`.
 
+A store writes and reads through its :class:`Codec`: these functions as they are without an
+encryption key, their output sealed (:mod:`~langchain_hybrid_memory.stores.encryption`) with one.
+
 Example:
     >>> from datetime import datetime, timezone
     >>> from langchain_core.messages import HumanMessage
@@ -25,16 +28,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langchain_core.messages import messages_from_dict, messages_to_dict
 
-from langchain_hybrid_memory.errors import StoreError
+from langchain_hybrid_memory.errors import ConfigError, StoreError
 from langchain_hybrid_memory.stores.base import check_vectors
+from langchain_hybrid_memory.stores.encryption import Sealer, is_sealed, no_key_error
 from langchain_hybrid_memory.types import Entity, EntityFact, RunningSummary, Turn
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory.types import TurnDraft
 
 __all__ = [
+    "Codec",
     "dump_entity",
     "dump_summary",
     "dump_time",
@@ -162,6 +168,175 @@ def load_vectors(blobs: Sequence[bytes]) -> np.ndarray:
     """The inverse of :func:`dump_vectors`: a writable float32 matrix, one row per blob."""
     with _malformed("vector"):
         return np.stack([np.frombuffer(blob, dtype=np.float32) for blob in blobs])
+
+
+class Codec:
+    """The stored form of one store's values: plain, or sealed under an encryption key.
+
+    Without a key, values are written exactly as the module's ``dump_*`` functions make them.
+    With one, turns (message payload and text), summaries and entities are sealed, vectors too
+    with ``encrypt_vectors``, and an entity's lookup name is stored as a keyed digest. Reading
+    accepts both forms: a plain value is read as it is (so a plain store can be encrypted by
+    rotation), and a sealed value that no configured key opens raises
+    :class:`~langchain_hybrid_memory.errors.DecryptionError`.
+
+    Args:
+        encryption_key: A Fernet key or a list of them (the first seals, all open); ``None``
+            writes plain values.
+        encrypt_vectors: Seal the embedding vectors too (they can be inverted to text).
+
+    Raises:
+        ConfigError: A key is not a Fernet key, or ``encrypt_vectors`` is set without a key.
+
+    Example:
+        >>> from datetime import datetime, timezone
+        >>> from cryptography.fernet import Fernet
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_hybrid_memory.types import TurnDraft
+        >>> codec = Codec(Fernet.generate_key())
+        >>> moment = datetime(2024, 5, 1, tzinfo=timezone.utc)
+        >>> record = codec.dump_turn(TurnDraft(HumanMessage("X123"), "X123", moment))
+        >>> record.startswith("fernet:"), "X123" in record
+        (True, False)
+        >>> codec.load_turn("s1", 0, record).text
+        'X123'
+    """
+
+    def __init__(
+        self, encryption_key: EncryptionKey | None = None, *, encrypt_vectors: bool = False
+    ) -> None:
+        if not isinstance(encrypt_vectors, bool):
+            msg = f"encrypt_vectors must be True or False, got {type(encrypt_vectors).__name__}"
+            raise ConfigError(msg)
+        if encrypt_vectors and encryption_key is None:
+            msg = "encrypt_vectors=True needs an encryption_key"
+            raise ConfigError(msg)
+        self._sealer = None if encryption_key is None else Sealer(encryption_key)
+        self.encrypt_vectors = encrypt_vectors
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether values are sealed when written."""
+        return self._sealer is not None
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def dump_turn(self, draft: TurnDraft) -> str:
+        """:func:`dump_turn`, sealed when there is a key."""
+        return self._seal_text(dump_turn(draft))
+
+    def dump_summary(self, summary: RunningSummary) -> str:
+        """:func:`dump_summary`, sealed when there is a key."""
+        return self._seal_text(dump_summary(summary))
+
+    def dump_entity(self, entity: Entity) -> str:
+        """:func:`dump_entity`, sealed when there is a key."""
+        return self._seal_text(dump_entity(entity))
+
+    def dump_vectors(self, turn_ids: Sequence[int], vectors: np.ndarray) -> list[bytes]:
+        """:func:`dump_vectors`, each row sealed when there is a key and ``encrypt_vectors``."""
+        blobs = dump_vectors(turn_ids, vectors)
+        if self._sealer is None or not self.encrypt_vectors:
+            return blobs
+        return [self._sealer.seal(blob) for blob in blobs]
+
+    def entity_field(self, key: str) -> str:
+        """What an entity with normalized name ``key`` is stored under: the name, or its digest."""
+        return key if self._sealer is None else self._sealer.digests(key)[0]
+
+    def stale_entity_fields(self, key: str) -> list[str]:
+        """Where older keys (or no key) stored the same entity: to remove when it is written."""
+        return [] if self._sealer is None else [*self._sealer.digests(key)[1:], key]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def load_turn(self, session_id: str, turn_id: int, data: str | bytes) -> Turn:
+        """:func:`load_turn` of a plain or sealed record."""
+        return load_turn(session_id, turn_id, self._open(data, "turn"))
+
+    def load_summary(self, data: str | bytes | None) -> RunningSummary:
+        """:func:`load_summary` of a plain or sealed record (``None``: an empty summary)."""
+        return load_summary(None if data is None else self._open(data, "summary"))
+
+    def load_entity(self, data: str | bytes) -> Entity:
+        """:func:`load_entity` of a plain or sealed record."""
+        return load_entity(self._open(data, "entity"))
+
+    def load_vectors(self, blobs: Sequence[bytes]) -> np.ndarray:
+        """:func:`load_vectors` of plain or sealed rows."""
+        return load_vectors([self._open_bytes(bytes(blob), "vector") for blob in blobs])
+
+    # -- rotation ---------------------------------------------------------------------------
+
+    def require_key(self) -> None:
+        """Raise :class:`ConfigError` unless there is a key to re-seal with."""
+        self._require_sealer()
+
+    def reseal(self, data: str | bytes, what: str) -> str | None:
+        """A stored turn, summary or entity sealed under the first key; ``None``: it already is.
+
+        Raises:
+            DecryptionError: It is sealed and no configured key opens it.
+        """
+        sealer = self._require_sealer()
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if not is_sealed(raw):
+            return sealer.seal(raw).decode("ascii")
+        rotated = sealer.rotate(raw, what)
+        return None if rotated is None else rotated.decode("ascii")
+
+    def reseal_entity(self, field: str | bytes, data: str | bytes) -> tuple[str, str] | None:
+        """A stored entity's new field and value, or ``None`` when both are current already."""
+        current = field.decode("utf-8") if isinstance(field, bytes) else field
+        new_field = self.entity_field(self.load_entity(data).key)
+        value = self.reseal(data, "entity")
+        if value is None:
+            if new_field == current:
+                return None
+            value = data.decode("ascii") if isinstance(data, bytes) else data
+        return new_field, value
+
+    def reseal_vector(self, blob: bytes) -> bytes | None:
+        """A stored vector sealed under the first key, or ``None`` when nothing is to change.
+
+        A sealed vector moves to the first key; a plain one is sealed only with
+        ``encrypt_vectors`` (rotation never unseals anything).
+        """
+        sealer = self._require_sealer()
+        blob = bytes(blob)
+        if is_sealed(blob):
+            return sealer.rotate(blob, "vector")
+        return sealer.seal(blob) if self.encrypt_vectors else None
+
+    def _require_sealer(self) -> Sealer:
+        if self._sealer is None:
+            msg = (
+                "reencrypt() needs an encryption key: open the store with "
+                "encryption_key=[new_key, *old_keys]"
+            )
+            raise ConfigError(msg)
+        return self._sealer
+
+    def _seal_text(self, text: str) -> str:
+        if self._sealer is None:
+            return text
+        return self._sealer.seal(text.encode("utf-8")).decode("ascii")
+
+    def _open(self, data: str | bytes, what: str) -> str | bytes:
+        """The plain form of a stored value: itself if plain, opened if sealed."""
+        if isinstance(data, str):
+            return self._open_bytes(data.encode("utf-8"), what) if is_sealed(data) else data
+        return self._open_bytes(bytes(data), what)
+
+    def _open_bytes(self, data: bytes, what: str) -> bytes:
+        if not is_sealed(data):
+            return data
+        if self._sealer is None:
+            raise no_key_error(what)
+        return self._sealer.open(data, what)
+
+    def __repr__(self) -> str:
+        return f"Codec(encrypted={self.encrypted}, encrypt_vectors={self.encrypt_vectors})"
 
 
 @contextmanager

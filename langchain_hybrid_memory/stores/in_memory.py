@@ -45,6 +45,9 @@ class _Session:
 class InMemoryStore(MemoryStore):
     """Keeps everything in dictionaries of this process; thread-safe, gone at exit.
 
+    Not persistent: nothing is written anywhere, so there is nothing to encrypt at rest (the
+    persistent stores take ``encryption_key``); :meth:`reencrypt` rewrites nothing.
+
     Args:
         ttl_seconds: A session expires this long after its last write (``None``: never); it is
             dropped when next accessed or by :meth:`purge_expired`.

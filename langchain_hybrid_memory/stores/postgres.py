@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the import test
     raise MissingDependencyError.for_extra("psycopg and psycopg-pool", "postgres") from exc
 
 if TYPE_CHECKING:
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory.stores.plans import Plan
 
 __all__ = ["PostgresStore"]
@@ -58,11 +59,15 @@ class PostgresStore(SQLStore):
             passed. With a connection string the store opens its own async pool, in the event
             loop of the first async call. Without either, the async twins use the executor.
         max_connections: Size of the pools the store creates.
+        encryption_key: A Fernet key, or a list of them (the first seals, all open), to encrypt
+            turns, summaries and entities at rest; ``None`` stores them as plain JSON. See
+            :meth:`reencrypt` for rotation.
+        encrypt_vectors: With a key, encrypt the embedding vectors too.
 
     Raises:
         StoreError: The server cannot be reached, the schema cannot be created, or it holds a
             newer schema version.
-        ConfigError: A bad schema name or TTL.
+        ConfigError: A bad schema name, TTL or encryption key.
 
     Example:
         Needs a PostgreSQL server::
@@ -82,6 +87,8 @@ class PostgresStore(SQLStore):
         ttl_seconds: float | None = None,
         async_pool: AsyncConnectionPool[Any] | None = None,
         max_connections: int = _DEFAULT_MAX_CONNECTIONS,
+        encryption_key: EncryptionKey | None = None,
+        encrypt_vectors: bool = False,
     ) -> None:
         if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
             msg = f"schema must be a plain identifier (letters, digits, _), got {schema!r}"
@@ -95,7 +102,12 @@ class PostgresStore(SQLStore):
             real_type="DOUBLE PRECISION",
             blob_type="BYTEA",
         )
-        super().__init__(dialect, ttl_seconds=ttl_seconds)
+        super().__init__(
+            dialect,
+            ttl_seconds=ttl_seconds,
+            encryption_key=encryption_key,
+            encrypt_vectors=encrypt_vectors,
+        )
         self.schema = schema
         self._dialect = dialect
         self._max_connections = max_connections

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -36,16 +37,7 @@ from langchain_hybrid_memory.errors import (
     StoreError,
 )
 from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
-from langchain_hybrid_memory.stores.codec import (
-    dump_entity,
-    dump_summary,
-    dump_turn,
-    dump_vectors,
-    load_entity,
-    load_summary,
-    load_turn,
-    load_vectors,
-)
+from langchain_hybrid_memory.stores.codec import Codec
 from langchain_hybrid_memory.stores.plans import arun_plan, plan_name, run_plan
 from langchain_hybrid_memory.types import ErasureReport, Turn
 
@@ -63,6 +55,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory.stores.plans import Plan
     from langchain_hybrid_memory.types import Entity, RunningSummary, TurnDraft
 
@@ -118,14 +111,17 @@ return {1, redis.call('HGET', KEYS[1], 'user') or ''}
 """
 )
 
-# ARGV[2]: index in KEYS of the hash, ARGV[3]: HSET or HSETNX, ARGV[4..]: field, value, ...
+# ARGV[2]: index in KEYS of the hash, ARGV[3]: HSET or HSETNX, ARGV[4]: how many fields to
+# remove first (n), ARGV[5..4+n]: those fields, ARGV[5+n..]: field, value, ...
 # Writes only into an existing session. Returns {1 if it exists else 0, owner}.
 _PUT_FIELDS = (
     _SLIDE
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
 local hash = KEYS[tonumber(ARGV[2])]
-for i = 4, #ARGV, 2 do redis.call(ARGV[3], hash, ARGV[i], ARGV[i + 1]) end
+local stale = tonumber(ARGV[4])
+for i = 5, 4 + stale do redis.call('HDEL', hash, ARGV[i]) end
+for i = 5 + stale, #ARGV, 2 do redis.call(ARGV[3], hash, ARGV[i], ARGV[i + 1]) end
 slide()
 return {1, redis.call('HGET', KEYS[1], 'user') or ''}
 """
@@ -144,16 +140,53 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return counts
 """
 
+# Re-sealing (key rotation) replaces a value only if it is still the one read, and never
+# changes a key's expiry. KEYS[1]: a list; ARGV: index, old value, new value, ...
+# Returns how many values were replaced.
+_RESEAL_LIST = """
+local replaced = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('LINDEX', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('LSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    replaced = replaced + 1
+  end
+end
+return replaced
+"""
+
+# KEYS[1]: a hash; ARGV: field, old value, new field, new value, ... A value moving to another
+# field does not replace one already there (written later, under the newest key).
+_RESEAL_HASH = """
+local replaced = 0
+for i = 1, #ARGV, 4 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    if ARGV[i + 2] == ARGV[i] then
+      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 3])
+    else
+      redis.call('HSETNX', KEYS[1], ARGV[i + 2], ARGV[i + 3])
+      redis.call('HDEL', KEYS[1], ARGV[i])
+    end
+    replaced = replaced + 1
+  end
+end
+return replaced
+"""
+
 _SCRIPTS = {
     "append": _APPEND,
     "set_summary": _SET_SUMMARY,
     "put_fields": _PUT_FIELDS,
     "delete": _DELETE,
+    "reseal_list": _RESEAL_LIST,
+    "reseal_hash": _RESEAL_HASH,
 }
 
 _VECTORS_KEY = "3"  # position of the vectors hash in a session's KEYS (Lua counts from 1)
 _ENTITIES_KEY = "4"
 _FIELDS_PER_HMGET = 1000
+_RESEAL_PAGE = 200
+_HASH_VALUES = {"vectors": "vector", "entities": "entity"}  # hash key suffix: what it holds
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 @dataclass(frozen=True)
@@ -192,6 +225,7 @@ class _RedisPlans:
 
     prefix: str
     ttl_ms: int
+    codec: Codec = field(default_factory=Codec)
 
     def session_keys(self, session_id: str) -> tuple[str, str, str, str]:
         tag = f"{self.prefix}:s:{{{quote(session_id, safe='')}}}"
@@ -229,7 +263,7 @@ class _RedisPlans:
     def append_turns(
         self, session_id: str, drafts: Sequence[TurnDraft], user_id: str | None
     ) -> Plan[_Request, list[Turn]]:
-        records = [dump_turn(draft) for draft in drafts]
+        records = [self.codec.dump_turn(draft) for draft in drafts]
         if user_id is not None:
             key = self.user_key(user_id)
             yield _Batch((("SADD", key, session_id), self._user_expiry(key)))
@@ -259,7 +293,9 @@ class _RedisPlans:
             return []
         last = -1 if stop is None else stop - 1
         records = yield _Call(("LRANGE", self.session_keys(session_id)[1], start, last))
-        return [load_turn(session_id, start + i, record) for i, record in enumerate(records)]
+        return [
+            self.codec.load_turn(session_id, start + i, record) for i, record in enumerate(records)
+        ]
 
     def get_turns_by_ids(
         self, session_id: str, turn_ids: Sequence[int]
@@ -270,7 +306,7 @@ class _RedisPlans:
         key = self.session_keys(session_id)[1]
         records = yield _Batch(tuple(("LINDEX", key, i) for i in wanted))
         return [
-            load_turn(session_id, i, record)
+            self.codec.load_turn(session_id, i, record)
             for i, record in zip(wanted, records, strict=True)
             if record is not None
         ]
@@ -297,7 +333,7 @@ class _RedisPlans:
 
     def get_summary(self, session_id: str) -> Plan[_Request, RunningSummary]:
         record = yield _Call(("HGET", self.session_keys(session_id)[0], "summary"))
-        return load_summary(record)
+        return self.codec.load_summary(record)
 
     def compare_and_set_summary(
         self, session_id: str, expected_version: int, summary: RunningSummary
@@ -308,7 +344,7 @@ class _RedisPlans:
             self.ttl_ms,
             expected_version,
             summary.version,
-            dump_summary(summary),
+            self.codec.dump_summary(summary),
         )
         if written:
             yield from self._slide_user(owner)
@@ -316,29 +352,45 @@ class _RedisPlans:
 
     def get_entities(self, session_id: str) -> Plan[_Request, dict[str, Entity]]:
         records = yield _Call(("HVALS", self.session_keys(session_id)[3]))
-        entities = [load_entity(record) for record in records]
+        entities = [self.codec.load_entity(record) for record in records]
         return {entity.key: entity for entity in entities}
 
     def put_entities(self, session_id: str, entities: Sequence[Entity]) -> Plan[_Request, None]:
-        fields = [item for e in entities for item in (e.key, dump_entity(e))]
-        yield from self._put_fields(session_id, _ENTITIES_KEY, "HSET", fields)
+        codec = self.codec
+        fields = [
+            item for e in entities for item in (codec.entity_field(e.key), codec.dump_entity(e))
+        ]
+        stale = sorted({old for e in entities for old in codec.stale_entity_fields(e.key)})
+        yield from self._put_fields(session_id, _ENTITIES_KEY, "HSET", fields, stale)
 
     # -- vectors ----------------------------------------------------------------------------
 
     def put_vectors(
         self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray
     ) -> Plan[_Request, None]:
-        blobs = dump_vectors(turn_ids, vectors)
+        blobs = self.codec.dump_vectors(turn_ids, vectors)
         fields = [item for i, blob in zip(turn_ids, blobs, strict=True) for item in (int(i), blob)]
         yield from self._put_fields(session_id, _VECTORS_KEY, "HSETNX", fields)
 
     def _put_fields(
-        self, session_id: str, hash_position: str, command: str, fields: list[Any]
+        self,
+        session_id: str,
+        hash_position: str,
+        command: str,
+        fields: list[Any],
+        stale: Sequence[str] = (),
     ) -> Plan[_Request, None]:
         if not fields:
             return
         exists, owner = yield self._session_script(
-            "put_fields", session_id, self.ttl_ms, hash_position, command, *fields
+            "put_fields",
+            session_id,
+            self.ttl_ms,
+            hash_position,
+            command,
+            len(stale),
+            *stale,
+            *fields,
         )
         if exists:
             yield from self._slide_user(owner)
@@ -362,7 +414,72 @@ class _RedisPlans:
         ]
         if not found:
             return [], None
-        return [turn_id for turn_id, _ in found], load_vectors([blob for _, blob in found])
+        return [turn_id for turn_id, _ in found], self.codec.load_vectors(
+            [blob for _, blob in found]
+        )
+
+    # -- rotation ---------------------------------------------------------------------------
+
+    def session_key_pattern(self) -> str:
+        """A ``SCAN`` pattern matching every session key of this prefix (and maybe others)."""
+        escaped = _GLOB_SPECIAL.sub(r"\\\1", self.prefix)
+        return f"{escaped}:s:*"
+
+    def reencrypt_key(self, key: str) -> Plan[_Request, int]:
+        """Re-seal the values of one session key; how many were rewritten (0 for other keys)."""
+        tag = f"{self.prefix}:s:{{"
+        if not key.startswith(tag) or "{" in key[len(tag) :] or "}:" not in key[len(tag) :]:
+            return 0
+        kind = key[len(tag) :].split("}:", 1)[1]
+        if kind == "turns":
+            return (yield from self._reseal_list(key))
+        if kind == "meta":
+            return (yield from self._reseal_fields(key, [b"summary"], "summary"))
+        if kind in _HASH_VALUES:
+            fields = yield _Call(("HKEYS", key))
+            return (yield from self._reseal_fields(key, fields, _HASH_VALUES[kind]))
+        return 0
+
+    def _reseal_list(self, key: str) -> Plan[_Request, int]:
+        rewritten = 0
+        start = 0
+        while True:
+            values = yield _Call(("LRANGE", key, start, start + _RESEAL_PAGE - 1))
+            changes: list[Any] = []
+            for index, value in enumerate(values, start):
+                new = self.codec.reseal(value, "turn")
+                if new is not None:
+                    changes += [index, value, new]
+            if changes:
+                rewritten += yield _Eval("reseal_list", (key,), tuple(changes))
+            if len(values) < _RESEAL_PAGE:
+                return rewritten
+            start += _RESEAL_PAGE
+
+    def _reseal_fields(self, key: str, fields: Sequence[bytes], what: str) -> Plan[_Request, int]:
+        rewritten = 0
+        for first in range(0, len(fields), _RESEAL_PAGE):
+            chunk = list(fields[first : first + _RESEAL_PAGE])
+            values = yield _Call(("HMGET", key, *chunk))
+            changes: list[Any] = []
+            for name, value in zip(chunk, values, strict=True):
+                if value is None:
+                    continue
+                if what == "entity":
+                    change = self.codec.reseal_entity(name, value)
+                    if change is not None:
+                        changes += [name, value, *change]
+                    continue
+                new = (
+                    self.codec.reseal_vector(value)
+                    if what == "vector"
+                    else self.codec.reseal(value, what)
+                )
+                if new is not None:
+                    changes += [name, value, name, new]
+            if changes:
+                rewritten += yield _Eval("reseal_hash", (key,), tuple(changes))
+        return rewritten
 
     # -- erasure ----------------------------------------------------------------------------
 
@@ -406,10 +523,14 @@ class RedisStore(MemoryStore):
         async_client: The ``redis.asyncio`` client for the async twins when ``client_or_url``
             is a client (with a URL, both clients are created). Without one, the async twins run
             the sync client in the executor.
+        encryption_key: A Fernet key, or a list of them (the first seals, all open), to encrypt
+            turns, summaries and entities at rest; ``None`` stores them as plain JSON. See
+            :meth:`reencrypt` for rotation.
+        encrypt_vectors: With a key, encrypt the embedding vectors too.
 
     Raises:
         StoreError: The server cannot be reached or is not what the URL says.
-        ConfigError: A bad prefix, TTL or client.
+        ConfigError: A bad prefix, TTL, client or encryption key.
 
     Example:
         Needs a Redis server::
@@ -428,6 +549,8 @@ class RedisStore(MemoryStore):
         prefix: str = "hm",
         ttl_seconds: float | None = None,
         async_client: _AsyncClient | None = None,
+        encryption_key: EncryptionKey | None = None,
+        encrypt_vectors: bool = False,
     ) -> None:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             msg = f"prefix must be a non-empty string without braces, got {prefix!r}"
@@ -435,7 +558,8 @@ class RedisStore(MemoryStore):
         self.prefix = prefix
         self.ttl_seconds = check_ttl(ttl_seconds)
         ttl_ms = 0 if self.ttl_seconds is None else max(1, round(self.ttl_seconds * 1000))
-        self._plans = _RedisPlans(prefix, ttl_ms)
+        codec = Codec(encryption_key, encrypt_vectors=encrypt_vectors)
+        self._plans = _RedisPlans(prefix, ttl_ms, codec)
         self._owns_clients = isinstance(client_or_url, str)
         self._client: _SyncClient
         self._aclient: _AsyncClient | None
@@ -568,6 +692,25 @@ class RedisStore(MemoryStore):
     def delete_user(self, user_id: str) -> ErasureReport:
         """Delete every session the user owns, then the user's index."""
         return self._run(self._plans.delete_user(user_id))
+
+    def reencrypt(self) -> int:
+        """Re-seal every stored value under the first key (see :meth:`MemoryStore.reencrypt`).
+
+        ``SCAN``s the prefix's session keys (on every node of a cluster) and re-seals each
+        key's values with one script per page of values, which replaces a value only if it is
+        unchanged since it was read and keeps the key's expiry.
+        """
+        self._plans.codec.require_key()
+        rewritten = 0
+        pattern = self._plans.session_key_pattern()
+        try:
+            for key in self._client.scan_iter(match=pattern, count=_RESEAL_PAGE):
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                rewritten += self._run(self._plans.reencrypt_key(name))
+        except (RedisError, RedisClusterException, OSError) as exc:
+            msg = f"redis store: reencrypt failed: {exc}"
+            raise StoreError(msg) from exc
+        return rewritten
 
     def close(self) -> None:
         """Close the clients this store created (clients passed in are left open)."""

@@ -25,16 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from langchain_hybrid_memory.errors import SessionOwnershipError
 from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
-from langchain_hybrid_memory.stores.codec import (
-    dump_entity,
-    dump_summary,
-    dump_turn,
-    dump_vectors,
-    load_entity,
-    load_summary,
-    load_turn,
-    load_vectors,
-)
+from langchain_hybrid_memory.stores.codec import Codec
 from langchain_hybrid_memory.types import ErasureReport, Turn
 
 if TYPE_CHECKING:
@@ -42,10 +33,19 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory.stores.plans import Plan
     from langchain_hybrid_memory.types import Entity, RunningSummary, TurnDraft
 
-__all__ = ["SCHEMA_VERSION", "Dialect", "Query", "SQLPlans", "SQLStore", "SessionExpiredError"]
+__all__ = [
+    "RESEALED",
+    "SCHEMA_VERSION",
+    "Dialect",
+    "Query",
+    "SQLPlans",
+    "SQLStore",
+    "SessionExpiredError",
+]
 
 _R = TypeVar("_R")
 
@@ -81,6 +81,15 @@ TABLES = (
 )
 
 _IDS_PER_QUERY = 500
+
+#: Tables holding sealed values: their key columns and the value column.
+RESEALED: dict[str, tuple[tuple[str, ...], str]] = {
+    "turns": (("session_id", "turn_id"), "record"),
+    "sessions": (("session_id",), "summary"),
+    "entities": (("session_id", "entity_key"), "record"),
+    "vectors": (("session_id", "turn_id"), "vector"),
+}
+_RESEAL_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,7 @@ class SQLPlans:
 
     dialect: Dialect
     ttl_seconds: float | None = None
+    codec: Codec = field(default_factory=Codec)
     _cache: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def _q(
@@ -211,7 +221,7 @@ class SQLPlans:
                 "all",
             )
         rows = yield query
-        return [load_turn(session_id, int(turn_id), record) for turn_id, record in rows]
+        return [self.codec.load_turn(session_id, int(turn_id), record) for turn_id, record in rows]
 
     def get_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> Plan[Query, list[Turn]]:
         """Plan of :meth:`MemoryStore.get_turns_by_ids`."""
@@ -228,7 +238,9 @@ class SQLPlans:
                 (session_id, *chunk),
                 "all",
             )
-            turns.extend(load_turn(session_id, int(turn_id), record) for turn_id, record in rows)
+            turns.extend(
+                self.codec.load_turn(session_id, int(turn_id), record) for turn_id, record in rows
+            )
         return turns
 
     def session_user(self, session_id: str) -> Plan[Query, str | None]:
@@ -252,7 +264,7 @@ class SQLPlans:
     def get_summary(self, session_id: str) -> Plan[Query, RunningSummary]:
         """Plan of :meth:`MemoryStore.get_summary`."""
         row = yield from self._live_session(session_id, "summary")
-        return load_summary(None if row is None else row[0])
+        return self.codec.load_summary(None if row is None else row[0])
 
     def get_entities(self, session_id: str) -> Plan[Query, dict[str, Entity]]:
         """Plan of :meth:`MemoryStore.get_entities`."""
@@ -261,7 +273,7 @@ class SQLPlans:
         rows = yield self._q(
             "SELECT record FROM {t}entities WHERE session_id = %s", (session_id,), "all"
         )
-        entities = [load_entity(record) for (record,) in rows]
+        entities = [self.codec.load_entity(record) for (record,) in rows]
         return {entity.key: entity for entity in entities}
 
     def get_vectors(
@@ -278,7 +290,9 @@ class SQLPlans:
         )
         if not rows:
             return [], None
-        return [int(turn_id) for turn_id, _ in rows], load_vectors([bytes(v) for _, v in rows])
+        return [int(turn_id) for turn_id, _ in rows], self.codec.load_vectors(
+            [bytes(v) for _, v in rows]
+        )
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -300,7 +314,7 @@ class SQLPlans:
         self, session_id: str, drafts: Sequence[TurnDraft], user_id: str | None
     ) -> Plan[Query, list[Turn]]:
         """Plan of :meth:`MemoryStore.append_turns`."""
-        records = [dump_turn(draft) for draft in drafts]
+        records = [self.codec.dump_turn(draft) for draft in drafts]
         yield from self.purge_sessions([session_id])
         yield self._q(
             "INSERT INTO {t}sessions (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING",
@@ -334,7 +348,7 @@ class SQLPlans:
         self, session_id: str, expected_version: int, summary: RunningSummary
     ) -> Plan[Query, bool]:
         """Plan of :meth:`MemoryStore.compare_and_set_summary`."""
-        record = dump_summary(summary)
+        record = self.codec.dump_summary(summary)
         yield from self.purge_sessions([session_id])
         changed = yield self._q(
             "UPDATE {t}sessions SET summary = %s, summary_version = %s, expires_at = {expiry} "
@@ -345,9 +359,18 @@ class SQLPlans:
 
     def put_entities(self, session_id: str, entities: Sequence[Entity]) -> Plan[Query, None]:
         """Plan of :meth:`MemoryStore.put_entities`."""
-        rows = [(session_id, entity.key, dump_entity(entity)) for entity in entities]
+        codec = self.codec
+        rows = [(session_id, codec.entity_field(e.key), codec.dump_entity(e)) for e in entities]
+        stale = sorted({old for e in entities for old in codec.stale_entity_fields(e.key)})
         if not (yield from self._lock_live(session_id)) or not rows:
             return
+        for first in range(0, len(stale), _IDS_PER_QUERY):
+            chunk = stale[first : first + _IDS_PER_QUERY]
+            marks = ", ".join(["%s"] * len(chunk))
+            yield self._q(
+                f"DELETE FROM {{t}}entities WHERE session_id = %s AND entity_key IN ({marks})",
+                (session_id, *chunk),
+            )
         yield self._q(
             "INSERT INTO {t}entities (session_id, entity_key, record) VALUES (%s, %s, %s) "
             "ON CONFLICT (session_id, entity_key) DO UPDATE SET record = excluded.record",
@@ -360,7 +383,7 @@ class SQLPlans:
         self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray
     ) -> Plan[Query, None]:
         """Plan of :meth:`MemoryStore.put_vectors` (a turn's first vector is kept)."""
-        blobs = dump_vectors(turn_ids, vectors)
+        blobs = self.codec.dump_vectors(turn_ids, vectors)
         if not (yield from self._lock_live(session_id)) or not blobs:
             return
         yield self._q(
@@ -370,6 +393,74 @@ class SQLPlans:
             "many",
         )
         yield self._slide(session_id)
+
+    # -- rotation ---------------------------------------------------------------------------
+
+    def reencrypt_page(
+        self, table: str, after: tuple[Any, ...] | None
+    ) -> Plan[Query, tuple[int, tuple[Any, ...] | None]]:
+        """Re-seal the values of one page of ``table``'s rows whose key comes after ``after``.
+
+        Each value is replaced only if it is still the one read (a compare-and-set), so a
+        concurrent write is never undone. Returns how many values were rewritten and the key to
+        continue after (``None``: the table is done).
+        """
+        keys, column = RESEALED[table]
+        names = ", ".join(keys)
+        condition = f"{column} IS NOT NULL"
+        params: tuple[Any, ...] = ()
+        if after is not None:
+            marks = ", ".join(["%s"] * len(keys))
+            condition += f" AND ({names}) > ({marks})"
+            params = after
+        rows = yield self._q(
+            f"SELECT {names}, {column} FROM {{t}}{table} WHERE {condition} "
+            f"ORDER BY {names} LIMIT {_RESEAL_PAGE}",
+            params,
+            "all",
+        )
+        match = " AND ".join(f"{name} = %s" for name in keys)
+        rewritten = 0
+        for *key, value in rows:
+            if table == "entities":
+                rewritten += yield from self._reseal_entity(key[0], key[1], value)
+                continue
+            new: str | bytes | None
+            if table == "vectors":
+                new = self.codec.reseal_vector(bytes(value))
+            else:
+                new = self.codec.reseal(value, "turn" if table == "turns" else "summary")
+            if new is not None:
+                rewritten += yield self._q(
+                    f"UPDATE {{t}}{table} SET {column} = %s WHERE {match} AND {column} = %s",
+                    (new, *key, value),
+                )
+        done = len(rows) < _RESEAL_PAGE
+        return rewritten, None if done else tuple(rows[-1][: len(keys)])
+
+    def _reseal_entity(self, session_id: str, field: str, record: str) -> Plan[Query, int]:
+        change = self.codec.reseal_entity(field, record)
+        if change is None:
+            return 0
+        new_field, new_record = change
+        if new_field == field:
+            changed = yield self._q(
+                "UPDATE {t}entities SET record = %s "
+                "WHERE session_id = %s AND entity_key = %s AND record = %s",
+                (new_record, session_id, field, record),
+            )
+            return int(changed)
+        removed = yield self._q(
+            "DELETE FROM {t}entities WHERE session_id = %s AND entity_key = %s AND record = %s",
+            (session_id, field, record),
+        )
+        if removed:  # a newer write under the new field wins
+            yield self._q(
+                "INSERT INTO {t}entities (session_id, entity_key, record) VALUES (%s, %s, %s) "
+                "ON CONFLICT (session_id, entity_key) DO NOTHING",
+                (session_id, new_field, new_record),
+            )
+        return int(removed)
 
     # -- erasure ----------------------------------------------------------------------------
 
@@ -431,9 +522,17 @@ class SQLStore(MemoryStore):
     native async driver; by default the async twins run :meth:`_run` in the executor.
     """
 
-    def __init__(self, dialect: Dialect, *, ttl_seconds: float | None) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        *,
+        ttl_seconds: float | None,
+        encryption_key: EncryptionKey | None = None,
+        encrypt_vectors: bool = False,
+    ) -> None:
         self.ttl_seconds = check_ttl(ttl_seconds)
-        self._plans = SQLPlans(dialect, self.ttl_seconds)
+        codec = Codec(encryption_key, encrypt_vectors=encrypt_vectors)
+        self._plans = SQLPlans(dialect, self.ttl_seconds, codec)
 
     @abstractmethod
     def _run(self, plan: Plan[Query, _R], *, write: bool) -> _R:
@@ -524,6 +623,23 @@ class SQLStore(MemoryStore):
     def purge_expired(self) -> ErasureReport:
         """Remove every expired session and report what was removed."""
         return self._run(self._plans.purge_expired(), write=True)
+
+    def reencrypt(self) -> int:
+        """Re-seal every stored value under the first key (see :meth:`MemoryStore.reencrypt`).
+
+        Works through each table in pages of rows, one transaction per page; each value is
+        replaced only if it is unchanged since it was read, so writers may keep working.
+        """
+        self._plans.codec.require_key()
+        rewritten = 0
+        for table in RESEALED:
+            after: tuple[Any, ...] | None = None
+            while True:
+                count, after = self._run(self._plans.reencrypt_page(table, after), write=True)
+                rewritten += count
+                if after is None:
+                    break
+        return rewritten
 
     # -- async ------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from langchain_hybrid_memory.stores.sql import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory.stores.plans import Plan
 
 __all__ = ["SQLiteStore"]
@@ -59,9 +60,14 @@ class SQLiteStore(SQLStore):
             Expired sessions are never returned; they are deleted when accessed and by
             :meth:`purge_expired`.
         timeout: Seconds a write waits for another process's write lock before failing.
+        encryption_key: A Fernet key, or a list of them (the first seals, all open), to encrypt
+            turns, summaries and entities at rest; ``None`` stores them as plain JSON. See
+            :meth:`reencrypt` for rotation.
+        encrypt_vectors: With a key, encrypt the embedding vectors too.
 
     Raises:
         StoreError: The file cannot be opened, is not a database, or has a newer schema.
+        ConfigError: A bad TTL or encryption key.
 
     Example:
         >>> from datetime import datetime, timezone
@@ -84,8 +90,15 @@ class SQLiteStore(SQLStore):
         *,
         ttl_seconds: float | None = None,
         timeout: float = _DEFAULT_TIMEOUT,
+        encryption_key: EncryptionKey | None = None,
+        encrypt_vectors: bool = False,
     ) -> None:
-        super().__init__(_SQLITE, ttl_seconds=ttl_seconds)
+        super().__init__(
+            _SQLITE,
+            ttl_seconds=ttl_seconds,
+            encryption_key=encryption_key,
+            encrypt_vectors=encrypt_vectors,
+        )
         self.path = os.fspath(path)
         self._lock = threading.RLock()
         self._closed = False

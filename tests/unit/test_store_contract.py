@@ -28,7 +28,8 @@ from langchain_hybrid_memory.types import (
     TurnDraft,
     entity_key,
 )
-from tests.integration.backends import KINDS, Backend, redis_cluster
+from tests.integration.backends import KINDS
+from tests.unit.store_fixtures import SQLITE_ENCRYPTED, cluster_port, open_backend  # noqa: F401 - fixture
 
 if TYPE_CHECKING:
     from langchain_hybrid_memory.stores import MemoryStore
@@ -89,29 +90,18 @@ def assert_unknown(store: MemoryStore, session_id: str, user_id: str | None = No
         assert session_id not in store.list_sessions(user_id)
 
 
-@pytest.fixture(scope="module")
-def cluster_port(tmp_path_factory):
-    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as port:
-        yield port
+# The whole contract also holds for an encrypted store (SQLite, vectors encrypted too).
+CONTRACT_KINDS = (*KINDS, SQLITE_ENCRYPTED)
 
 
-def _backend(request, tmp_path):
-    port = request.getfixturevalue("cluster_port") if request.param == "redis-cluster" else None
-    backend = Backend(request.param, tmp_path, cluster_port=port)
-    try:
-        yield backend
-    finally:
-        backend.cleanup()
-
-
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=CONTRACT_KINDS)
 def backend(request, tmp_path):
-    yield from _backend(request, tmp_path)
+    yield from open_backend(request, request.param, tmp_path)
 
 
-@pytest.fixture(params=[kind for kind in KINDS if kind != "memory"])
+@pytest.fixture(params=[kind for kind in CONTRACT_KINDS if kind != "memory"])
 def persistent_backend(request, tmp_path):
-    yield from _backend(request, tmp_path)
+    yield from open_backend(request, request.param, tmp_path)
 
 
 @pytest.fixture
