@@ -12,6 +12,9 @@ in the current directory, or ``$HYBRID_MEMORY_STORE``):
 * ``export SESSION [--anonymize]``: the transcript as JSON lines.
 * ``eval FILE``: evidence recall on a LoCoMo-format file, with a progress bar.
 
+An encrypted store's Fernet key(s) come from ``$HYBRID_MEMORY_ENCRYPTION_KEY`` (comma-separated,
+newest first), never from the command line, where other users could read them.
+
 Exit codes: 0 success, 1 a memory or store error (one line on stderr), 2 bad usage,
 3 erasure not confirmed.
 """
@@ -88,10 +91,15 @@ def _percentile(values: Sequence[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+#: Environment variable holding the store's Fernet key(s), comma-separated (newest first).
+KEY_VARIABLE = "HYBRID_MEMORY_ENCRYPTION_KEY"
+
+
 def _open(args: argparse.Namespace, **settings: Any) -> HybridMemory:
     from langchain_hybrid_memory.hybrid import HybridMemory
 
-    return HybridMemory(store=args.store, **settings)
+    keys = [key.strip() for key in os.environ.get(KEY_VARIABLE, "").split(",") if key.strip()]
+    return HybridMemory(store=args.store, encryption_key=keys or None, **settings)
 
 
 # -- commands ---------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.chat_message_history import HybridChatMessageHistory
     from langchain_hybrid_memory.retriever import HybridMemoryRetriever
     from langchain_hybrid_memory.stores.base import MemoryStore
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory.summary import SummaryUpdate
     from langchain_hybrid_memory.types import Turn
 
@@ -127,6 +128,10 @@ class HybridMemory:
             before turns are stored, embedded or summarized (needs the ``agents`` extra).
         redactor: A custom :class:`~langchain_hybrid_memory.privacy.PIIRedactor` (its
             ``redact_on`` chooses where it applies); implies ``redact_pii``.
+        encryption_key: A Fernet key, or a list of keys (the first encrypts, all decrypt, for
+            rotation), to encrypt turns, summaries and entities at rest in a store opened from
+            a URL (a store object takes its own ``encryption_key``).
+        encrypt_vectors: Encrypt the stored embeddings too (they can be inverted to text).
         **settings: Any :class:`~langchain_hybrid_memory.HybridMemoryConfig` field.
 
     Example:
@@ -151,13 +156,20 @@ class HybridMemory:
         entity_extractor: EntityExtractor | None = None,
         redact_pii: bool = False,
         redactor: PIIRedactor | None = None,
+        encryption_key: EncryptionKey | None = None,
+        encrypt_vectors: bool = False,
         **settings: Any,
     ) -> None:
         self.config = HybridMemoryConfig.from_settings(config, settings)
         if redactor is None and redact_pii:
             redactor = PIIRedactor()
         self.redactor = redactor
-        self.store = open_store(store, ttl_seconds=self.config.ttl_seconds)
+        self.store = open_store(
+            store,
+            ttl_seconds=self.config.ttl_seconds,
+            encryption_key=encryption_key,
+            encrypt_vectors=encrypt_vectors,
+        )
         if (
             self.config.ttl_seconds is not None
             and self.store.ttl_seconds != self.config.ttl_seconds

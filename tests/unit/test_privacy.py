@@ -148,3 +148,44 @@ def test_tool_call_arguments_and_entity_names_are_redacted_before_storing(embedd
     assert "912" not in str(stored.additional_kwargs)
     assert "example.com" not in str(memory.export_session("s1"))
     assert "example.com" not in str(memory.store.get_entities("s1"))
+
+
+def test_an_encrypted_memory_keeps_no_plaintext_on_disk_and_needs_its_key(embeddings, tmp_path):
+    from cryptography.fernet import Fernet
+
+    from langchain_hybrid_memory.errors import DecryptionError
+
+    key = Fernet.generate_key()
+    url = f"sqlite:///{tmp_path / 'secret.db'}"
+    with HybridMemory(url, embeddings=embeddings, encryption_key=key, window_turns=2) as memory:
+        memory.add_messages(
+            "s1",
+            [HumanMessage("My passport is X123-SECRET-987"), AIMessage("Stored."), *filler(4)],
+            entities={"Ana": {"passport": "X123-SECRET-987"}},
+        )
+    raw = b"".join(path.read_bytes() for path in tmp_path.iterdir())
+    assert b"X123-SECRET-987" not in raw
+    with HybridMemory(url, embeddings=embeddings, encryption_key=key, window_turns=2) as again:
+        assert "X123-SECRET-987" in again.build_context("s1", "What is my passport?").to_text()
+    with pytest.raises(DecryptionError):
+        HybridMemory(url, embeddings=embeddings, encryption_key=Fernet.generate_key()).transcript(
+            "s1"
+        )
+
+
+def test_the_command_line_reads_an_encrypted_store_with_the_key_from_the_environment(
+    embeddings, tmp_path, monkeypatch, capsys
+):
+    from cryptography.fernet import Fernet
+
+    from langchain_hybrid_memory.cli import KEY_VARIABLE, main
+
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'secret.db'}"
+    with HybridMemory(url, embeddings=embeddings, encryption_key=key) as memory:
+        memory.add_messages("s1", [HumanMessage("hello there")])
+    assert main(["export", "s1", "--store", url]) == 1
+    assert "key" in capsys.readouterr().err
+    monkeypatch.setenv(KEY_VARIABLE, f"{Fernet.generate_key().decode()}, {key}")
+    assert main(["export", "s1", "--store", url]) == 0
+    assert "hello there" in capsys.readouterr().out
