@@ -20,15 +20,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableConfig
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
-from langchain_hybrid_memory.inputs import check_id, check_optional_id
+from langchain_hybrid_memory.inputs import check_id, check_optional_id, last_user_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from langchain_core.messages import BaseMessage
     from langchain_core.runnables import Runnable
 
     from langchain_hybrid_memory.hybrid import HybridMemory
@@ -138,11 +138,7 @@ class _HybridRunnableWithMemory(RunnableWithMessageHistory):
 
     def _query_of(self, value: Any) -> str | None:
         input_value = value[self.input_messages_key] if self.input_messages_key else value
-        messages = self._get_input_messages(input_value)
-        for message in reversed(messages):
-            if isinstance(message, HumanMessage) and message.text.strip():
-                return message.text
-        return None
+        return last_user_text(self._get_input_messages(input_value))
 
     def _enter_history(self, value: Any, config: RunnableConfig) -> list[BaseMessage]:
         history = config["configurable"]["message_history"]

@@ -195,7 +195,6 @@ class HybridMemory:
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
         self._retry: dict[str, _RetryState] = {}
-        self._folding: dict[str, threading.Lock] = {}
         self._background: ThreadPoolExecutor | None = None
         self._pending_folds: set[Future[None]] = set()
 
@@ -1022,8 +1021,8 @@ class HybridMemory:
         )
 
     def _fold_lock(self, session_id: str) -> threading.Lock:
-        with self._indexes_lock:
-            return self._folding.setdefault(session_id, threading.Lock())
+        """The session's folding lock; it lives with the session's cached index."""
+        return self._index_for(session_id).fold_lock
 
     def _fold_session(self, session_id: str, window_start: int | None = None) -> None:
         """Fold every full batch that left the window, one summarizer call per batch.

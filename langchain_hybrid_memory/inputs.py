@@ -14,7 +14,14 @@ from langchain_core.messages import BaseMessage
 from langchain_hybrid_memory.errors import InvalidInputError, InvalidMessageTypeError
 from langchain_hybrid_memory.types import TurnDraft
 
-__all__ = ["check_id", "check_optional_id", "check_query", "message_text", "prepare_drafts"]
+__all__ = [
+    "check_id",
+    "check_optional_id",
+    "check_query",
+    "last_user_text",
+    "message_text",
+    "prepare_drafts",
+]
 
 MAX_ID_CHARS = 256
 
@@ -166,3 +173,17 @@ def _require_utf8(text: str, name: str) -> None:
     except UnicodeEncodeError as exc:
         msg = f"{name} is not valid Unicode text (it holds a lone surrogate)"
         raise InvalidInputError(msg) from exc
+
+
+def last_user_text(messages: Sequence[BaseMessage]) -> str | None:
+    """The text of the last user message with text: what the user is asking now.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> last_user_text([HumanMessage("hi"), AIMessage("hello"), HumanMessage("where do I live?")])
+        'where do I live?'
+    """
+    for message in reversed(messages):
+        if message.type == "human" and message.text.strip():
+            return message.text
+    return None

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, SystemMessage
 
 from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
+from langchain_hybrid_memory.inputs import last_user_text
 
 try:
     from langchain.agents.middleware import AgentMiddleware
@@ -54,7 +55,7 @@ def unstored_messages(
 
     Example:
         >>> from datetime import datetime
-        >>> from langchain_core.messages import AIMessage
+        >>> from langchain_core.messages import AIMessage, HumanMessage
         >>> from langchain_hybrid_memory.types import Turn
         >>> a, b = HumanMessage("hi", id="1"), AIMessage("hello", id="2")
         >>> [m.id for m in unstored_messages([a, b], [Turn("s", 0, a, "hi", datetime(2026, 1, 1))])]
@@ -107,7 +108,7 @@ class HybridMemoryMiddleware(AgentMiddleware):
     Example:
         >>> from langchain.agents import create_agent
         >>> from langchain_core.language_models import GenericFakeChatModel
-        >>> from langchain_core.messages import AIMessage
+        >>> from langchain_core.messages import AIMessage, HumanMessage
         >>> from langchain_hybrid_memory import HybridMemory
         >>> class Model(GenericFakeChatModel):
         ...     def bind_tools(self, tools, **kwargs):
@@ -207,7 +208,7 @@ class HybridMemoryMiddleware(AgentMiddleware):
     ) -> ModelResponse[Any]:
         """Call the model with the memory built for the current user input."""
         session, user = self._session_and_user(request.runtime)
-        context = self.memory.build_context(session, _current_input(request.messages), user_id=user)
+        context = self.memory.build_context(session, last_user_text(request.messages), user_id=user)
         return handler(self._with_context(request, context))
 
     async def awrap_model_call(
@@ -218,16 +219,9 @@ class HybridMemoryMiddleware(AgentMiddleware):
         """Async twin of :meth:`wrap_model_call`."""
         session, user = self._session_and_user(request.runtime)
         context = await self.memory.abuild_context(
-            session, _current_input(request.messages), user_id=user
+            session, last_user_text(request.messages), user_id=user
         )
         return await handler(self._with_context(request, context))
-
-
-def _current_input(messages: Sequence[BaseMessage]) -> str | None:
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage) and message.text.strip():
-            return message.text
-    return None
 
 
 def _lookup(context: object, key: str) -> str | None:

@@ -66,6 +66,8 @@ class SessionIndex:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        #: Held while the session's summary is folded, so one thread folds it at a time.
+        self.fold_lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:

@@ -174,11 +174,15 @@ class InMemoryStore(MemoryStore):
             session = self._live(session_id)
             if session is None:
                 return
-            known = set(session.vector_ids)
+            ids = session.vector_ids
             for turn_id, row in zip(turn_ids, matrix, strict=True):
-                if turn_id not in known:
-                    position = bisect_left(session.vector_ids, turn_id)
-                    session.vector_ids.insert(position, turn_id)
+                if not ids or turn_id > ids[-1]:  # the usual case: newer than every stored one
+                    ids.append(turn_id)
+                    session.vectors.append(row.copy())
+                    continue
+                position = bisect_left(ids, turn_id)
+                if ids[position] != turn_id:
+                    ids.insert(position, turn_id)
                     session.vectors.insert(position, row.copy())
             self._touch(session)
 
