@@ -225,12 +225,14 @@ def markdown(
         f"- Machine: {meta['machine']['cpu_count']} CPUs, Python {meta['machine']['python']}, "
         f"{meta['machine']['platform']}, torch threads {meta['machine']['torch_threads']}, "
         f"1-minute load average {meta['machine']['load_average_1min_at_start']} at the start "
-        "(the machine is shared, so times are noisy).",
+        f"and {meta['machine'].get('load_average_1min_at_end')} at the end (the machine is "
+        "shared, so times are noisy; the figures are not).",
         f"- Code: langchain-hybrid-memory {meta['version']}, commit `{meta['commit']}`; "
         f"run at {meta['finished']}.",
         "",
         "The targets are for conversations the project has never seen; this file is the "
-        "development split, the one to tune on.",
+        "development split, the one to tune on. [locomo_levers.md](locomo_levers.md) records what "
+        "changing the recall code and the configuration did on it.",
         "",
         "## Reproduce",
         "",
@@ -304,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             progress=advance,
         )
     wall = time.perf_counter() - started
+    if hasattr(os, "getloadavg"):
+        host["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     console.print(table_of(report, categories))
     console.print(
         f"{wall:.0f} s ({report.ingest_seconds:.0f} s feeding, "
