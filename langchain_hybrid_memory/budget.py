@@ -4,8 +4,9 @@ Policy, in order:
 
 1. **The latest exchange always fits**: the last user turn of the window and what followed it.
    When it alone exceeds the budget, its longest texts are cut until it fits.
-2. **Shares of the rest**: the room left is shared by the sections (``BudgetShares``: recall 40%,
-   older window turns 30%, summary 20%, entities 10% by default). Each section takes items in its
+2. **Shares of the rest**: the room left is shared by the sections (``BudgetShares``: recall 60%,
+   older window turns 20%, summary 12%, entities 8% by default; recall-heavy because the turns
+   that answer the question matter most, measured on LoCoMo). Each section takes items in its
    own priority order (recall and entities by rank, window turns newest first, the summary cut at
    a word boundary) until its share is used. Recall gets the largest share, so even a small budget
    carries the earlier turns that answer the question, not only the window.

@@ -25,10 +25,10 @@ class BudgetShares:
         0.5
     """
 
-    recall: float = 0.40
-    window: float = 0.30
-    summary: float = 0.20
-    entities: float = 0.10
+    recall: float = 0.60
+    window: float = 0.20
+    summary: float = 0.12
+    entities: float = 0.08
 
     def __post_init__(self) -> None:
         values = dataclasses.astuple(self)
@@ -92,7 +92,7 @@ class HybridMemoryConfig:
     summary_max_tokens: int = 300
     recall_k: int = 8
     recall_candidates: int = 50
-    dense_weight: float = 0.7
+    dense_weight: float = 0.5
     recall_max_chars: int = 600
     token_budget: int = 2000
     budget_shares: BudgetShares = field(default_factory=BudgetShares)

@@ -828,7 +828,12 @@ class HybridMemory:
             return count
         try:
             turns = self.store.get_turns(session_id, start)
-            index.add_texts([t.id for t in turns], [t.text for t in turns])
+            index.add_texts(
+                [t.id for t in turns],
+                [t.text for t in turns],
+                speakers=[t.message.name for t in turns],
+                timestamps=[t.timestamp for t in turns],
+            )
             ids, vectors = self.store.get_vectors(session_id, start)
             if vectors is not None and len(ids):
                 index.add_vectors(ids, vectors)

@@ -2,15 +2,27 @@
 
 Each session has a :class:`SessionIndex`: a FAISS inner-product index over normalized turn
 embeddings (ids are turn ids) next to a :class:`~langchain_hybrid_memory.lexical.LexicalIndex`.
-A query takes the best candidates of each, scores every candidate on both, and fuses the
-z-normalized scores with a weight (dense 0.7 by default): lexical search finds names, numbers and
-rare words that a small embedding model blurs, the embedding finds paraphrases.
+A query takes the best candidates of each (and their adjacent turns), scores every candidate on
+both, and fuses the z-normalized scores with a weight (dense 0.5 by default): lexical search finds
+names, numbers and rare words that a small embedding model blurs, the embedding finds paraphrases.
+
+A turn rarely answers a question alone, so the fused score also looks around it:
+
+* the dense side adds the similarity of the query to the turn *in context* (the normalized sum of
+  the vectors of the turn and its two neighbours), which costs no extra embedding;
+* a share of the mean fused score of the adjacent turns;
+* the best fused score of the turn's *episode* (a run of turns without a long silence, e.g. one
+  sitting of a chat): a conversation about the topic lifts all its turns;
+* a boost for turns said by a speaker the query names (``message.name``), whose name is also
+  indexed with each of their turns for the lexical search.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import faiss
@@ -21,8 +33,20 @@ from langchain_hybrid_memory.lexical import LexicalIndex, top_rows
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
+    from datetime import datetime
 
 __all__ = ["RecallHit", "SessionIndex", "normalize_rows"]
+
+#: Silence after which the next turn starts a new episode.
+EPISODE_GAP = timedelta(minutes=30)
+#: Weight of the query's similarity to a turn in context (turn + neighbours), on the dense side.
+_CONTEXT_WEIGHT = 1.0
+#: Share of the adjacent turns' mean fused score added to a turn's.
+_NEIGHBOUR_WEIGHT = 0.4
+#: Share of the best fused score of the turn's episode added to a turn's.
+_EPISODE_WEIGHT = 1.0
+#: Added (in standard deviations) to turns by a speaker the query names.
+_SPEAKER_BOOST = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +105,14 @@ class SessionIndex:
         self.pending: dict[int, str] = {}
         #: Identifies the last indexed turn, to notice a session erased and written anew.
         self.fingerprint: tuple[str, int] | None = None
+        #: Speaker name (``message.name``) of each turn that has one.
+        self._speakers: dict[int, str] = {}
+        #: The speaker names by their case-folded form, with a pattern finding them in a query.
+        self._names: dict[str, re.Pattern[str]] = {}
+        #: Episode number of each turn; the current episode and when its last turn was said.
+        self._episodes: dict[int, int] = {}
+        self._episode = -1
+        self._last_time: datetime | None = None
 
     @property
     def dimension(self) -> int | None:
@@ -97,12 +129,40 @@ class SessionIndex:
             return None
         return np.asarray(self._dense.reconstruct(int(turn_id)), dtype=np.float32)
 
-    def add_texts(self, turn_ids: Sequence[int], texts: Sequence[str]) -> None:
-        """Index texts lexically (empty texts are skipped, ids still count as seen)."""
-        for turn_id, text in zip(turn_ids, texts, strict=True):
+    def add_texts(
+        self,
+        turn_ids: Sequence[int],
+        texts: Sequence[str],
+        *,
+        speakers: Sequence[str | None] | None = None,
+        timestamps: Sequence[datetime] | None = None,
+    ) -> None:
+        """Index texts lexically (empty texts are skipped, ids still count as seen).
+
+        Args:
+            turn_ids: The turns' ids, in the order they were said.
+            texts: Their texts.
+            speakers: Their speakers' names (``None`` for none), indexed with the text.
+            timestamps: When they were said, to split the session into episodes.
+        """
+        names = speakers if speakers is not None else [None] * len(turn_ids)
+        for position, (turn_id, text, name) in enumerate(zip(turn_ids, texts, names, strict=True)):
+            if timestamps is not None:
+                self._place_in_episode(turn_id, timestamps[position])
+            if name:
+                self._speakers[turn_id] = name
+                self._names.setdefault(
+                    name.casefold(), re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
+                )
             if text.strip():
-                self.lexical.add(turn_id, text)
+                self.lexical.add(turn_id, f"{name} {text}" if name else text)
             self.indexed_through = max(self.indexed_through, turn_id)
+
+    def _place_in_episode(self, turn_id: int, moment: datetime) -> None:
+        if self._last_time is None or moment - self._last_time > EPISODE_GAP:
+            self._episode += 1
+        self._episodes[turn_id] = self._episode
+        self._last_time = moment
 
     def add_vectors(self, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Add embeddings (normalized here) under their turn ids; known ids are skipped."""
@@ -129,7 +189,7 @@ class SessionIndex:
         *,
         k: int,
         candidates: int = 50,
-        dense_weight: float = 0.7,
+        dense_weight: float = 0.5,
         exclude: Collection[int] = (),
     ) -> list[RecallHit]:
         """The ``k`` best turns for the query, excluding ``exclude`` (the window).
@@ -154,18 +214,22 @@ class SessionIndex:
             for row in top_rows(lexical_scores, candidates + len(exclude)):
                 if lexical_scores[row] > 0:
                     pool.add(self.lexical.doc_id(int(row)))
+        for turn_id in list(pool):  # a neighbour of a candidate often answers with it
+            pool.update(n for n in (turn_id - 1, turn_id + 1) if 0 <= n <= self.indexed_through)
         pool.difference_update(exclude)
         if not pool:
             return []
         ids = sorted(pool)
         dense_values = self._dense_scores(ids, dense, query_vector)
+        if query_vector is not None:
+            dense_values = dense_values + _CONTEXT_WEIGHT * self._context_scores(ids, query_vector)
         lexical_values = np.zeros(len(ids), dtype=np.float32)
         if lexical_scores is not None:
             for i, turn_id in enumerate(ids):
                 row = self.lexical.row(turn_id)
                 if row is not None:
                     lexical_values[i] = lexical_scores[row]
-        fused = _fuse(dense_values, lexical_values, dense_weight)
+        fused = self._around(ids, _fuse(dense_values, lexical_values, dense_weight), query)
         order = np.argsort(-fused, kind="stable")[:k]
         return [
             RecallHit(
@@ -176,6 +240,53 @@ class SessionIndex:
             )
             for i in order
         ]
+
+    def _around(self, ids: list[int], base: np.ndarray, query: str) -> np.ndarray:
+        """Add to each turn's fused score what its neighbours, episode and speaker say."""
+        position = {turn_id: i for i, turn_id in enumerate(ids)}
+        fused = base.astype(np.float64)
+        total = np.zeros(len(ids))
+        count = np.zeros(len(ids))
+        for offset in (-1, 1):
+            rows = np.asarray([position.get(t + offset, -1) for t in ids], dtype=np.int64)
+            found = rows >= 0
+            total[found] += base[rows[found]]
+            count[found] += 1
+        fused += _NEIGHBOUR_WEIGHT * np.divide(
+            total, count, out=np.zeros(len(ids)), where=count > 0
+        )
+        episodes = np.asarray([self._episodes.get(t, -1) for t in ids], dtype=np.int64)
+        _, group = np.unique(episodes, return_inverse=True)
+        best = np.full(int(group.max()) + 1, -np.inf)
+        np.maximum.at(best, group, base)
+        fused += _EPISODE_WEIGHT * best[group]
+        named = {key for key, pattern in self._names.items() if pattern.search(query)}
+        if named and len(named) < len(self._names):
+            by_named = [(self._speakers.get(t) or "").casefold() in named for t in ids]
+            fused += _SPEAKER_BOOST * np.asarray(by_named, dtype=np.float64)
+        return fused
+
+    def _context_scores(self, ids: list[int], query_vector: np.ndarray) -> np.ndarray:
+        """Cosine of the query with the sum of each turn's vector and its neighbours' (NaN: none)."""
+        values = np.full(len(ids), np.nan, dtype=np.float32)
+        query = normalize_rows(query_vector)
+        if self._dense is None or query.shape[1] != self._dense.d:
+            return values
+        wanted = sorted({n for t in ids for n in (t - 1, t, t + 1) if n in self._vector_ids})
+        if not wanted:
+            return values
+        vectors = self._dense.reconstruct_batch(np.asarray(wanted, dtype=np.int64))
+        row_of = {turn_id: row for row, turn_id in enumerate(wanted)}
+        own = np.asarray([row_of.get(t, -1) for t in ids], dtype=np.int64)
+        sums = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
+        for offset in (-1, 0, 1):
+            rows = np.asarray([row_of.get(t + offset, -1) for t in ids], dtype=np.int64)
+            found = (rows >= 0) & (own >= 0)
+            sums[found] += vectors[rows[found]]
+        norms = np.linalg.norm(sums, axis=1)
+        has = own >= 0
+        values[has] = (sums[has] @ query[0]) / np.maximum(norms[has], 1e-9)
+        return values
 
     def _dense_candidates(self, query_vector: np.ndarray | None, n: int) -> dict[int, float]:
         if query_vector is None or self._dense is None or self._dense.ntotal == 0:

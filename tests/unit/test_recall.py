@@ -79,3 +79,68 @@ def test_bm25_prefers_rarer_terms_and_grows_one_turn_at_a_time():
     assert index.top("weather volcano", 1)[0][0] == 50
     index.add(50, "a duplicate id is ignored")
     assert len(index) == 51
+
+
+def build_dialogue(embeddings, turns, start=None):
+    """Index (speaker, text, minutes after start) triples as one session."""
+    from datetime import datetime, timedelta
+
+    start = start or datetime(2023, 5, 8, 9, 0)
+    index = SessionIndex()
+    ids = list(range(len(turns)))
+    texts = [text for _, text, _ in turns]
+    index.add_texts(
+        ids,
+        texts,
+        speakers=[speaker for speaker, _, _ in turns],
+        timestamps=[start + timedelta(minutes=minutes) for _, _, minutes in turns],
+    )
+    index.add_vectors(ids, np.asarray(embeddings.embed_documents(texts)))
+    return index
+
+
+def test_the_answer_next_to_a_matching_question_is_recalled_with_it(embeddings):
+    index = build_dialogue(
+        embeddings,
+        [
+            ("Ana", "What is the wifi password at the cabin?", 0),
+            ("Rui", "It's kumquat42, written on the fridge.", 1),
+            ("Ana", "We should bring board games this time.", 2),
+            ("Rui", "And the big thermos for coffee.", 3),
+        ]
+        + [
+            ("Ana", f"Reminder number {i} about the car insurance", 60 * 24 * i)
+            for i in range(1, 20)
+        ],
+    )
+    hits = search(index, embeddings, "What is the wifi password at the cabin?")
+    assert {0, 1} <= {hit.turn_id for hit in hits[:2]}
+
+
+def test_turns_by_the_speaker_the_question_names_come_first(embeddings):
+    index = build_dialogue(
+        embeddings,
+        [
+            ("Ana", "I started learning the cello last month.", 0),
+            ("Rui", "I started learning the violin last month.", 1),
+        ],
+    )
+    for name, expected in (("Ana", 0), ("Rui", 1)):
+        hits = search(index, embeddings, f"Which instrument did {name} start learning?")
+        assert hits[0].turn_id == expected
+
+
+def test_an_episode_about_the_topic_lifts_its_quieter_turns(embeddings):
+    minute, day = 1, 60 * 24
+    index = build_dialogue(
+        embeddings,
+        [
+            ("Ana", "We finally booked the trip to Japan for April!", 0),
+            ("Rui", "Amazing, Kyoto in cherry blossom season.", minute),
+            ("Ana", "I also want to see the temples there.", 2 * minute),
+            ("Rui", "I want to see the temples of my home town again.", 3 * day),
+            ("Ana", "My sister repainted her kitchen yellow.", 3 * day + minute),
+        ],
+    )
+    hits = search(index, embeddings, "What will they visit on the Japan trip?")
+    assert {hit.turn_id for hit in hits} == {0, 1, 2}
