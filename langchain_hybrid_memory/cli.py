@@ -121,13 +121,13 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     if stored == len(conversation.messages):
         console.print(
             f"[bold]hybrid-memory demo[/] · {conversation.title}: {stored} turns already in "
-            f"{args.store} from an earlier run; nothing replayed or embedded again"
+            "the store from an earlier run; nothing replayed or embedded again"
         )
     else:
         memory.forget_session(session)
         console.print(
             f"[bold]hybrid-memory demo[/] · {conversation.title}: replaying "
-            f"{len(conversation.messages)} turns into {args.store} "
+            f"{len(conversation.messages)} turns into the store "
             f"(window {args.window}, budget {args.budget} tokens)"
         )
         for message, when in conversation.messages:
@@ -195,14 +195,15 @@ def _describe(context: MemoryContext) -> str:
 
 def run_inspect(args: argparse.Namespace, console: Console) -> int:
     """Show the context that would be built for a session."""
+    from rich.markup import escape
     from rich.panel import Panel
 
     memory = _open(args, token_budget=args.budget)
     if not memory.latest_turns(args.session, 1):
-        console.print(f"session {args.session!r} has no stored turns in {args.store}")
+        console.print(f"session {args.session!r} has no stored turns", markup=False)
         return EXIT_ERROR
     context = memory.build_context(args.session, args.query, user_id=args.user)
-    title = f"[bold]{args.session}[/] · query: {context.query or '(none)'}"
+    title = f"[bold]{escape(args.session)}[/] · query: {escape(context.query or '(none)')}"
     console.print(Panel(_describe(context), title=title))
     memory.close()
     return EXIT_OK
@@ -211,16 +212,19 @@ def run_inspect(args: argparse.Namespace, console: Console) -> int:
 def run_sessions(args: argparse.Namespace, console: Console) -> int:
     """List a user's sessions."""
     from rich.table import Table
+    from rich.text import Text
 
     memory = _open(args)
-    table = Table(title=f"sessions of {args.user}")
+    table = Table(title=Text(f"sessions of {args.user}"))
     table.add_column("session")
     table.add_column("turns", justify="right")
     table.add_column("last turn")
     for session in memory.store.list_sessions(args.user):
         count = memory.store.count_turns(session)
         last = memory.latest_turns(session, 1)
-        table.add_row(session, str(count), f"{last[0].timestamp:%Y-%m-%d %H:%M}" if last else "")
+        table.add_row(
+            Text(session), str(count), f"{last[0].timestamp:%Y-%m-%d %H:%M}" if last else ""
+        )
     console.print(table)
     memory.close()
     return EXIT_OK
@@ -228,10 +232,15 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
 
 def run_forget(args: argparse.Namespace, console: Console) -> int:
     """Erase a session or every session of a user, after confirmation."""
+    from rich.markup import escape
     from rich.prompt import Confirm
 
     target = f"session {args.session!r}" if args.session else f"every session of user {args.user!r}"
-    if not args.yes and not Confirm.ask(f"Erase {target} from {args.store}?", console=console):
+    try:
+        confirmed = args.yes or Confirm.ask(f"Erase {escape(target)}?", console=console)
+    except EOFError:  # no terminal to answer on: never erase without a yes
+        confirmed = False
+    if not confirmed:
         console.print("nothing erased")
         return EXIT_ABORTED
     memory = _open(args)
@@ -255,9 +264,14 @@ def run_forget(args: argparse.Namespace, console: Console) -> int:
 def run_export(args: argparse.Namespace, console: Console) -> int:
     """Write a session's transcript as JSON lines to standard output."""
     memory = _open(args)
-    for record in memory.export_session(args.session, anonymize=args.anonymize):
-        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-    memory.close()
+    try:
+        for record in memory.export_session(args.session, anonymize=args.anonymize):
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        memory.close()
     return EXIT_OK
 
 
@@ -265,6 +279,7 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
     """Evidence recall on a LoCoMo-format file, per category and budget."""
     from rich.progress import Progress
     from rich.table import Table
+    from rich.text import Text
 
     from langchain_hybrid_memory.evaluation import evaluate_locomo
 
@@ -282,7 +297,7 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
         )
     from langchain_hybrid_memory.evaluation import CATEGORY_NAMES
 
-    table = Table(title=f"evidence recall on {args.file}")
+    table = Table(title=Text(f"evidence recall on {args.file}"))
     table.add_column("budget", justify="right")
     table.add_column("overall", justify="right")
     categories = sorted({c for scores in report.budgets for c in scores.by_category})
@@ -308,6 +323,18 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
 # -- parsing ----------------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument(
@@ -327,8 +354,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", parents=[store], help="replay a sample conversation and show what memory recalls"
     )
-    demo.add_argument("--budget", type=int, default=600, help="token budget (default 600)")
-    demo.add_argument("--window", type=int, default=10, help="recent turns kept verbatim")
+    demo.add_argument("--budget", type=_positive, default=600, help="token budget (default 600)")
+    demo.add_argument("--window", type=_positive, default=10, help="recent turns kept verbatim")
     demo.set_defaults(run=run_demo)
 
     inspect = commands.add_parser(
@@ -337,7 +364,9 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("session", help="session id")
     inspect.add_argument("--query", help="the input to recall for (default: latest user turn)")
     inspect.add_argument("--user", help="the user the session must belong to")
-    inspect.add_argument("--budget", type=int, default=2000, help="token budget (default 2000)")
+    inspect.add_argument(
+        "--budget", type=_positive, default=2000, help="token budget (default 2000)"
+    )
     inspect.set_defaults(run=run_inspect)
 
     sessions = commands.add_parser("sessions", parents=[store], help="list a user's sessions")
@@ -367,9 +396,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("file", help="path to a LoCoMo-format JSON file")
     evaluate.add_argument(
-        "--budgets", type=int, nargs="+", default=[500, 1000, 2000], help="token budgets"
+        "--budgets", type=_positive, nargs="+", default=[500, 1000, 2000], help="token budgets"
     )
-    evaluate.add_argument("--limit", type=int, help="evaluate only the first N conversations")
+    evaluate.add_argument("--limit", type=_positive, help="evaluate only the first N conversations")
     evaluate.set_defaults(run=run_eval)
     return parser
 
@@ -382,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args, Console())
     except HybridMemoryError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        message = " ".join(str(exc).split())  # one line, whatever the exception holds
+        sys.stderr.write(f"error: {message}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ABORTED

@@ -350,13 +350,13 @@ class HybridMemory:
             # The turns are stored and acknowledged from here on: a failure below is logged and
             # made up for later (indexing on the next call, folding on the next trigger), never
             # raised, so a caller never stores the same turns twice by retrying.
+            if job.mentions:
+                anchor = next((t for t in reversed(turns) if t.role == "human"), turns[-1])
+                index.pending_mentions.extend(replace(m, turn_id=anchor.id) for m in job.mentions)
             try:
+                self._merge_pending_mentions(job.session_id, index)
                 count = self._catch_up(job.session_id, index)
                 self._embed_pending(job.session_id, index, limit=None)
-                if job.mentions:
-                    anchor = next((t for t in reversed(turns) if t.role == "human"), turns[-1])
-                    stamped = [replace(m, turn_id=anchor.id) for m in job.mentions]
-                    self._merge_entities(job.session_id, stamped)
                 window = self._read_window(job.session_id, count)
             except Exception as exc:  # noqa: BLE001 - see above
                 logger.warning(
@@ -561,15 +561,19 @@ class HybridMemory:
             keys = {(turn.session_id, turn.id) for turn in shown}
             offered = [r for r in recalled if (r.turn.session_id, r.turn.id) not in keys]
             return fit_context(
-                ContextCandidates(summary, entities, offered[: self.config.recall_k], window),
+                ContextCandidates(summary, entities, offered[: self.config.recall_k], shown),
                 self.config.token_budget,
                 self.token_counter,
                 self.config.budget_shares,
             )
 
-        fitted = fit(window)
-        if len(fitted.window) < len(window):
-            fitted = fit(fitted.window)
+        # The window only shrinks from one fit to the next, so this ends, and no turn is ever
+        # both in the window and recalled, nor dropped from one without being offered to the other.
+        shown: Sequence[Turn] = window
+        fitted = fit(shown)
+        while len(fitted.window) < len(shown):
+            shown = fitted.window
+            fitted = fit(shown)
         return MemoryContext(
             session_id=session_id,
             query=query,
@@ -578,7 +582,7 @@ class HybridMemory:
             recalled=fitted.recalled,
             window=fitted.window,
             section_tokens=fitted.section_tokens,
-            omitted=fitted.omitted,
+            omitted={**fitted.omitted, "window": len(window) - len(fitted.window)},
             tokens=fitted.tokens,
             token_budget=self.config.token_budget,
         )
@@ -967,6 +971,12 @@ class HybridMemory:
             span *= 2
 
     # -- summary and entities ---------------------------------------------------------------
+
+    def _merge_pending_mentions(self, session_id: str, index: SessionIndex) -> None:
+        """Merge the caller's entity facts waiting on the index (kept there until merged)."""
+        if index.pending_mentions:
+            self._merge_entities(session_id, index.pending_mentions)
+            index.pending_mentions.clear()
 
     def _merge_entities(self, session_id: str, mentions: Sequence[EntityMention]) -> None:
         changed = merge_mentions(self.store.get_entities(session_id), mentions)

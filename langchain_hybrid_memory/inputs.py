@@ -29,6 +29,9 @@ MAX_ID_CHARS = 256
 def check_id(value: object, name: str) -> str:
     """Return ``value`` if it is a usable id: a non-blank string of at most 256 characters.
 
+    Any other character is allowed (``:``, ``*``, ``{``, quotes, new lines, any script) but NUL,
+    which one store (PostgreSQL) cannot hold: an id that works must work with every store.
+
     Raises:
         InvalidInputError: Blank, too long, or not encodable as UTF-8.
         InvalidMessageTypeError: Not a string.
@@ -45,6 +48,9 @@ def check_id(value: object, name: str) -> str:
         raise InvalidInputError(msg)
     if len(value) > MAX_ID_CHARS:
         msg = f"{name} must be at most {MAX_ID_CHARS} characters, got {len(value)}"
+        raise InvalidInputError(msg)
+    if "\x00" in value:
+        msg = f"{name} must not contain NUL characters (PostgreSQL cannot store them)"
         raise InvalidInputError(msg)
     _require_utf8(value, name)
     return value

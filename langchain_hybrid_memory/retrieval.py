@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from datetime import datetime
 
+    from langchain_hybrid_memory.types import EntityMention
+
 __all__ = ["RecallHit", "SessionIndex", "normalize_rows"]
 
 #: Silence after which the next turn starts a new episode.
@@ -92,6 +94,8 @@ class SessionIndex:
         self.lock = threading.RLock()
         #: Held while the session's summary is folded, so one thread folds it at a time.
         self.fold_lock = threading.Lock()
+        #: The caller's entity facts not merged yet (after a store fault), retried on next write.
+        self.pending_mentions: list[EntityMention] = []
         self.reset()
 
     def reset(self) -> None:

@@ -28,6 +28,7 @@ def memory(embeddings) -> HybridMemory:
         ("", InvalidInputError),
         ("   \n", InvalidInputError),
         ("x" * 300, InvalidInputError),
+        ("a\x00b", InvalidInputError),
         (None, InvalidMessageTypeError),
         (42, InvalidMessageTypeError),
     ],

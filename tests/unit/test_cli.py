@@ -103,3 +103,92 @@ def test_help_explains_every_command(capsys):
     for command in ("demo", "inspect", "sessions", "forget", "export", "eval"):
         assert command in out
     assert DEFAULT_STORE.startswith("sqlite:///")
+
+
+def test_odd_ids_are_printed_as_they_are_not_as_markup(tmp_path, capsys):
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    with HybridMemory(store=url) as memory:
+        memory.add_messages("[red]s[/]", [HumanMessage("hi")], user_id="[bold]u")
+    assert main(["sessions", "--user", "[bold]u", "--store", url]) == 0
+    assert "[red]s[/]" in capsys.readouterr().out
+    assert main(["inspect", "[/]", "--store", url]) == 1
+
+
+def test_forget_without_a_terminal_erases_nothing(tmp_path, capsys, monkeypatch):
+    import io
+
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    url = f"sqlite:///{tmp_path / 'keep.db'}"
+    with HybridMemory(store=url) as memory:
+        memory.add_messages("s1", [HumanMessage("keep me")])
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["forget", "--session", "s1", "--store", url]) == 3
+    assert main(["export", "s1", "--store", url]) == 0
+    assert "keep me" in capsys.readouterr().out
+
+
+def test_forget_a_single_session_with_yes(tmp_path, capsys):
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    with HybridMemory(store=url) as memory:
+        memory.add_messages("s1", [HumanMessage("bye")])
+        memory.add_messages("s2", [HumanMessage("stay")])
+    assert main(["forget", "--session", "s1", "--store", url, "--yes"]) == 0
+    assert json.loads(capsys.readouterr().out)["turns"] == 1
+    assert main(["export", "s2", "--store", url]) == 0
+    assert "stay" in capsys.readouterr().out
+
+
+def test_eval_prints_recall_per_budget_for_a_locomo_format_file(tmp_path, capsys):
+    turns = [{"speaker": "Ana", "dia_id": "D1:1", "text": "My sister Marta lives in Porto."}]
+    chat = [
+        {"speaker": "Ana" if i % 2 == 0 else "Rui", "dia_id": f"D2:{i + 1}", "text": f"Recipe {i}?"}
+        for i in range(12)
+    ]
+    sample = {
+        "sample_id": "mini",
+        "conversation": {
+            "speaker_a": "Ana",
+            "speaker_b": "Rui",
+            "session_1": turns,
+            "session_1_date_time": "10:00 am on 8 May, 2023",
+            "session_2": chat,
+            "session_2_date_time": "10:00 am on 9 May, 2023",
+        },
+        "qa": [
+            {
+                "question": "Where does Marta live?",
+                "answer": "Porto",
+                "evidence": ["D1:1"],
+                "category": 4,
+            }
+        ],
+    }
+    path = tmp_path / "mini.json"
+    path.write_text(json.dumps([sample]))
+    assert main(["eval", str(path), "--budgets", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "300" in out
+    assert "1.000" in out
+
+
+def test_bad_option_values_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", "s1", "--budget", "-5"])
+    assert exit_info.value.code == 2
+
+
+def test_store_errors_are_one_line(capsys):
+    assert main(["sessions", "--user", "ana", "--store", "redis://127.0.0.1:1/0"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1

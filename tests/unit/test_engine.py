@@ -6,6 +6,8 @@ import json
 import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
@@ -483,3 +485,36 @@ def test_ttl_reaches_a_store_opened_from_a_url_and_must_match_a_store_object(emb
     assert memory.store.ttl_seconds == 60
     with pytest.raises(ConfigError, match="ttl_seconds"):
         HybridMemory(InMemoryStore(), embeddings=embeddings, ttl_seconds=60)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    budget=st.integers(60, 900),
+    sizes=st.lists(st.integers(1, 60), min_size=4, max_size=14),
+)
+def test_no_turn_is_both_in_the_window_and_recalled(embeddings, budget, sizes):
+    memory = HybridMemory(embeddings=embeddings, window_turns=8, token_budget=budget)
+    messages = [
+        (HumanMessage if i % 2 == 0 else AIMessage)(f"peanut allergy note {i} " + "word " * size)
+        for i, size in enumerate(sizes)
+    ]
+    memory.add_messages("s1", messages)
+    context = memory.build_context("s1", "peanut allergy")
+    window_ids = {turn.id for turn in context.window}
+    assert window_ids.isdisjoint({item.turn.id for item in context.recalled})
+    assert context.tokens <= budget
+
+
+def test_caller_entities_survive_a_store_fault_and_are_merged_on_the_next_write(embeddings):
+    memory = HybridMemory(embeddings=embeddings)
+    original = memory.store.put_entities
+    memory.store.put_entities = lambda *a: (_ for _ in ()).throw(OSError("down"))  # type: ignore[method-assign]
+    memory.add_messages(
+        "s1", [HumanMessage("I live in Porto")], entities={"Ana": {"city": "Porto"}}
+    )
+    assert memory.store.get_entities("s1") == {}
+    memory.store.put_entities = original  # type: ignore[method-assign]
+    memory.add_messages("s1", [AIMessage("Nice city")])
+    assert memory.store.get_entities("s1")["ana"].facts["city"].turn_id == 0
