@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langchain_core.messages import messages_from_dict, messages_to_dict
 
-from langchain_hybrid_memory.errors import ConfigError, StoreError
+from langchain_hybrid_memory.errors import ConfigError, DecryptionError, StoreError
 from langchain_hybrid_memory.stores.base import check_vectors
 from langchain_hybrid_memory.stores.encryption import Sealer, is_sealed, no_key_error
 from langchain_hybrid_memory.types import Entity, EntityFact, RunningSummary, Turn
@@ -308,6 +308,71 @@ class Codec:
             return sealer.rotate(blob, "vector")
         return sealer.seal(blob) if self.encrypt_vectors else None
 
+    # -- key check --------------------------------------------------------------------------
+
+    def check_key(self, stored: str | bytes | None) -> bool:
+        """Check this codec's key against a store's key check before writing into the store.
+
+        A store that has been written with a key holds a *key check*: a known value sealed
+        under that key. Writing with no key, or with keys none of which opens it, would leave
+        values that the store's readers cannot open (or plain text in an encrypted store), so
+        both raise before anything is written.
+
+        Args:
+            stored: The store's key check, ``None`` if it has none.
+
+        Returns:
+            Whether the store has no key check and this codec should write one
+            (:meth:`new_key_check`): it has a key and the store has none yet.
+
+        Raises:
+            DecryptionError: The store is encrypted and this codec has no key, or none of its
+                keys opens the key check.
+        """
+        if stored is None:
+            return self._sealer is not None
+        raw = stored.encode("utf-8") if isinstance(stored, str) else bytes(stored)
+        if self._sealer is None:
+            msg = (
+                "this store is encrypted: pass its key (encryption_key=...) to write into it; "
+                "nothing was written"
+            )
+            raise DecryptionError(msg)
+        try:
+            opened = self._sealer.open(raw, "key check") if is_sealed(raw) else None
+        except DecryptionError as exc:
+            msg = (
+                "this store is encrypted under another key: none of the configured encryption "
+                "key(s) opens its key check; pass the key it was written with (after a rotation, "
+                "keep the old key in the list until reencrypt() has run); nothing was written"
+            )
+            raise DecryptionError(msg) from exc
+        if opened != _KEY_CHECK:
+            msg = "the store's key check is damaged: nothing was written"
+            raise DecryptionError(msg)
+        return False
+
+    def new_key_check(self) -> str:
+        """A new key check: the known value sealed under the first key.
+
+        Raises:
+            ConfigError: There is no key.
+        """
+        return self._require_sealer().seal(_KEY_CHECK).decode("ascii")
+
+    def reseal_key_check(self, stored: str | bytes | None) -> str | None:
+        """The key check re-sealed under the first key; ``None``: it already is.
+
+        A store without one (``stored`` is ``None``) gets a new one.
+
+        Raises:
+            DecryptionError: No configured key opens it.
+        """
+        if stored is None:
+            return self.new_key_check()
+        self.check_key(stored)
+        return self.reseal(stored, "key check")
+
     def _require_sealer(self) -> Sealer:
         if self._sealer is None:
             msg = (
@@ -337,6 +402,10 @@ class Codec:
 
     def __repr__(self) -> str:
         return f"Codec(encrypted={self.encrypted}, encrypt_vectors={self.encrypt_vectors})"
+
+
+#: What a key check seals.
+_KEY_CHECK = b"langchain-hybrid-memory key check v1"
 
 
 @contextmanager

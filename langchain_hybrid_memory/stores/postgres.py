@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from langchain_hybrid_memory.errors import ConfigError, MissingDependencyError, StoreError
 from langchain_hybrid_memory.stores.plans import arun_plan, plan_name, run_plan
 from langchain_hybrid_memory.stores.sql import (
+    META_TABLE,
     SCHEMA_VERSION,
     TABLES,
     Dialect,
@@ -178,6 +179,7 @@ class PostgresStore(SQLStore):
                     f"INSERT INTO {schema}.schema_version (version) VALUES (%s)", (SCHEMA_VERSION,)
                 )
                 logger.info("created the postgres memory schema, version %d", SCHEMA_VERSION)
+            connection.execute(self._dialect.sql(META_TABLE))
 
     # -- drivers ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Key scheme (``<s>`` and ``<u>`` are the percent-encoded session and user ids, so
     <prefix>:s:{<s>}:vectors    hash    turn id -> float32 bytes
     <prefix>:s:{<s>}:entities   hash    normalized name -> JSON entity
     <prefix>:u:{<u>}:sessions   set     ids of the sessions the user may own (checked on read)
+    <prefix>:keycheck           string  a known value sealed under the store's encryption key
 
 Every key of a session carries the hash tag ``{<s>}``, so a session lives in one cluster slot and
 each write is one Lua script over its keys: appends get contiguous ids whatever the number of
@@ -172,8 +173,18 @@ end
 return replaced
 """
 
+# KEYS[1]: the key check; ARGV[1]: the value read, ARGV[2]: the re-sealed one.
+_RESEAL_STRING = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 _SCRIPTS = {
     "append": _APPEND,
+    "reseal_string": _RESEAL_STRING,
     "set_summary": _SET_SUMMARY,
     "put_fields": _PUT_FIELDS,
     "delete": _DELETE,
@@ -234,6 +245,34 @@ class _RedisPlans:
     def user_key(self, user_id: str) -> str:
         return f"{self.prefix}:u:{{{quote(user_id, safe='')}}}:sessions"
 
+    def key_check_key(self) -> str:
+        return f"{self.prefix}:keycheck"
+
+    def _check_key(self) -> Plan[_Request, None]:
+        """Refuse a key that does not match the store's key check; write one if there is none.
+
+        Runs before every write (a refused write has written nothing). The key check is one
+        store-wide key, outside any session's slot: it is read before the session's script and
+        written once (``SET NX``: the first writer with a key wins, a later one verifies it).
+        """
+        key = self.key_check_key()
+        if not self.codec.check_key((yield _Call(("GET", key)))):
+            return
+        if not (yield _Call(("SET", key, self.codec.new_key_check(), "NX"))):
+            self.codec.check_key((yield _Call(("GET", key))))
+
+    def reencrypt_key_check(self) -> Plan[_Request, None]:
+        """Re-seal the key check under the first key (write one if the store has none)."""
+        key = self.key_check_key()
+        old = yield _Call(("GET", key))
+        new = self.codec.reseal_key_check(old)
+        if new is None:
+            return
+        if old is None:
+            yield _Call(("SET", key, new, "NX"))
+        else:
+            yield _Eval("reseal_string", (key,), (old, new))
+
     def _session_script(self, name: str, session_id: str, *args: Any) -> _Eval:
         return _Eval(name, self.session_keys(session_id), args)
 
@@ -264,6 +303,7 @@ class _RedisPlans:
         self, session_id: str, drafts: Sequence[TurnDraft], user_id: str | None
     ) -> Plan[_Request, list[Turn]]:
         records = [self.codec.dump_turn(draft) for draft in drafts]
+        yield from self._check_key()
         if user_id is not None:
             key = self.user_key(user_id)
             yield _Batch((("SADD", key, session_id), self._user_expiry(key)))
@@ -338,13 +378,15 @@ class _RedisPlans:
     def compare_and_set_summary(
         self, session_id: str, expected_version: int, summary: RunningSummary
     ) -> Plan[_Request, bool]:
+        record = self.codec.dump_summary(summary)
+        yield from self._check_key()
         written, owner = yield self._session_script(
             "set_summary",
             session_id,
             self.ttl_ms,
             expected_version,
             summary.version,
-            self.codec.dump_summary(summary),
+            record,
         )
         if written:
             yield from self._slide_user(owner)
@@ -382,6 +424,7 @@ class _RedisPlans:
     ) -> Plan[_Request, None]:
         if not fields:
             return
+        yield from self._check_key()
         exists, owner = yield self._session_script(
             "put_fields",
             session_id,
@@ -701,6 +744,7 @@ class RedisStore(MemoryStore):
         unchanged since it was read and keeps the key's expiry.
         """
         self._plans.codec.require_key()
+        self._run(self._plans.reencrypt_key_check())
         rewritten = 0
         pattern = self._plans.session_key_pattern()
         try:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.types import Entity, RunningSummary, TurnDraft
 
 __all__ = [
+    "META_TABLE",
     "RESEALED",
     "SCHEMA_VERSION",
     "Dialect",
@@ -79,6 +80,11 @@ TABLES = (
     " record TEXT NOT NULL,"
     " PRIMARY KEY (session_id, entity_key))",
 )
+
+#: Store-wide values (the encryption key check), created on every open: an older database of
+#: the same schema version gets it too, and older library versions ignore it.
+META_TABLE = "CREATE TABLE IF NOT EXISTS {t}store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_KEY_CHECK = "key_check"
 
 _IDS_PER_QUERY = 500
 
@@ -296,6 +302,22 @@ class SQLPlans:
 
     # -- writes -----------------------------------------------------------------------------
 
+    def _check_key(self) -> Plan[Query, None]:
+        """Refuse a key that does not match the store's key check; write one if there is none.
+
+        Runs first in every write plan, so a refused write has written nothing. The key check
+        is inserted at most once (the first writer with a key wins; a later one verifies it).
+        """
+        row = yield self._q("SELECT value FROM {t}store_meta WHERE name = %s", (_KEY_CHECK,), "one")
+        if not self.codec.check_key(None if row is None else row[0]):
+            return
+        yield self._q(
+            "INSERT INTO {t}store_meta (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+            (_KEY_CHECK, self.codec.new_key_check()),
+        )
+        row = yield self._q("SELECT value FROM {t}store_meta WHERE name = %s", (_KEY_CHECK,), "one")
+        self.codec.check_key(None if row is None else row[0])
+
     def _slide(self, session_id: str) -> Query:
         return self._q(
             "UPDATE {t}sessions SET expires_at = {expiry} WHERE session_id = %s",
@@ -315,6 +337,7 @@ class SQLPlans:
     ) -> Plan[Query, list[Turn]]:
         """Plan of :meth:`MemoryStore.append_turns`."""
         records = [self.codec.dump_turn(draft) for draft in drafts]
+        yield from self._check_key()
         yield from self.purge_sessions([session_id])
         yield self._q(
             "INSERT INTO {t}sessions (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING",
@@ -349,6 +372,7 @@ class SQLPlans:
     ) -> Plan[Query, bool]:
         """Plan of :meth:`MemoryStore.compare_and_set_summary`."""
         record = self.codec.dump_summary(summary)
+        yield from self._check_key()
         yield from self.purge_sessions([session_id])
         changed = yield self._q(
             "UPDATE {t}sessions SET summary = %s, summary_version = %s, expires_at = {expiry} "
@@ -362,7 +386,10 @@ class SQLPlans:
         codec = self.codec
         rows = [(session_id, codec.entity_field(e.key), codec.dump_entity(e)) for e in entities]
         stale = sorted({old for e in entities for old in codec.stale_entity_fields(e.key)})
-        if not (yield from self._lock_live(session_id)) or not rows:
+        if not rows:
+            return
+        yield from self._check_key()
+        if not (yield from self._lock_live(session_id)):
             return
         for first in range(0, len(stale), _IDS_PER_QUERY):
             chunk = stale[first : first + _IDS_PER_QUERY]
@@ -384,7 +411,10 @@ class SQLPlans:
     ) -> Plan[Query, None]:
         """Plan of :meth:`MemoryStore.put_vectors` (a turn's first vector is kept)."""
         blobs = self.codec.dump_vectors(turn_ids, vectors)
-        if not (yield from self._lock_live(session_id)) or not blobs:
+        if not blobs:
+            return
+        yield from self._check_key()
+        if not (yield from self._lock_live(session_id)):
             return
         yield self._q(
             "INSERT INTO {t}vectors (session_id, turn_id, vector) VALUES (%s, %s, %s) "
@@ -395,6 +425,29 @@ class SQLPlans:
         yield self._slide(session_id)
 
     # -- rotation ---------------------------------------------------------------------------
+
+    def reencrypt_key_check(self) -> Plan[Query, None]:
+        """Re-seal the key check under the first key (write one if the store has none).
+
+        Raises:
+            DecryptionError: No configured key opens the key check (nothing is changed).
+        """
+        row = yield self._q("SELECT value FROM {t}store_meta WHERE name = %s", (_KEY_CHECK,), "one")
+        old = None if row is None else row[0]
+        new = self.codec.reseal_key_check(old)
+        if new is None:
+            return
+        if old is None:
+            yield self._q(
+                "INSERT INTO {t}store_meta (name, value) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (_KEY_CHECK, new),
+            )
+            return
+        yield self._q(
+            "UPDATE {t}store_meta SET value = %s WHERE name = %s AND value = %s",
+            (new, _KEY_CHECK, old),
+        )
 
     def reencrypt_page(
         self, table: str, after: tuple[Any, ...] | None
@@ -631,6 +684,7 @@ class SQLStore(MemoryStore):
         replaced only if it is unchanged since it was read, so writers may keep working.
         """
         self._plans.codec.require_key()
+        self._run(self._plans.reencrypt_key_check(), write=True)
         rewritten = 0
         for table in RESEALED:
             after: tuple[Any, ...] | None = None

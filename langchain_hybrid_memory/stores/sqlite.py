@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 from langchain_hybrid_memory.errors import StoreError
 from langchain_hybrid_memory.stores.plans import plan_name, run_plan
 from langchain_hybrid_memory.stores.sql import (
+    META_TABLE,
     SCHEMA_VERSION,
     TABLES,
     Dialect,
@@ -135,6 +136,7 @@ class SQLiteStore(SQLStore):
                     connection.execute(_SQLITE.sql(statement))
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 logger.info("created the sqlite memory schema, version %d", SCHEMA_VERSION)
+            connection.execute(_SQLITE.sql(META_TABLE))
 
     def _run(self, plan: Plan[Query, _R], *, write: bool) -> _R:
         with self._lock:

@@ -423,3 +423,82 @@ def test_an_in_memory_store_has_nothing_to_reencrypt():
     store = InMemoryStore()
     store.append_turns("s1", drafts([HumanMessage(SECRET)]))
     assert store.reencrypt() == 0
+
+
+# -- the key check: a wrong or missing key never writes ---------------------------------------
+
+
+def write_everything(store, session_id: str = "s1") -> None:
+    """Each kind of write, each one expected to be refused."""
+    writes = (
+        lambda: store.append_turns(session_id, drafts([HumanMessage("late")]), user_id="ana"),
+        lambda: store.append_turns("new", drafts([HumanMessage("late")]), user_id="ana"),
+        lambda: store.compare_and_set_summary(session_id, 1, SUMMARY),
+        lambda: store.put_entities(session_id, [ANA]),
+        lambda: store.put_vectors(session_id, [4], VECTORS[:1]),
+    )
+    for write in writes:
+        with pytest.raises(DecryptionError) as failure:
+            write()
+        assert "nothing was written" in str(failure.value)
+
+
+@pytest.mark.parametrize("keys", [None, KEY_B], ids=["no-key", "wrong-key"])
+def test_a_wrong_or_missing_key_refuses_every_write_before_writing_anything(sealed, keys):
+    turns = fill(sealed.open())
+    before = sorted(sealed.raw_values())
+
+    write_everything(sealed.open(keys=keys))
+
+    assert sorted(sealed.raw_values()) == before
+    assert_reads_back(sealed.open(), turns)  # the right key still reads everything
+    assert sealed.open(keys=keys).count_turns("s1") == 4  # metadata stays readable
+
+
+def test_the_first_writer_with_a_key_claims_a_plain_store_and_old_keys_keep_writing(rotating):
+    rotating.open(keys=None).append_turns("s1", drafts([HumanMessage("plain")]))
+    rotating.open(keys=None).append_turns("s1", drafts([HumanMessage("plain again")]))
+    rotating.open(keys=KEY_A).append_turns("s1", drafts([HumanMessage("sealed")]))
+
+    with pytest.raises(DecryptionError, match="pass its key"):
+        rotating.open(keys=None).append_turns("s1", drafts([HumanMessage("plain")]))
+    with pytest.raises(DecryptionError, match="another key"):
+        rotating.open(keys=KEY_B).append_turns("s1", drafts([HumanMessage("wrong")]))
+    rotating.open(keys=[KEY_B, KEY_A]).append_turns("s1", drafts([HumanMessage("rotating")]))
+    texts = [turn.text for turn in rotating.open(keys=[KEY_B, KEY_A]).get_turns("s1")]
+    assert texts == ["plain", "plain again", "sealed", "rotating"]
+
+
+def test_reencrypt_moves_the_key_check_to_the_new_key(rotating):
+    fill(rotating.open(keys=KEY_A))
+
+    rotating.open(keys=[KEY_B, KEY_A]).reencrypt()
+
+    rotating.open(keys=KEY_B).append_turns("s1", drafts([HumanMessage("after")]))
+    with pytest.raises(DecryptionError, match="another key"):
+        rotating.open(keys=KEY_A).append_turns("s1", drafts([HumanMessage("stale worker")]))
+    assert rotating.open(keys=KEY_B).count_turns("s1") == 5
+
+
+def test_reencrypt_of_a_plain_store_claims_it_for_the_key(tmp_path):
+    backend = SealedBackend("sqlite", tmp_path, keys=None)
+    fill(backend.open(keys=None))
+
+    backend.open(keys=KEY_A).reencrypt()
+
+    with pytest.raises(DecryptionError, match="pass its key"):
+        backend.open(keys=None).append_turns("s1", drafts([HumanMessage("plain")]))
+    backend.cleanup()
+
+
+def test_a_wrong_key_is_refused_through_the_async_twins_too(sealed):
+    import asyncio
+
+    fill(sealed.open())
+    before = sorted(sealed.raw_values())
+    wrong = sealed.open(keys=KEY_B)
+
+    with pytest.raises(DecryptionError):
+        asyncio.run(wrong.aappend_turns("s1", drafts([HumanMessage("late")]), user_id="ana"))
+
+    assert sorted(sealed.raw_values()) == before
