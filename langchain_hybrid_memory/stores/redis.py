@@ -16,7 +16,13 @@ writers, the summary compare-and-set is atomic, and every key of the session get
 expiry (``ttl_seconds`` after the write; a store without TTL makes the session permanent). The
 user's index lives in the user's slot and is only ever touched by single-key commands; it is
 written before the session claims its owner and filtered against each session's owner when
-read, so a crash between the two leaves nothing wrong behind.
+read, so a crash between the two leaves nothing wrong behind. Reading drops the entries of
+sessions another user owns (an append refused for ownership drops its own entry at once); an
+entry whose session has no owner is kept, unlisted, as the user's first append may be creating
+that session at this moment.
+
+The async twins use one ``redis.asyncio`` client per running event loop (a client only works in
+the loop that first used it), so each ``asyncio.run`` works.
 
 Only plain lists, hashes, sets and strings are used: any Redis 6+ works, no module needed.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -279,6 +286,21 @@ class _RedisPlans:
     def _user_expiry(self, key: str) -> tuple[Any, ...]:
         return ("PEXPIRE", key, self.ttl_ms) if self.ttl_ms else ("PERSIST", key)
 
+    def _unlist(self, user_id: str, session_id: str) -> Plan[_Request, None]:
+        """Remove a session the user was refused from the user's index (best effort).
+
+        The index entry was written before the append script found another owner; left there,
+        the refused user's index would mention a session of someone else. A failure here is
+        logged: the entry is filtered out on read anyway.
+        """
+        try:
+            yield _Call(("SREM", self.user_key(user_id), session_id))
+        except (RedisError, RedisClusterException, OSError) as exc:
+            logger.warning(
+                "redis store: removing a refused session from the user's index failed: %s",
+                type(exc).__name__,
+            )
+
     def _slide_user(self, owner: bytes | str) -> Plan[_Request, None]:
         """Give the owner's index the session's expiry (a later one than any older session's).
 
@@ -312,6 +334,8 @@ class _RedisPlans:
             "append", session_id, self.ttl_ms, user_id or "", now, *records
         )
         if first < 0:
+            if user_id is not None:
+                yield from self._unlist(user_id, session_id)
             msg = f"session {session_id!r} belongs to another user"
             raise SessionOwnershipError(msg)
         if user_id is None:  # the owner's index was not refreshed above
@@ -363,8 +387,16 @@ class _RedisPlans:
         if not members:
             return []
         owners = yield _Batch(tuple(("HGET", self.session_keys(s)[0], "user") for s in members))
-        owned = [s for s, owner in zip(members, owners, strict=True) if _text(owner) == user_id]
-        stale = sorted(set(members) - set(owned))
+        owned: list[str] = []
+        stale: list[str] = []
+        for session_id, owner in zip(members, owners, strict=True):
+            name = _text(owner)
+            if name == user_id:
+                owned.append(session_id)
+            elif name:  # another user's: this user was refused it
+                stale.append(session_id)
+            # no owner: being created by the user's first append right now (its index entry is
+            # written before the session), or gone (expiry) -- kept, and not listed
         if stale:
             yield _Call(("SREM", key, *stale))
         return owned
@@ -605,28 +637,30 @@ class RedisStore(MemoryStore):
         self._plans = _RedisPlans(prefix, ttl_ms, codec)
         self._owns_clients = isinstance(client_or_url, str)
         self._client: _SyncClient
-        self._aclient: _AsyncClient | None
+        self._url: str | None = None
+        # async clients by event loop: a redis.asyncio client only works in the loop that
+        # first used it, so each running loop gets its own (a passed one serves the first)
+        self._given_aclient: _AsyncClient | None = None
+        self._given_aclient_used = False
+        self._aclients: dict[asyncio.AbstractEventLoop, tuple[_AsyncClient, dict[str, Any]]] = {}
+        self._aclients_lock = threading.Lock()
         if isinstance(client_or_url, str):
-            self._client, self._aclient = _clients_from_url(client_or_url)
+            self._client = _sync_client_from_url(client_or_url)
+            self._url = client_or_url
         elif isinstance(client_or_url, _SyncClient):
-            self._client, self._aclient = client_or_url, async_client
+            self._client, self._given_aclient = client_or_url, async_client
         else:
             msg = (
                 "client_or_url must be a redis URL, redis.Redis or redis.cluster.RedisCluster, "
                 f"got {type(client_or_url).__name__}"
             )
             raise ConfigError(msg)
-        for client in (self._client, self._aclient):
+        for client in (self._client, self._given_aclient):
             if client is not None and client.get_connection_kwargs().get("decode_responses"):
                 msg = "redis store: the client must be created with decode_responses=False"
                 raise ConfigError(msg)
         self.cluster = isinstance(self._client, redis.cluster.RedisCluster)
         self._scripts = {name: self._client.register_script(src) for name, src in _SCRIPTS.items()}
-        self._ascripts = (
-            {}
-            if self._aclient is None
-            else {name: self._aclient.register_script(src) for name, src in _SCRIPTS.items()}
-        )
         try:
             self._client.ping()
         except (RedisError, RedisClusterException, OSError) as exc:
@@ -645,9 +679,36 @@ class RedisStore(MemoryStore):
             return pipe.execute()
         return self._client.execute_command(*request.args)  # type: ignore[no-untyped-call]
 
-    async def _aexecute(self, client: _AsyncClient, request: _Request) -> Any:
+    def _async_client(self) -> tuple[_AsyncClient, dict[str, Any]] | None:
+        """The running loop's async client and its scripts; ``None``: use the executor.
+
+        A store opened with a URL creates one client per event loop; a passed ``async_client``
+        serves the first loop that uses it, later loops run the sync client in the executor.
+        Clients of closed loops are dropped (they cannot be used or closed any more).
+        """
+        loop = asyncio.get_running_loop()
+        with self._aclients_lock:
+            for closed in [old for old in self._aclients if old.is_closed()]:
+                del self._aclients[closed]
+            found = self._aclients.get(loop)
+            if found is not None:
+                return found
+            if self._url is not None:
+                client = _async_client_from_url(self._url)
+            elif self._given_aclient is not None and not self._given_aclient_used:
+                client = self._given_aclient
+                self._given_aclient_used = True
+            else:
+                return None
+            found = (client, {name: client.register_script(src) for name, src in _SCRIPTS.items()})
+            self._aclients[loop] = found
+            return found
+
+    async def _aexecute(
+        self, client: _AsyncClient, scripts: dict[str, Any], request: _Request
+    ) -> Any:
         if isinstance(request, _Eval):
-            return await self._ascripts[request.script](keys=request.keys, args=request.args)
+            return await scripts[request.script](keys=request.keys, args=request.args)
         if isinstance(request, _Batch):
             pipe = client.pipeline(transaction=False)
             for call in request.calls:
@@ -663,13 +724,19 @@ class RedisStore(MemoryStore):
             raise StoreError(msg) from exc
 
     async def _arun(self, plan: Plan[_Request, _R]) -> _R:
-        client = self._aclient
-        if client is None:
+        try:
+            found = self._async_client()
+        except BaseException:
+            plan.close()
+            raise
+        if found is None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, self._run, plan)
+        client, scripts = found
         try:
-            return await arun_plan(plan, lambda request: self._aexecute(client, request))
-        except (RedisError, RedisClusterException, OSError) as exc:
+            return await arun_plan(plan, lambda request: self._aexecute(client, scripts, request))
+        except (RedisError, RedisClusterException, OSError, RuntimeError) as exc:
+            # RuntimeError: the client's connections belong to a closed event loop
             msg = f"redis store: {plan_name(plan)} failed: {exc}"
             raise StoreError(msg) from exc
 
@@ -832,8 +899,14 @@ class RedisStore(MemoryStore):
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close` (also closes the async client this store created)."""
-        if self._owns_clients and self._aclient is not None:
-            await self._aclient.aclose()
+        if self._owns_clients:
+            loop = asyncio.get_running_loop()
+            with self._aclients_lock:
+                clients = list(self._aclients.items())
+                self._aclients.clear()
+            for owner, (client, _) in clients:
+                if owner is loop:  # other loops' clients cannot be closed from here
+                    await client.aclose()
         self.close()
 
     def __repr__(self) -> str:
@@ -841,17 +914,33 @@ class RedisStore(MemoryStore):
         return f"RedisStore({kind}, prefix={self.prefix!r}, ttl_seconds={self.ttl_seconds!r})"
 
 
-def _clients_from_url(url: str) -> tuple[_SyncClient, _AsyncClient]:
-    """Sync and async clients for a URL; ``redis+cluster://`` gives cluster clients."""
+def _cluster_url(url: str) -> str | None:
+    """The plain URL of a ``redis+cluster://`` (``rediss+cluster://``) URL, else ``None``."""
     scheme, _, rest = url.partition("://")
+    if scheme.lower().endswith("+cluster"):
+        return f"{scheme[: -len('+cluster')]}://{rest}"
+    return None
+
+
+def _sync_client_from_url(url: str) -> _SyncClient:
+    """A sync client for a URL; ``redis+cluster://`` gives a cluster client."""
+    plain = _cluster_url(url)
     try:
-        if scheme.lower().endswith("+cluster"):
-            plain = f"{scheme[: -len('+cluster')]}://{rest}"
-            return (
-                redis.cluster.RedisCluster.from_url(plain),
-                redis.asyncio.cluster.RedisCluster.from_url(plain),
-            )
-        return redis.Redis.from_url(url), redis.asyncio.Redis.from_url(url)
+        if plain is not None:
+            return redis.cluster.RedisCluster.from_url(plain)
+        return redis.Redis.from_url(url)
+    except (RedisError, RedisClusterException, OSError, ValueError) as exc:
+        msg = f"redis store: cannot connect with this URL (not shown): {type(exc).__name__}: {exc}"
+        raise StoreError(msg) from exc
+
+
+def _async_client_from_url(url: str) -> _AsyncClient:
+    """An async client for a URL (for the running event loop); cluster as for the sync one."""
+    plain = _cluster_url(url)
+    try:
+        if plain is not None:
+            return redis.asyncio.cluster.RedisCluster.from_url(plain)
+        return redis.asyncio.Redis.from_url(url)
     except (RedisError, RedisClusterException, OSError, ValueError) as exc:
         msg = f"redis store: cannot connect with this URL (not shown): {type(exc).__name__}: {exc}"
         raise StoreError(msg) from exc
