@@ -41,6 +41,8 @@ test: lint typecheck unit
 # Benchmarks rewrite docs/benchmarks/ (the test suite runs only a tiny smoke of each script).
 bench: install services
 	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/bytes_per_turn.py
 	$(BIN)/python benchmarks/locomo_recall.py
 
 clean:

@@ -27,3 +27,23 @@ def test_the_scaling_benchmark_writes_its_table_figures_and_plot(tmp_path):
     assert all(row["overhead_p50_ms"] > 0 for row in figures)
     assert "| 200 |" in out.read_text()
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_the_ingest_benchmark_compares_the_memory_with_the_raw_encoder(tmp_path):
+    ingest = load("ingest")
+    out = tmp_path / "ingest.md"
+    assert ingest.main(["--messages", "40", "--chunk", "10", "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["messages"] == 40
+    assert result["encoder_per_s"] > 0
+    assert result["memory_per_s"] > 0
+    assert ">= 90%" in out.read_text()
+
+
+def test_the_storage_benchmark_measures_every_persistent_store(tmp_path):
+    storage = load("bytes_per_turn")
+    out = tmp_path / "bytes.md"
+    assert storage.main(["--turns", "20", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [row["store"] for row in rows] == ["SQLite", "Redis", "PostgreSQL"]
+    assert all(row["bytes_per_turn"] > row["raw_text_bytes_per_turn"] for row in rows)
