@@ -135,7 +135,8 @@ def test_the_history_reads_the_same_until_the_next_write(memory):
     history = memory.history("s1", query="peanuts")
     history.add_messages([HumanMessage("I'm allergic to peanuts"), AIMessage("ok")])
     first = history.messages
-    assert history.messages == first
+    memory.add_messages("s1", [HumanMessage("written by another worker meanwhile")])
+    assert history.messages == first, "one call's read and write must see the same history"
     history.add_messages([HumanMessage("hello")])
     assert history.messages != first
     history.clear()
