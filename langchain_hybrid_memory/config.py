@@ -49,8 +49,13 @@ class HybridMemoryConfig:
         window_turns: How many of the latest turns (a turn is one message) the context carries
             verbatim. An AI message with tool calls is never cut from its tool results, so the
             window can hold a few more turns than this.
-        summary_batch: How many turns that left the window are folded into the rolling summary in
-            one summarizer call. The summarizer is never called once per turn.
+        summary_batch: Most turns that left the window folded into the rolling summary in one
+            summarizer call (and the batch size when ``summary_batch_tokens`` is ``None``).
+        summary_batch_tokens: The summarizer is called once the turns that left the window and
+            are not summarized yet hold this many tokens (or ``summary_batch`` turns, whichever
+            comes first). Each turn is sent to the summarizer once, with the previous summary, so
+            a call's prompt stays near this size plus ``summary_max_tokens`` however long the
+            messages are. ``None`` batches by ``summary_batch`` turns only.
         summary_max_tokens: Length bound of the rolling summary (asked of the LLM, enforced by the
             offline extractive summarizer).
         recall_k: How many earlier turns recall returns at most.
@@ -88,7 +93,8 @@ class HybridMemoryConfig:
     """
 
     window_turns: int = 10
-    summary_batch: int = 20
+    summary_batch: int = 40
+    summary_batch_tokens: int | None = 1000
     summary_max_tokens: int = 300
     recall_k: int = 8
     recall_candidates: int = 50
@@ -118,6 +124,8 @@ class HybridMemoryConfig:
                 raise ConfigError(msg)
         if self.faiss_threads is not None:
             _require_int("faiss_threads", self.faiss_threads, minimum=1)
+        if self.summary_batch_tokens is not None:
+            _require_int("summary_batch_tokens", self.summary_batch_tokens, minimum=1)
         positive = {
             "window_turns": self.window_turns,
             "summary_batch": self.summary_batch,

@@ -61,7 +61,7 @@ from langchain_hybrid_memory.types import (
     RunningSummary,
     TurnDraft,
 )
-from langchain_hybrid_memory.window import pending_batches, window_start_index
+from langchain_hybrid_memory.window import full_batch_length, window_start_index
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -992,13 +992,38 @@ class HybridMemory:
             window = self._read_window(session_id, self.store.count_turns(session_id))
             window_start = window[0].id if window else 0
         summary = self.store.get_summary(session_id)
-        batches = pending_batches(summary.through_turn, window_start, self.config.summary_batch)
-        if not batches:
+        first = summary.through_turn + 1
+        stop = min(window_start, first + self.config.summary_batch)
+        if stop <= first:
             return None
-        turns = self.store.get_turns(session_id, batches[0].start, batches[0].stop)
+        counts = self._evicted_token_counts(session_id, first, stop)
+        size = full_batch_length(
+            counts, self.config.summary_batch, self.config.summary_batch_tokens
+        )
+        if size == 0:
+            return None
+        turns = self.store.get_turns(session_id, first, first + size)
         if self.redactor is not None and self.redactor.applies_to("summarize"):
             turns = [replace(t, text=self.redactor.redact(t.text)) for t in turns]
         return _FoldJob(session_id, summary, turns)
+
+    def _evicted_token_counts(self, session_id: str, first: int, stop: int) -> list[int]:
+        """Tokens of the evicted turns ``first..stop-1`` waiting for the summarizer.
+
+        Counts are kept with the session's index, so each add reads only the turns that left
+        the window since the last call (never the whole backlog again). Called under the
+        session's fold lock.
+        """
+        if self.config.summary_batch_tokens is None:
+            return [0] * (stop - first)
+        known = self._index_for(session_id).evicted_tokens
+        for turn_id in [turn_id for turn_id in known if turn_id < first]:
+            del known[turn_id]  # summarized meanwhile (here or by another writer)
+        unread = first + len(known)
+        if unread < stop:
+            for turn in self.store.get_turns(session_id, unread, stop):
+                known[turn.id] = text_tokens(self.token_counter, turn.text)
+        return [known[turn_id] for turn_id in range(first, stop) if turn_id in known]
 
     def _commit_fold(
         self, job: _FoldJob, update: SummaryUpdate, extracted: Sequence[EntityMention]

@@ -100,6 +100,8 @@ class SessionIndex:
 
     def reset(self) -> None:
         """Forget everything indexed (the lock stays): the session is loaded again from scratch."""
+        #: Tokens of evicted turns waiting for the summarizer, by turn id (see HybridMemory).
+        self.evicted_tokens: dict[int, int] = {}
         self.lexical = LexicalIndex()
         self._dense: faiss.IndexIDMap2 | None = None
         self._vector_ids: set[int] = set()

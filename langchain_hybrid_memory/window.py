@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from langchain_hybrid_memory.types import Turn
 
-__all__ = ["latest_exchange_start", "pending_batches", "split_units", "window_start_index"]
+__all__ = ["full_batch_length", "latest_exchange_start", "split_units", "window_start_index"]
 
 
 def window_start_index(tail: Sequence[Turn], window_turns: int) -> int:
@@ -85,21 +85,30 @@ def latest_exchange_start(window: Sequence[Turn]) -> int:
     return len(window) - len(units[-1]) if units else 0
 
 
-def pending_batches(summarized_through: int, window_start: int, batch: int) -> list[range]:
-    """Full batches of turn ids that left the window and are not summarized yet.
+def full_batch_length(token_counts: Sequence[int], max_turns: int, min_tokens: int | None) -> int:
+    """How many of the oldest evicted turns make the next summarizer batch; 0 while it waits.
+
+    A batch is full once its turns hold ``min_tokens`` tokens, or at ``max_turns`` turns
+    (the only rule when ``min_tokens`` is ``None``). Each turn goes to the summarizer once:
+    the next batch starts after this one.
 
     Args:
-        summarized_through: Id of the last turn already in the summary (-1 for none).
-        window_start: Id of the first turn still in the window.
-        batch: Turns per summarizer call.
-
-    Returns:
-        Consecutive id ranges of exactly ``batch`` turns, oldest first; a partial batch waits.
+        token_counts: Tokens of each turn that left the window and is not summarized yet,
+            oldest first.
+        max_turns: Most turns in one batch.
+        min_tokens: Tokens that make a batch full before ``max_turns``; ``None`` counts turns.
 
     Example:
-        >>> pending_batches(-1, 45, 20)
-        [range(0, 20), range(20, 40)]
+        >>> full_batch_length([300, 500, 400, 100], max_turns=20, min_tokens=1000)
+        3
+        >>> full_batch_length([300, 500], max_turns=20, min_tokens=1000)
+        0
+        >>> full_batch_length([0] * 25, max_turns=20, min_tokens=None)
+        20
     """
-    first = summarized_through + 1
-    count = (window_start - first) // batch
-    return [range(first + i * batch, first + (i + 1) * batch) for i in range(max(0, count))]
+    total = 0
+    for length, tokens in enumerate(token_counts[:max_turns], start=1):
+        total += tokens
+        if min_tokens is not None and total >= min_tokens:
+            return length
+    return max_turns if len(token_counts) >= max_turns else 0

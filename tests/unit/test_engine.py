@@ -76,6 +76,28 @@ def test_summarizer_is_called_once_per_batch_and_sees_each_turn_once(embeddings)
         assert sum(prompt.count(f"[{turn_id}] ") for prompt in summarizer.prompts) == 1
 
 
+def test_long_messages_fold_by_tokens_so_a_summarizer_prompt_stays_bounded(embeddings):
+    summarizer = RecordingChatModel(responses=[SUMMARY_JSON])
+    memory = HybridMemory(
+        llm=summarizer,
+        embeddings=embeddings,
+        window_turns=4,
+        summary_batch=40,
+        summary_batch_tokens=300,
+    )
+    paragraph = "The invoice for the garden shed lists timber, screws and two hinges. " * 8
+    for index in range(30):
+        memory.add_message("s1", HumanMessage(f"{index}: {paragraph}"))
+
+    # ~130 tokens per message: every third evicted message closes a batch, well before 40
+    assert len(summarizer.prompts) == (30 - 4) // 3
+    assert memory.summary("s1").through_turn == 3 * len(summarizer.prompts) - 1
+    for turn_id in range(memory.summary("s1").through_turn + 1):
+        assert sum(prompt.count(f"[{turn_id}] ") for prompt in summarizer.prompts) == 1
+    longest = max(memory.token_counter([HumanMessage(p)]) for p in summarizer.prompts)
+    assert longest < 300 + 2 * 140 + 400  # threshold + last message + summary and instructions
+
+
 def test_a_failing_summarizer_loses_no_turn_and_the_batch_is_retried(embeddings):
     summarizer = RecordingChatModel(responses=[SUMMARY_JSON], fail_times=2)
     memory = HybridMemory(

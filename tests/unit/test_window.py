@@ -6,8 +6,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from langchain_hybrid_memory.types import Turn
 from langchain_hybrid_memory.window import (
+    full_batch_length,
     latest_exchange_start,
-    pending_batches,
     split_units,
     window_start_index,
 )
@@ -62,8 +62,17 @@ def test_the_latest_exchange_starts_at_the_last_user_turn():
     assert latest_exchange_start([]) == 0
 
 
-def test_only_full_batches_are_folded():
-    assert pending_batches(-1, 19, 20) == []
-    assert pending_batches(-1, 20, 20) == [range(0, 20)]
-    assert pending_batches(19, 61, 20) == [range(20, 40), range(40, 60)]
-    assert pending_batches(59, 10, 20) == []
+def test_a_batch_by_turn_count_waits_until_it_is_full():
+    assert full_batch_length([0] * 19, max_turns=20, min_tokens=None) == 0
+    assert full_batch_length([0] * 20, max_turns=20, min_tokens=None) == 20
+    assert full_batch_length([0] * 45, max_turns=20, min_tokens=None) == 20
+    assert full_batch_length([], max_turns=20, min_tokens=None) == 0
+
+
+def test_a_batch_by_tokens_closes_at_the_first_turn_reaching_the_threshold():
+    assert full_batch_length([400, 400, 100], max_turns=20, min_tokens=1000) == 0
+    assert full_batch_length([400, 400, 200, 50], max_turns=20, min_tokens=1000) == 3
+    # one long message is a batch of its own
+    assert full_batch_length([5000, 10], max_turns=20, min_tokens=1000) == 1
+    # many short messages still fold at max_turns
+    assert full_batch_length([1] * 30, max_turns=20, min_tokens=1000) == 20
