@@ -83,6 +83,11 @@ class HybridMemoryConfig:
         ttl_seconds: Sessions expire this long after their last write (all their data
             together); ``None`` keeps them. Applies to a store opened from a URL (or the
             default store); a store object keeps its own ``ttl_seconds``.
+        symmetric_embeddings: The embedding model embeds a query and a document alike (true of
+            the default all-MiniLM-L6-v2). Then a query's vector is reused for the stored user
+            message, and messages waiting for a vector are embedded in the same model call as
+            the next query. Set ``False`` for models that embed queries differently (e.g. with
+            an instruction prefix): queries then go to ``embed_query`` alone.
         faiss_threads: OpenMP threads FAISS may use. One query at a time searches fastest on
             one thread (several threads cost milliseconds of spin-up per search), so the
             default is 1. FAISS's setting is process-wide; ``None`` leaves it alone.
@@ -111,6 +116,7 @@ class HybridMemoryConfig:
     summary_retry_max_seconds: float = 300.0
     recall_scope: Literal["session", "user"] = "session"
     ttl_seconds: float | None = None
+    symmetric_embeddings: bool = True
     faiss_threads: int | None = 1
 
     def __post_init__(self) -> None:

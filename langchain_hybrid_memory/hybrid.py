@@ -356,8 +356,12 @@ class HybridMemory:
             try:
                 self._merge_pending_mentions(job.session_id, index)
                 count = self._catch_up(job.session_id, index)
-                self._embed_pending(job.session_id, index, limit=None)
                 window = self._read_window(job.session_id, count)
+                # Turns in the window are never recalled: their embedding waits for the next
+                # query, which embeds them in the same model call (see _embed_pending).
+                self._embed_pending(
+                    job.session_id, index, limit=None, before=window[0].id if window else count
+                )
             except Exception as exc:  # noqa: BLE001 - see above
                 logger.warning(
                     "turns stored, but indexing them failed (retried later): %s",
@@ -470,7 +474,7 @@ class HybridMemory:
         index = self._index_for(session)
         with index.lock:
             count = self._catch_up(session, index)
-            self._embed_pending(session, index)
+            self._embed_pending(session, index, query=text)
             window = self._read_window(session, count)
             vector = None
             if text is None:
@@ -772,15 +776,25 @@ class HybridMemory:
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Wait until summaries folding in the background are done."""
+        """Wait until summaries folding in the background are done; embed waiting turns.
+
+        Turns still in the recent window are embedded with the next query; ``flush`` (and
+        :meth:`close`) embeds them now, so another process finds their vectors stored.
+        """
         while self._pending_folds:
             for future in list(self._pending_folds):
                 future.result()
+        with self._indexes_lock:
+            waiting = [(sid, index) for sid, index in self._indexes.items() if index.pending]
+        for session_id, index in waiting:
+            with index.lock:
+                self._embed_pending(session_id, index, limit=None)
 
     async def aflush(self) -> None:
         """Async twin of :meth:`flush`."""
         while self._pending_folds:
             await asyncio.gather(*(asyncio.wrap_future(f) for f in list(self._pending_folds)))
+        await asyncio.to_thread(self.flush)
 
     def close(self) -> None:
         """Wait for background work, then close the store."""
@@ -859,20 +873,38 @@ class HybridMemory:
         return bool(last) and _fingerprint(last[0]) == index.fingerprint
 
     def _embed_pending(
-        self, session_id: str, index: SessionIndex, *, limit: int | None = _MAX_CATCH_UP_EMBEDDINGS
+        self,
+        session_id: str,
+        index: SessionIndex,
+        *,
+        limit: int | None = _MAX_CATCH_UP_EMBEDDINGS,
+        before: int | None = None,
+        query: str | None = None,
     ) -> None:
         """Embed turns waiting for a vector, in batches, at most ``limit`` (``None``: all).
+
+        Args:
+            session_id: The session.
+            index: Its index.
+            limit: Most turns embedded by this call.
+            before: Embed only turns with a lower id (the rest wait for a later call).
+            query: A query about to be embedded: with symmetric embeddings it rides in the
+                first batch (one model call instead of two) and lands in the vector cache.
 
         On failure they keep waiting (logged, not raised). Caller holds ``index.lock``.
         """
         done = 0
+        extra = [query] if query and query.strip() and self.config.symmetric_embeddings else []
         while index.pending and (limit is None or done < limit):
             size = (
                 _MAX_CATCH_UP_EMBEDDINGS if limit is None else min(_MAX_CATCH_UP_EMBEDDINGS, limit)
             )
-            ids = sorted(index.pending)[:size]
+            ids = [i for i in sorted(index.pending) if before is None or i < before][:size]
+            if not ids:
+                return
             try:
-                vectors = self._embed_texts([index.pending[i] for i in ids])
+                vectors = self._embed_texts([index.pending[i] for i in ids] + extra)
+                vectors, extra = vectors[: len(ids)], []
                 if index.dimension is not None and vectors.shape[1] != index.dimension:
                     msg = (
                         f"the embeddings return dimension {vectors.shape[1]}, the session was "
@@ -915,7 +947,8 @@ class HybridMemory:
         if not text.strip():
             return None
         text = self._embeddable(text)
-        cached = self._cached_vectors([text])[0]
+        symmetric = self.config.symmetric_embeddings
+        cached = self._cached_vectors([text])[0] if symmetric else None
         if cached is not None:
             return cached
         try:
@@ -925,7 +958,8 @@ class HybridMemory:
                 "embedding the query failed, recalling by words only: %s", type(exc).__name__
             )
             return None
-        self._remember_vectors({text: vector})
+        if symmetric:
+            self._remember_vectors({text: vector})
         return vector
 
     @staticmethod

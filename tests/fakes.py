@@ -45,6 +45,7 @@ class CountingEmbeddings(Embeddings):
         self.fail_times = fail_times
         self.documents = 0
         self.queries = 0
+        self.calls = 0
 
     def _maybe_fail(self) -> None:
         if self.fail_times > 0:
@@ -55,11 +56,13 @@ class CountingEmbeddings(Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         self._maybe_fail()
         self.documents += len(texts)
+        self.calls += 1
         return self.inner.embed_documents(texts)
 
     def embed_query(self, text: str) -> list[float]:
         self._maybe_fail()
         self.queries += 1
+        self.calls += 1
         return self.inner.embed_query(text)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -14,6 +15,7 @@ def load(name: str):
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -47,3 +49,34 @@ def test_the_storage_benchmark_measures_every_persistent_store(tmp_path):
     rows = json.loads(out.with_suffix(".json").read_text())
     assert [row["store"] for row in rows] == ["SQLite", "Redis", "PostgreSQL"]
     assert all(row["bytes_per_turn"] > row["raw_text_bytes_per_turn"] for row in rows)
+
+
+def test_the_chat_loop_benchmark_compares_every_memory_on_one_conversation(tmp_path):
+    chat_loop = load("chat_loop")
+    out = tmp_path / "chat_loop.md"
+    assert chat_loop.main(["--turns", "30", "--no-memory", "--out", str(out)]) == 0
+    rows = {row["memory"]: row for row in json.loads(out.with_suffix(".json").read_text())["rows"]}
+    assert list(rows) == [
+        "hybrid (in-memory store)",
+        "hybrid (SQLite store)",
+        "classic CombinedMemory",
+        "tutorial design",
+        "create_agent + SummarizationMiddleware",
+    ]
+    assert all(len(row["turn_ms"]) == 30 and row["p50_ms"] > 0 for row in rows.values())
+    assert rows["hybrid (in-memory store)"]["turn_1_fact_in_last_context"]
+    assert rows["hybrid (SQLite store)"]["turn_1_fact_in_last_context"]
+    # the classic summary buffer re-summarizes on every save once over 1,000 tokens
+    assert rows["classic CombinedMemory"]["llm_calls"] > 5
+    assert rows["tutorial design"]["llm_calls"] == 0
+    assert "| tutorial design |" in out.read_text()
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_the_chat_loop_benchmark_measures_peak_memory_in_a_fresh_process(tmp_path):
+    chat_loop = load("chat_loop")
+    out = tmp_path / "chat_loop.md"
+    assert chat_loop.main(["--turns", "5", "--memories", "tutorial", "--out", str(out)]) == 0
+    (row,) = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert row["peak_memory_bytes"] >= 0
+    assert "MiB" in out.read_text()

@@ -153,22 +153,36 @@ def test_a_failing_query_embedding_still_recalls_by_words(embeddings):
     memory.add_messages(
         "s1", [HumanMessage("My cat is called Miso"), AIMessage("Cute!"), *filler(4)]
     )
-    flaky.fail_times = 1
+    # the query rides with the window's waiting turns, then is tried alone: both fail
+    flaky.fail_times = 2
     context = memory.build_context("s1", "Tell me about Miso")
     assert context.recalled[0].turn.id == 0
     assert context.recalled[0].dense_score is None
+    assert [turn.text for turn in memory.transcript("s1")][-1] == filler(4)[-1].text
 
 
-def test_the_stored_user_input_reuses_the_query_embedding(embeddings):
+def test_a_chat_turn_costs_one_embedding_call_and_embeds_each_text_once(embeddings):
     counting = CountingEmbeddings(embeddings)
     memory = HybridMemory(embeddings=counting)
+    exchanges = [
+        ("Where should I travel in May?", "Try the Azores."),
+        ("And in October?", "Madeira is still warm then."),
+        ("What should I pack?", "A rain jacket and walking shoes."),
+        ("Any food to try?", "Espetada and bolo do caco."),
+    ]
     memory.add_messages("s1", filler(4))
-    before = counting.documents + counting.queries
-    memory.build_context("s1", "Where should I travel in May?")
-    memory.add_messages(
-        "s1", [HumanMessage("Where should I travel in May?"), AIMessage("Try the Azores.")]
-    )
-    assert counting.documents + counting.queries == before + 2  # the query once, the reply once
+    for turn, (question, reply) in enumerate(exchanges):
+        calls, texts = counting.calls, counting.documents + counting.queries
+        memory.build_context("s1", question)
+        memory.add_messages("s1", [HumanMessage(question), AIMessage(reply)])
+        assert counting.calls == calls + 1
+        if turn > 0:  # the query and the previous reply, in one call (the question is reused)
+            assert counting.documents + counting.queries == texts + 2
+
+    memory.flush()  # the window's waiting turns are embedded now
+    assert counting.documents + counting.queries == 4 + 2 * len(exchanges)
+    ids, _ = memory.store.get_vectors("s1", 0)
+    assert list(ids) == list(range(4 + 2 * len(exchanges)))
 
 
 def test_window_never_separates_a_tool_call_from_its_results(embeddings):
@@ -371,14 +385,18 @@ def test_settings_come_from_a_config_or_keywords(embeddings):
         HybridMemory(embeddings=embeddings, window_turns=0)
 
 
-def test_without_a_query_recall_searches_for_the_latest_user_turn_without_embedding_it(embeddings):
+def test_without_a_query_recall_searches_for_the_latest_user_turn_embedded_once(embeddings):
     counting = CountingEmbeddings(embeddings)
     memory = HybridMemory(embeddings=counting, window_turns=2)
     memory.add_messages("s1", [*PEANUTS, *filler(8)])
     memory.add_messages("s1", [HumanMessage("Any snack ideas? Mind my allergy.")])
-    before = (counting.documents, counting.queries)
+    before = counting.documents + counting.queries
     context = memory.build_context("s1")
-    assert (counting.documents, counting.queries) == before
+    # only the window's two waiting turns are embedded: the latest user turn is not embedded
+    # a second time as the query
+    assert counting.documents + counting.queries == before + 2
+    memory.build_context("s1")
+    assert counting.documents + counting.queries == before + 2
     assert context.query == "Any snack ideas? Mind my allergy."
     assert context.recalled[0].turn.id == 0
 

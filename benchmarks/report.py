@@ -1,0 +1,223 @@
+"""Assemble docs/benchmarks.md from the parts the benchmark scripts wrote (issue #6).
+
+Each script writes its own Markdown, JSON and plot under ``docs/benchmarks/``; this one puts
+a headline table of every target in front of them, in one page, and copies the headline
+into the README between its ``benchmarks:start`` / ``benchmarks:end`` markers. ``make bench``
+runs it last.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/report.py
+    .venv/bin/python benchmarks/report.py --parts /tmp/parts --out /tmp/benchmarks.md --readme ""
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The parts, in the order of the page: (file stem, section title, command that writes it).
+PARTS = [
+    ("chat_loop", "Chat loop against the alternatives", "python benchmarks/chat_loop.py"),
+    ("scaling", "Scaling with the session's length", "python benchmarks/scaling.py"),
+    ("ingest", "Ingest", "python benchmarks/ingest.py"),
+    ("redis_sessions", "Many sessions on Redis", "python benchmarks/redis_sessions.py"),
+    ("locomo_recall", "Recall on LoCoMo", "python benchmarks/locomo_recall.py"),
+    ("bytes_per_turn", "Bytes per stored turn", "python benchmarks/bytes_per_turn.py"),
+]
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def _load(parts: Path, stem: str) -> Any:
+    path = parts / f"{stem}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _status(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def headline(parts: Path) -> list[str]:
+    """The headline table: one row per target of issue #6, from the parts' JSON figures."""
+    rows: list[tuple[str, str, str, str]] = []
+    chat = _load(parts, "chat_loop")
+    if chat:
+        by_name = {row["memory"]: row for row in chat["rows"]}
+        ours = chat["rows"][0]
+        agent = by_name.get("create_agent + SummarizationMiddleware")
+        rows.append(
+            (
+                f"chat loop, ms per turn p50 / p95 ({ours['memory']}, "
+                f"{chat['meta']['exchanges']:,} exchanges)",
+                f"{ours['p50_ms']:.1f} / {ours['p95_ms']:.1f}",
+                "<= 15 / 25",
+                _status(ours["p50_ms"] <= 15 and ours["p95_ms"] <= 25),
+            )
+        )
+        if agent:
+            rows.append(
+                (
+                    "memory LLM calls, against create_agent + SummarizationMiddleware",
+                    f"{ours['llm_calls']:,} vs {agent['llm_calls']:,}",
+                    "no more",
+                    _status(ours["llm_calls"] <= agent["llm_calls"]),
+                )
+            )
+            share = ours["summarizer_prompt_tokens"] / max(1, agent["summarizer_prompt_tokens"])
+            rows.append(
+                (
+                    "summarizer prompt tokens, against create_agent + SummarizationMiddleware",
+                    f"{ours['summarizer_prompt_tokens']:,} vs "
+                    f"{agent['summarizer_prompt_tokens']:,} ({share:.0%})",
+                    "<= 67%",
+                    _status(share <= 2 / 3),
+                )
+            )
+        kept = ", ".join(
+            f"{row['memory']}: {'yes' if row['turn_1_fact_in_last_context'] else 'no'}"
+            for row in chat["rows"]
+        )
+        rows.append(
+            (
+                "turn-1 fact in the last turn's context",
+                kept,
+                "yes, for this project",
+                _status(ours["turn_1_fact_in_last_context"]),
+            )
+        )
+    scaling = _load(parts, "scaling")
+    if scaling:
+        at = {row["turns"]: row for row in scaling}
+        biggest = at.get(10_000) or scaling[-1]
+        rows.append(
+            (
+                f"build_context above the query embedding, {biggest['turns']:,} turns (p50 ms)",
+                ", ".join(f"{row['turns']:,}: {row['overhead_p50_ms']:.1f}" for row in scaling),
+                "<= 5 at 10,000",
+                _status(biggest["overhead_p50_ms"] <= 5) if 10_000 in at else "-",
+            )
+        )
+    ingest = _load(parts, "ingest")
+    if ingest:
+        rows.append(
+            (
+                "bulk ingest, share of the raw encoder's throughput",
+                f"{ingest['ratio']:.0%} ({ingest['memory_per_s']:.0f} msg/s)",
+                ">= 90%",
+                _status(ingest["ratio"] >= 0.9),
+            )
+        )
+    redis = _load(parts, "redis_sessions")
+    if redis:
+        rows.append(_redis_row(redis))
+    locomo = _load(parts, "locomo_recall")
+    if locomo:
+        targets = {500: 0.75, 1000: 0.80, 2000: 0.88}
+        figures = {row["budget"]: row["overall"] for row in locomo["budgets"]}
+        rows.append(
+            (
+                "LoCoMo evidence recall at 500 / 1,000 / 2,000 tokens",
+                " / ".join(
+                    f"{figures[budget]['recall']:.3f}" for budget in targets if budget in figures
+                ),
+                " / ".join(f">= {target:.2f}" for target in targets.values()),
+                _status(
+                    all(
+                        figures[budget]["recall"] >= target
+                        for budget, target in targets.items()
+                        if budget in figures
+                    )
+                ),
+            )
+        )
+    storage = _load(parts, "bytes_per_turn")
+    if storage:
+        rows.append(
+            (
+                "bytes per stored turn (text + 384-d vector + index)",
+                ", ".join(f"{row['store']} {row['bytes_per_turn']:,.0f}" for row in storage),
+                "-",
+                "-",
+            )
+        )
+    lines = ["| benchmark | measured | target | |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return lines
+
+
+def _redis_row(redis: dict[str, Any]) -> tuple[str, str, str, str]:
+    rows = redis["rows"] if isinstance(redis, dict) else redis
+    figures = ", ".join(
+        f"{row['workers']}w: {row['turns_per_s']:.0f} turns/s, p95 {row['p95_ms']:.0f} ms"
+        for row in rows
+    )
+    sessions = redis.get("sessions", "") if isinstance(redis, dict) else ""
+    return (f"{sessions:,} sessions on Redis, concurrent".strip(), figures, "-", "-")
+
+
+def section(parts: Path, stem: str, title: str, command: str) -> list[str]:
+    """One part's Markdown under a second-level heading, its links made relative to docs/."""
+    path = parts / f"{stem}.md"
+    if not path.exists():
+        return [f"## {title}", "", f"Not measured yet: run `{command}`.", ""]
+    text = path.read_text(encoding="utf-8")
+    body = text.split("\n", 1)[1] if text.startswith("# ") else text
+    body = re.sub(r"^(#{1,5}) ", r"#\1 ", body, flags=re.MULTILINE)  # one level down
+    body = re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", rf"]({parts.name}/\1)", body)
+    return [f"## {title}", "", body.strip(), ""]
+
+
+def build(parts: Path) -> str:
+    """The whole page."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench`: each script under `benchmarks/` writes its part under "
+        "`docs/benchmarks/`, then `benchmarks/report.py` assembles this page. Do not edit by "
+        "hand. Every part names the command that made it and the machine it ran on.",
+        "",
+        START,
+        *headline(parts),
+        END,
+        "",
+    ]
+    for stem, title, command in PARTS:
+        lines += section(parts, stem, title, command)
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, page: str) -> bool:
+    """Copy the headline (between the markers) into ``readme``; whether it had the markers."""
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        return False
+    block = page[page.index(START) : page.index(END) + len(END)]
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    readme.write_text(head + block + tail, encoding="utf-8")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--readme", default=str(ROOT / "README.md"), help="'' to leave it")
+    args = parser.parse_args(argv)
+    page = build(args.parts)
+    args.out.write_text(page, encoding="utf-8")
+    print(f"wrote {args.out}")
+    if args.readme and not update_readme(Path(args.readme), page):
+        print(f"{args.readme} has no {START} / {END} markers: headline not copied")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
