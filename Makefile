@@ -38,12 +38,16 @@ unit: install services
 
 test: lint typecheck unit
 
-# Benchmarks rewrite docs/benchmarks/ (the test suite runs only a tiny smoke of each script).
+# Benchmarks rewrite docs/benchmarks/ and docs/benchmarks.md, and the README's headline table
+# (the test suite runs only a tiny smoke of each script). About 20 minutes on 2 quiet cores.
 bench: install services
+	$(BIN)/python benchmarks/chat_loop.py
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/bytes_per_turn.py
+	$(BIN)/python benchmarks/redis_sessions.py
 	$(BIN)/python benchmarks/locomo_recall.py
+	$(BIN)/python benchmarks/bytes_per_turn.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
