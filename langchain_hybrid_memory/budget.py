@@ -157,7 +157,11 @@ def _with_content(message: BaseMessage, text: str) -> BaseMessage:
 
 
 class _Sections:
-    """Greedy selection state: how many items of each section are taken."""
+    """Greedy selection state: how many items of each section are taken.
+
+    Item costs are counted when the selection first looks at an item, so fitting costs the
+    same whether a section offers ten candidates or a thousand.
+    """
 
     def __init__(
         self, candidates: ContextCandidates, older_units: list[list[Turn]], counter: TokenCounter
@@ -168,20 +172,44 @@ class _Sections:
         self.count = {"window": 0, "recall": 0, "entities": 0}
         self.summary_chars = 0
         self.used = 0
+        self._empty = counter([HumanMessage("")])
         # The system message and its preamble are paid by the first memory item; a section's
         # header by its first item; a day line by the first recalled turn of that day.
         self.overhead = counter([SystemMessage(PREAMBLE)]) + 1
         self.headers = {
-            name: text_tokens(counter, header) + 2 for name, header in SECTION_HEADERS.items()
+            name: self.text_cost(header) + 2 for name, header in SECTION_HEADERS.items()
         }
+        units = self.units_newest_first
+        recalled = candidates.recalled
+        entities = candidates.entities
         self.costs = {
-            "window": [counter([t.message for t in unit]) for unit in self.units_newest_first],
-            "recall": [text_tokens(counter, recall_line(r.turn)) + 1 for r in candidates.recalled],
-            "entities": [text_tokens(counter, entity_line(e)) + 1 for e in candidates.entities],
+            "window": _LazyCosts(len(units), lambda i: counter([t.message for t in units[i]])),
+            "recall": _LazyCosts(
+                len(recalled), lambda i: self.text_cost(recall_line(recalled[i].turn)) + 1
+            ),
+            "entities": _LazyCosts(
+                len(entities), lambda i: self.text_cost(entity_line(entities[i])) + 1
+            ),
         }
-        self.days = [format_day(r.turn.timestamp) for r in candidates.recalled]
-        self.day_cost = {day: text_tokens(counter, day_line(day)) + 1 for day in set(self.days)}
-        self.summary_tokens = text_tokens(counter, candidates.summary)
+        #: The day of each recalled candidate looked at so far, and where each day first shows.
+        self._days: list[str] = []
+        self._first_of_day: dict[str, int] = {}
+        self._summary_tokens: int | None = None
+
+    def text_cost(self, text: str) -> int:
+        """Tokens ``text`` adds to a message (as :func:`text_tokens`, one count instead of two)."""
+        return max(0, self.counter([HumanMessage(text)]) - self._empty)
+
+    def _day_cost(self, position: int) -> int:
+        """The day line's cost when recalled candidate ``position`` is the first of its day."""
+        while len(self._days) <= position:
+            day = format_day(self.candidates.recalled[len(self._days)].turn.timestamp)
+            self._first_of_day.setdefault(day, len(self._days))
+            self._days.append(day)
+        day = self._days[position]
+        if self._first_of_day[day] != position:
+            return 0
+        return self.text_cost(day_line(day)) + 1
 
     def _memory_started(self) -> bool:
         return bool(self.count["recall"] or self.count["entities"] or self.summary_chars)
@@ -199,8 +227,8 @@ class _Sections:
             cost = costs[position]
             if section != "window" and position == 0:
                 cost += self._opening_cost(section)
-            if section == "recall" and self.days[position] not in self.days[:position]:
-                cost += self.day_cost[self.days[position]]
+            if section == "recall":
+                cost += self._day_cost(position)
             if spent + cost > allowance:
                 break
             self.count[section] += 1
@@ -212,16 +240,18 @@ class _Sections:
         if not summary or self.summary_chars >= len(summary):
             return 0
         overhead = 0 if self.summary_chars else self._opening_cost("summary")
-        spent_before = text_tokens(self.counter, summary[: self.summary_chars])
+        spent_before = self.text_cost(summary[: self.summary_chars])
         available = allowance + spent_before - overhead
-        if self.summary_tokens <= available:
+        if self._summary_tokens is None:
+            self._summary_tokens = self.text_cost(summary)
+        if self._summary_tokens <= available:
             self.summary_chars = len(summary)
         else:
-            chars = _longest_prefix(summary, available, lambda s: text_tokens(self.counter, s))
+            chars = _longest_prefix(summary, available, self.text_cost)
             if chars <= self.summary_chars or available < 16:
                 return 0
             self.summary_chars = chars
-        return text_tokens(self.counter, self._summary()) - spent_before + overhead
+        return self.text_cost(self._summary()) - spent_before + overhead
 
     def _summary(self) -> str:
         return shorten(self.candidates.summary, self.summary_chars) if self.summary_chars else ""
@@ -250,10 +280,8 @@ class _Sections:
             ``False`` when nothing is left to drop.
         """
         if self.summary_chars > 64:
-            target = text_tokens(self.counter, self._summary()) - max(excess, 4)
-            chars = _longest_prefix(
-                self.candidates.summary, target, lambda s: text_tokens(self.counter, s)
-            )
+            target = self.text_cost(self._summary()) - max(excess, 4)
+            chars = _longest_prefix(self.candidates.summary, target, self.text_cost)
             self.summary_chars = chars if 16 < chars < self.summary_chars else 0
         elif self.count["recall"] > 1:
             self.count["recall"] -= 1
@@ -279,9 +307,9 @@ class _Sections:
         messages = render_messages(summary, entities, recalled, window)
         total = self.counter(messages)
         section_tokens = {
-            "summary": text_tokens(self.counter, memory_text(summary, [], [])),
-            "entities": text_tokens(self.counter, memory_text("", entities, [])),
-            "recall": text_tokens(self.counter, memory_text("", [], recalled)),
+            "summary": self.text_cost(memory_text(summary, [], [])),
+            "entities": self.text_cost(memory_text("", entities, [])),
+            "recall": self.text_cost(memory_text("", [], recalled)),
             "window": self.counter([turn.message for turn in window]),
         }
         omitted = {
@@ -291,6 +319,23 @@ class _Sections:
             "window": len(self.candidates.window) - len(window),
         }
         return FittedContext(summary, entities, recalled, window, section_tokens, omitted, total)
+
+
+class _LazyCosts:
+    """The costs of a section's items, each counted the first time it is asked for."""
+
+    def __init__(self, length: int, cost: Callable[[int], int]) -> None:
+        self._length = length
+        self._cost = cost
+        self._known: list[int] = []
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, position: int) -> int:
+        while len(self._known) <= position:
+            self._known.append(self._cost(len(self._known)))
+        return self._known[position]
 
 
 def _longest_prefix(text: str, tokens: int, count: Callable[[str], int]) -> int:

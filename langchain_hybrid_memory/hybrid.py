@@ -554,7 +554,9 @@ class HybridMemory:
         """
         limit = self.config.recall_max_chars
         recalled = [
-            replace(item, turn=replace(item.turn, text=shorten(item.turn.text, limit)))
+            item
+            if len(item.turn.text) <= limit
+            else replace(item, turn=replace(item.turn, text=shorten(item.turn.text, limit)))
             for item in found
         ]
         focus = " ".join([query, *(turn.text for turn in window)])

@@ -133,3 +133,26 @@ def test_unused_room_goes_to_the_other_sections():
     fitted = fit_context(ContextCandidates("", [], [], window), 2000, count_tokens_approximately)
     assert fitted.window == tuple(window), "with no recall or summary, the whole window fits"
     assert fitted.omitted["window"] == 0
+
+
+def test_fitting_costs_the_same_whether_recall_offers_fifty_candidates_or_a_thousand():
+    def fit_counting(offered: int) -> tuple[int, int]:
+        calls = 0
+
+        def counter(messages) -> int:
+            nonlocal calls
+            calls += 1
+            return count_tokens_approximately(messages)
+
+        recalled = [
+            RecalledTurn(_turn(i, f"fact number {i} about the garden"), 1.0 - i / 2000, 0.5, 1.0)
+            for i in range(offered)
+        ]
+        window = [_turn(5000, "what do you remember?")]
+        fitted = fit_context(ContextCandidates("summary " * 40, [], recalled, window), 400, counter)
+        return len(fitted.recalled), calls
+
+    taken_50, calls_50 = fit_counting(50)
+    taken_1000, calls_1000 = fit_counting(1000)
+    assert 0 < taken_50 == taken_1000 < 50
+    assert calls_1000 == calls_50
