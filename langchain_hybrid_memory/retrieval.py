@@ -46,9 +46,9 @@ _CONTEXT_WEIGHT = 1.0
 #: Share of the adjacent turns' mean fused score added to a turn's.
 _NEIGHBOUR_WEIGHT = 0.4
 #: Share of the best fused score of the turn's episode added to a turn's.
-_EPISODE_WEIGHT = 1.0
+_EPISODE_WEIGHT = 0.5
 #: Added (in standard deviations) to turns by a speaker the query names.
-_SPEAKER_BOOST = 1.0
+_SPEAKER_BOOST = 1.5
 
 
 @dataclass(frozen=True)
