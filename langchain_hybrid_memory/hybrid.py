@@ -889,7 +889,8 @@ class HybridMemory:
             session_id: The session.
             index: Its index.
             limit: Most turns embedded by this call.
-            before: Embed only turns with a lower id (the rest wait for a later call).
+            before: Embed only turns with a lower id, or whose vector is cached (the user
+                message whose query was just embedded); the rest wait for a later call.
             query: A query about to be embedded: with symmetric embeddings it rides in the
                 first batch (one model call instead of two) and lands in the vector cache.
 
@@ -901,7 +902,11 @@ class HybridMemory:
             size = (
                 _MAX_CATCH_UP_EMBEDDINGS if limit is None else min(_MAX_CATCH_UP_EMBEDDINGS, limit)
             )
-            ids = [i for i in sorted(index.pending) if before is None or i < before][:size]
+            ids = [
+                turn_id
+                for turn_id in sorted(index.pending)
+                if before is None or turn_id < before or self._is_cached(index.pending[turn_id])
+            ][:size]
             if not ids:
                 return
             try:
@@ -975,6 +980,12 @@ class HybridMemory:
             msg = f"the embeddings returned shape {matrix.shape} for {expected} text(s)"
             raise EmbeddingError(msg)
         return normalize_rows(matrix)
+
+    def _is_cached(self, text: str) -> bool:
+        """Whether ``text`` has a vector in the cache (storing it costs no model call)."""
+        key = self._embeddable(text)
+        with self._vectors_lock:
+            return key in self._vectors
 
     def _cached_vectors(self, texts: list[str]) -> list[np.ndarray | None]:
         with self._vectors_lock:

@@ -185,6 +185,19 @@ def test_a_chat_turn_costs_one_embedding_call_and_embeds_each_text_once(embeddin
     assert list(ids) == list(range(4 + 2 * len(exchanges)))
 
 
+def test_interleaved_sessions_embed_each_text_once_even_with_a_tiny_cache(embeddings):
+    counting = CountingEmbeddings(embeddings)
+    memory = HybridMemory(embeddings=counting, embedding_cache_size=2)
+    sessions = [f"s{i}" for i in range(5)]
+    for turn in range(3):
+        for session in sessions:  # every other session's texts pass through the cache between
+            question = f"Question {turn} of {session}: where should I travel in May?"
+            memory.build_context(session, question)
+            memory.add_messages(session, [HumanMessage(question), AIMessage(f"Reply {turn} in {session}.")])
+    memory.flush()
+    assert counting.documents + counting.queries == len(sessions) * 3 * 2
+
+
 def test_window_never_separates_a_tool_call_from_its_results(embeddings):
     call = AIMessage(
         "",
@@ -558,3 +571,51 @@ def test_caller_entities_survive_a_store_fault_and_are_merged_on_the_next_write(
     memory.store.put_entities = original  # type: ignore[method-assign]
     memory.add_messages("s1", [AIMessage("Nice city")])
     assert memory.store.get_entities("s1")["ana"].facts["city"].turn_id == 0
+
+
+def _garden_session(memory: HybridMemory) -> None:
+    memory.add_messages(
+        "s1",
+        [
+            HumanMessage(f"In my garden, bed number {i} grows {plant}.")
+            for i, plant in enumerate(["tomatoes", "basil", "beans", "kale", "leeks"] * 8)
+        ],
+        timestamp=START,
+    )
+    memory.add_messages("s1", filler(6), timestamp=times(6)[-1])
+
+
+def test_by_default_a_larger_budget_recalls_more_earlier_turns(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=4)
+    _garden_session(memory)
+    small, large = (
+        replace_budget(memory, budget).build_context("s1", "What grows in my garden beds?")
+        for budget in (300, 2000)
+    )
+    assert 0 < len(small.recalled) < len(large.recalled)
+    assert len(large.recalled) > 8, "the budget, not a fixed count, decides how many are recalled"
+    assert len(large.recalled) <= memory.config.recall_candidates
+    assert large.tokens <= 2000
+
+
+def test_recall_k_caps_the_recalled_turns_whatever_the_budget(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=4, recall_k=3, token_budget=2000)
+    _garden_session(memory)
+    assert len(memory.build_context("s1", "What grows in my garden beds?").recalled) == 3
+    assert len(memory.recall("s1", "What grows in my garden beds?")) == 3
+
+
+def test_recall_returns_eight_turns_unless_told_otherwise(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=4)
+    _garden_session(memory)
+    assert len(memory.recall("s1", "What grows in my garden beds?")) == 8
+    assert len(memory.recall("s1", "What grows in my garden beds?", k=12)) == 12
+
+
+def replace_budget(memory: HybridMemory, budget: int) -> HybridMemory:
+    """Another memory over the same store and embeddings, with another token budget."""
+    return HybridMemory(
+        memory.store,
+        embeddings=memory.embeddings,
+        config=HybridMemoryConfig.from_settings(memory.config, {"token_budget": budget}),
+    )
