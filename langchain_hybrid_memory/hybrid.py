@@ -781,16 +781,13 @@ class HybridMemory:
         """Wait until summaries folding in the background are done; embed waiting turns.
 
         Turns still in the recent window are embedded with the next query; ``flush`` (and
-        :meth:`close`) embeds them now, so another process finds their vectors stored.
+        :meth:`close`) embeds them now, many sessions per model call, so another process finds
+        their vectors stored.
         """
         while self._pending_folds:
             for future in list(self._pending_folds):
                 future.result()
-        with self._indexes_lock:
-            waiting = [(sid, index) for sid, index in self._indexes.items() if index.pending]
-        for session_id, index in waiting:
-            with index.lock:
-                self._embed_pending(session_id, index, limit=None)
+        self._embed_all_waiting()
 
     async def aflush(self) -> None:
         """Async twin of :meth:`flush`."""
@@ -911,14 +908,8 @@ class HybridMemory:
                 return
             try:
                 vectors = self._embed_texts([index.pending[i] for i in ids] + extra)
-                vectors, extra = vectors[: len(ids)], []
-                if index.dimension is not None and vectors.shape[1] != index.dimension:
-                    msg = (
-                        f"the embeddings return dimension {vectors.shape[1]}, the session was "
-                        f"embedded with {index.dimension}"
-                    )
-                    raise EmbeddingError(msg)
-                self.store.put_vectors(session_id, ids, vectors)
+                extra = []
+                self._store_vectors(session_id, index, ids, vectors[: len(ids)])
             except Exception as exc:  # noqa: BLE001 - a model or store fault must not lose the turn
                 logger.warning(
                     "embedding %d turn(s) of a session failed, will retry: %s",
@@ -926,10 +917,65 @@ class HybridMemory:
                     type(exc).__name__,
                 )
                 return
-            index.add_vectors(ids, vectors)
-            for turn_id in ids:
-                index.pending.pop(turn_id, None)
             done += len(ids)
+
+    def _store_vectors(
+        self, session_id: str, index: SessionIndex, ids: list[int], vectors: np.ndarray
+    ) -> None:
+        """Store and index the vectors of waiting turns. Caller holds ``index.lock``.
+
+        Raises:
+            EmbeddingError: The vectors' dimension is not the session's.
+            StoreError: The store failed; the turns keep waiting.
+        """
+        if index.dimension is not None and vectors.shape[1] != index.dimension:
+            msg = (
+                f"the embeddings return dimension {vectors.shape[1]}, the session was "
+                f"embedded with {index.dimension}"
+            )
+            raise EmbeddingError(msg)
+        self.store.put_vectors(session_id, ids, vectors)
+        index.add_vectors(ids, vectors)
+        for turn_id in ids:
+            index.pending.pop(turn_id, None)
+
+    def _embed_all_waiting(self) -> None:
+        """Embed the turns waiting in every loaded session, many sessions per model call.
+
+        A fault is logged and the turns keep waiting (a later call embeds them).
+        """
+        with self._indexes_lock:
+            waiting = [(sid, index) for sid, index in self._indexes.items() if index.pending]
+        queue: list[tuple[str, SessionIndex, int, str]] = []
+        for session_id, index in waiting:
+            with index.lock:
+                queue += [(session_id, index, i, text) for i, text in sorted(index.pending.items())]
+        for start in range(0, len(queue), _MAX_CATCH_UP_EMBEDDINGS):
+            chunk = queue[start : start + _MAX_CATCH_UP_EMBEDDINGS]
+            try:
+                vectors = self._embed_texts([text for *_, text in chunk])
+            except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+                logger.warning("embedding waiting turns failed, will retry: %s", type(exc).__name__)
+                return
+            rows: dict[tuple[str, int], list[int]] = {}
+            for row, (session_id, index, _, _) in enumerate(chunk):
+                rows.setdefault((session_id, id(index)), []).append(row)
+            for picked in rows.values():
+                session_id, index = chunk[picked[0]][0], chunk[picked[0]][1]
+                with index.lock:  # a query may have embedded some of them meanwhile
+                    keep = [r for r in picked if chunk[r][2] in index.pending]
+                    if not keep:
+                        continue
+                    try:
+                        self._store_vectors(
+                            session_id, index, [chunk[r][2] for r in keep], vectors[keep]
+                        )
+                    except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+                        logger.warning(
+                            "storing %d vector(s) of a session failed, will retry: %s",
+                            len(keep),
+                            type(exc).__name__,
+                        )
 
     def _embeddable(self, text: str) -> str:
         """The text as the embedding model may see it (redacted when configured)."""

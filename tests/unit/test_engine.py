@@ -193,9 +193,30 @@ def test_interleaved_sessions_embed_each_text_once_even_with_a_tiny_cache(embedd
         for session in sessions:  # every other session's texts pass through the cache between
             question = f"Question {turn} of {session}: where should I travel in May?"
             memory.build_context(session, question)
-            memory.add_messages(session, [HumanMessage(question), AIMessage(f"Reply {turn} in {session}.")])
+            memory.add_messages(
+                session, [HumanMessage(question), AIMessage(f"Reply {turn} in {session}.")]
+            )
     memory.flush()
     assert counting.documents + counting.queries == len(sessions) * 3 * 2
+
+
+def test_flush_embeds_what_waits_in_every_session_in_one_model_call(embeddings):
+    counting = CountingEmbeddings(embeddings)
+    memory = HybridMemory(embeddings=counting)
+    sessions = [f"s{i}" for i in range(10)]
+    for session in sessions:
+        memory.add_messages(
+            session, [HumanMessage(f"Hello from {session}"), AIMessage(f"Hi, {session}!")]
+        )
+    assert counting.calls == 0  # in the window: waiting for a query
+
+    counting.fail_times = 1
+    memory.flush()  # the model fails: the turns keep waiting, nothing is lost
+    assert all(memory.store.get_vectors(session)[0] == [] for session in sessions)
+
+    memory.flush()
+    assert counting.calls == 1  # one successful call for all ten sessions
+    assert all(list(memory.store.get_vectors(session)[0]) == [0, 1] for session in sessions)
 
 
 def test_window_never_separates_a_tool_call_from_its_results(embeddings):
