@@ -211,9 +211,11 @@ def markdown(
         "## How it was run",
         "",
         f"- Memory: `HybridMemory` with `llm=None` (offline extractive summarizer), local "
-        f"all-MiniLM-L6-v2 embeddings, {meta['config']}. Recall proposes up to `recall_k` turns "
-        "and the budget decides how many fit; the questions come after the conversation, so the "
-        "window holds only the end of the last session.",
+        f"all-MiniLM-L6-v2 embeddings, {meta['config']} (the engine's defaults, a window of 4 "
+        "messages, and the command's options). "
+        "With `recall_k=None` recall reads ranked turns until they would fill the budget (at most "
+        "`recall_candidates`) and the budget decides how many fit; the questions come after the "
+        "conversation, so the window holds only the end of the last session.",
         "- Speaker A's turns are `HumanMessage(text, name=speaker)`, speaker B's "
         "`AIMessage(text, name=speaker)`, stamped with their session's date (`timestamp=`), one "
         "`add_messages` call per LoCoMo session; image turns carry "

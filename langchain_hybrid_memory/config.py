@@ -58,9 +58,13 @@ class HybridMemoryConfig:
             messages are. ``None`` batches by ``summary_batch`` turns only.
         summary_max_tokens: Length bound of the rolling summary (asked of the LLM, enforced by the
             offline extractive summarizer).
-        recall_k: How many earlier turns recall returns at most.
+        recall_k: How many earlier turns a context recalls at most. ``None`` (the default) lets
+            the token budget decide: ``build_context`` reads ranked turns until they would fill
+            the budget (at most ``recall_candidates``), so a large budget carries more of them.
+            Also the default ``k`` of :meth:`~langchain_hybrid_memory.HybridMemory.recall`
+            (8 when ``None``).
         recall_candidates: How many candidates the dense and the lexical search each propose
-            before fusion.
+            before fusion; also bounds how many turns a context can recall.
         dense_weight: Weight of the dense (embedding) score in the fused recall score; the lexical
             (BM25) score gets ``1 - dense_weight``.
         recall_max_chars: Longest text a recalled turn contributes to the context; longer turns
@@ -101,8 +105,8 @@ class HybridMemoryConfig:
     summary_batch: int = 40
     summary_batch_tokens: int | None = 1000
     summary_max_tokens: int = 300
-    recall_k: int = 8
-    recall_candidates: int = 50
+    recall_k: int | None = None
+    recall_candidates: int = 75
     dense_weight: float = 0.5
     recall_max_chars: int = 600
     token_budget: int = 2000
@@ -142,7 +146,8 @@ class HybridMemoryConfig:
         }
         for name, value in positive.items():
             _require_int(name, value, minimum=1)
-        _require_int("recall_k", self.recall_k, minimum=0)
+        if self.recall_k is not None:
+            _require_int("recall_k", self.recall_k, minimum=0)
         _require_int("token_budget", self.token_budget, minimum=0)
         _require_int("embedding_cache_size", self.embedding_cache_size, minimum=0)
         if self.max_message_chars is not None:

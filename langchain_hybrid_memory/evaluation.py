@@ -87,8 +87,6 @@ DEFAULT_CATEGORIES = (1, 2, 3, 4)
 #: Recent messages kept verbatim by the default evaluation memory: questions come after the
 #: conversation, so the window only holds the end of the last session.
 _WINDOW_TURNS = 4
-#: Recall proposes up to this many turns and the budget decides how many fit.
-_RECALL_K = 100
 _DATE_FORMATS = ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y")
 _DIA_ID = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
 _SESSION_KEY = re.compile(r"session_(\d+)")
@@ -446,21 +444,17 @@ class EvaluationReport:
 def evaluation_memory(**settings: Any) -> HybridMemory:
     """The memory :func:`evaluate_locomo` feeds by default.
 
-    A :class:`HybridMemory` with the offline extractive summarizer (``llm=None``), the local
-    embeddings, a window of the last 4 messages (the questions come after the conversation), and
-    recall proposing up to 100 turns so that the token budget, not ``recall_k``, decides how many
-    reach the context. ``settings`` override any of these
-    :class:`~langchain_hybrid_memory.HybridMemoryConfig` fields.
+    A :class:`HybridMemory` with the engine's defaults (so the token budget decides how many
+    turns recall brings), the offline extractive summarizer (``llm=None``), the local
+    embeddings, and a window of the last 4 messages (the questions come after the
+    conversation). ``settings`` override any
+    :class:`~langchain_hybrid_memory.HybridMemoryConfig` field.
 
     Example:
         >>> evaluation_memory(window_turns=6).config.window_turns
         6
     """
-    defaults: dict[str, Any] = {
-        "window_turns": _WINDOW_TURNS,
-        "recall_k": _RECALL_K,
-        "recall_candidates": _RECALL_K,
-    }
+    defaults: dict[str, Any] = {"window_turns": _WINDOW_TURNS}
     return HybridMemory(**{**defaults, **settings})
 
 

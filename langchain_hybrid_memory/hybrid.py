@@ -85,6 +85,16 @@ logger = logging.getLogger(__name__)
 _WINDOW_SLACK = 8
 #: Most texts embedded per call when catching up after embedding failures.
 _MAX_CATCH_UP_EMBEDDINGS = 64
+#: Turns recall returns when ``config.recall_k`` is ``None`` and :meth:`HybridMemory.recall`
+#: is not given ``k``.
+DEFAULT_RECALL_K = 8
+#: Recalled turns are read from the store in batches of this many, best first.
+_RECALL_BATCH = 16
+#: Characters per token assumed when reading recalled turns until they would fill the whole
+#: budget (a usual figure for English; the budget then decides exactly what fits).
+_CHARS_PER_TOKEN = 4
+#: Characters a recalled turn's line adds to its text (bullet, speaker, day lines).
+_LINE_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -394,10 +404,23 @@ class HybridMemory:
         session, text, user = self._check_read(session_id, query, user_id)
         # Recall over-fetches by the window's size instead of excluding the window: turns the
         # budget drops from the window may then come back as recalled turns (see _assemble).
+        # Without recall_k, it reads ranked turns until they would fill the whole budget (at
+        # most recall_candidates), and the budget decides how many make it in.
+        by_budget = self.config.recall_k is None
         search_text, window, recalled = self._search(
-            session, text, user, k=self.config.recall_k, exclude_window=False, overfetch_window=True
+            session,
+            text,
+            user,
+            k=self.config.recall_candidates if by_budget else self._recall_limit(),
+            exclude_window=False,
+            overfetch_window=True,
+            fill_chars=_CHARS_PER_TOKEN * self.config.token_budget if by_budget else None,
         )
         return self._assemble(session, search_text, window, recalled)
+
+    def _recall_limit(self) -> int:
+        """How many turns recall returns unless told otherwise."""
+        return DEFAULT_RECALL_K if self.config.recall_k is None else self.config.recall_k
 
     async def abuild_context(
         self, session_id: str, query: str | None = None, *, user_id: str | None = None
@@ -423,7 +446,7 @@ class HybridMemory:
         Args:
             session_id: The conversation.
             query: What to search for.
-            k: How many turns at most (default ``config.recall_k``).
+            k: How many turns at most (default ``config.recall_k``, or 8 when it is ``None``).
             user_id: When given, the session must belong to this user (or to nobody yet).
             exclude_window: Leave out the turns of the recent window.
 
@@ -432,7 +455,7 @@ class HybridMemory:
             SessionOwnershipError: The session belongs to another user.
         """
         session, text, user = self._check_read(session_id, query, user_id)
-        limit = self.config.recall_k if k is None else k
+        limit = self._recall_limit() if k is None else k
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             msg = f"k must be an integer >= 0, got {k!r}"
             raise InvalidInputError(msg)
@@ -464,8 +487,12 @@ class HybridMemory:
         k: int,
         exclude_window: bool,
         overfetch_window: bool = False,
+        fill_chars: int | None = None,
     ) -> tuple[str, list[Turn], list[RecalledTurn]]:
         """Catch up the session's index and recall for ``text`` (``None``: the latest user turn).
+
+        With ``fill_chars``, each session's ranked turns are read only until their texts (cut
+        to ``recall_max_chars``) hold that many characters; ``k`` bounds them still.
 
         Returns:
             The text searched for, the recent window, and the recalled turns.
@@ -486,7 +513,9 @@ class HybridMemory:
             exclude = {turn.id for turn in window} if exclude_window else set()
             if overfetch_window:
                 k += len(window)
-            recalled = self._recall_in(session, index, text, vector, k=k, exclude=exclude)
+            recalled = self._recall_in(
+                session, index, text, vector, k=k, exclude=exclude, fill_chars=fill_chars
+            )
         if self.config.recall_scope == "user" and owner is not None:
             for other in self.store.list_sessions(owner):
                 if other != session:
@@ -494,7 +523,13 @@ class HybridMemory:
                     with other_index.lock:
                         self._catch_up(other, other_index)
                         recalled += self._recall_in(
-                            other, other_index, text, vector, k=k, exclude=set()
+                            other,
+                            other_index,
+                            text,
+                            vector,
+                            k=k,
+                            exclude=set(),
+                            fill_chars=fill_chars,
                         )
             recalled.sort(key=lambda item: item.score, reverse=True)
             recalled = recalled[:k]
@@ -509,8 +544,13 @@ class HybridMemory:
         *,
         k: int,
         exclude: set[int],
+        fill_chars: int | None = None,
     ) -> list[RecalledTurn]:
-        """Recall from one session's index (caller holds ``index.lock``)."""
+        """Recall from one session's index (caller holds ``index.lock``).
+
+        Turns are read best first; with ``fill_chars``, reading stops once the turns read hold
+        that many characters (each text counted up to ``recall_max_chars``).
+        """
         hits = index.search(
             text,
             vector,
@@ -519,7 +559,19 @@ class HybridMemory:
             dense_weight=self.config.dense_weight,
             exclude=exclude,
         )
-        by_id = {t.id: t for t in self.store.get_turns_by_ids(session, [h.turn_id for h in hits])}
+        if fill_chars is None:
+            turns = self.store.get_turns_by_ids(session, [h.turn_id for h in hits])
+        else:
+            turns, chars, read = [], 0, 0
+            while read < len(hits) and chars < fill_chars:
+                batch = hits[read : read + _RECALL_BATCH]
+                found = self.store.get_turns_by_ids(session, [h.turn_id for h in batch])
+                turns += found
+                limit = self.config.recall_max_chars
+                chars += sum(min(len(t.text), limit) + _LINE_CHARS for t in found)
+                read += len(batch)
+            hits = hits[:read]
+        by_id = {t.id: t for t in turns}
         return [
             RecalledTurn(by_id[h.turn_id], h.score, h.dense_score, h.lexical_score)
             for h in hits

@@ -6,6 +6,7 @@ the token budget.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import groupby
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from langchain_core.messages import BaseMessage, SystemMessage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
+    from datetime import date, datetime
 
     from langchain_hybrid_memory.types import Entity, RecalledTurn, Turn
 
@@ -50,7 +51,13 @@ def format_day(moment: datetime) -> str:
         >>> format_day(datetime(2023, 5, 8, 13, 56))
         'Mon 8 May 2023'
     """
-    return f"{moment:%a} {moment.day} {moment:%b %Y}"
+    return _day_text(moment.date())
+
+
+@lru_cache(maxsize=1024)
+def _day_text(day: date) -> str:
+    """Memoized: a context writes the same few days many times while it is fitted."""
+    return f"{day:%a} {day.day} {day:%b %Y}"
 
 
 def one_line(text: str) -> str:
