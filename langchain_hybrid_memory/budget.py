@@ -9,7 +9,10 @@ Policy, in order:
    that answer the question matter most, measured on LoCoMo). Each section takes items in its
    own priority order (recall and entities by rank, window turns newest first, the summary cut at
    a word boundary) until its share is used. Recall gets the largest share, so even a small budget
-   carries the earlier turns that answer the question, not only the window.
+   carries the earlier turns that answer the question, not only the window. When the query is
+   about earlier turns (none of the window's turns ranks among the best recall hits, see
+   :func:`shares_for_query`), the ``recall_first_shares`` of the configuration are used instead:
+   by default the older window turns' share goes to recall.
 3. **Leftovers**: room a section leaves unused is offered to window, recall, entities and
    summary, in that order (the summary last: it can be cut to any length).
 4. **Exact check**: item costs are estimated one by one; the rendered context is then counted with
@@ -47,7 +50,10 @@ if TYPE_CHECKING:
 
     TokenCounter = Callable[[Sequence[BaseMessage]], int]
 
-__all__ = ["ContextCandidates", "FittedContext", "fit_context", "text_tokens"]
+__all__ = ["ContextCandidates", "FittedContext", "fit_context", "shares_for_query", "text_tokens"]
+
+#: A query is about the recent turns when one of them ranks among this many best recall hits.
+RECENT_RANKS = 10
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,39 @@ def text_tokens(counter: TokenCounter, text: str) -> int:
         4
     """
     return max(0, counter([HumanMessage(text)]) - counter([HumanMessage("")]))
+
+
+def shares_for_query(
+    shares: BudgetShares,
+    recall_first: BudgetShares | None,
+    window: Sequence[Turn],
+    hits: Sequence[RecalledTurn],
+) -> BudgetShares:
+    """The shares for one context: ``recall_first`` when the query is about earlier turns.
+
+    A query is about earlier turns when none of the window's turns ranks among the
+    ``RECENT_RANKS`` best recall hits (``hits``: ranked, window turns included) and the best hit
+    shares a word with the query (a positive lexical score), so a short follow-up such as "why?"
+    keeps the usual shares.
+
+    Example:
+        >>> from datetime import datetime
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_hybrid_memory.types import RecalledTurn, Turn
+        >>> def turn(i: int) -> Turn:
+        ...     return Turn("s", i, HumanMessage("text"), "text", datetime(2026, 3, 2))
+        >>> first = BudgetShares(recall=1.0, window=0.0, summary=0.0, entities=0.0)
+        >>> shares_for_query(BudgetShares(), first, [turn(9)], [RecalledTurn(turn(2), 3.0, 0.6, 4.2)]) == first
+        True
+        >>> shares_for_query(BudgetShares(), first, [turn(9)], [RecalledTurn(turn(9), 3.0, 0.6, 4.2)]) == first
+        False
+    """
+    if recall_first is None or not hits or hits[0].lexical_score <= 0:
+        return shares
+    recent = {(turn.session_id, turn.id) for turn in window}
+    if any((hit.turn.session_id, hit.turn.id) in recent for hit in hits[:RECENT_RANKS]):
+        return shares
+    return recall_first
 
 
 def fit_context(

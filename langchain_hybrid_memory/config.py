@@ -18,7 +18,7 @@ class BudgetShares:
 
     Each section first takes items, in its own order of priority, until it has used its share of
     the remaining room; whatever a section leaves unused is then offered to the sections in the
-    order window, recall, summary, entities. Shares are fractions and must sum to at most 1.
+    order window, recall, entities, summary. Shares are fractions and must sum to at most 1.
 
     Example:
         >>> BudgetShares(recall=0.5, window=0.3, summary=0.1, entities=0.1).recall
@@ -71,6 +71,14 @@ class HybridMemoryConfig:
             are cut with an ellipsis.
         token_budget: The context never exceeds this many tokens (as counted by the token counter).
         budget_shares: How the sections share the budget (see :class:`BudgetShares`).
+        recall_first_shares: The shares used instead of ``budget_shares`` when the input is about
+            earlier turns: none of the recent window's turns ranks among the best recall hits
+            for it, and the best hit shares a word with it. By default the older window turns'
+            share goes to recall: such a context carries more of the turns that match and less
+            of the recent chat. The latest exchange is always kept, room recall leaves unused
+            still goes to the window first, and the summary keeps its share (it carries standing
+            facts that no search finds, such as an allergy when the user asks for a snack).
+            ``None`` always uses ``budget_shares``.
         extract_entities: Whether the LLM summarizer also extracts entities from each batch.
         background: Fold summaries in a background thread; ``flush()`` waits for them.
         max_message_chars: Messages whose text is longer are refused with an
@@ -111,6 +119,9 @@ class HybridMemoryConfig:
     recall_max_chars: int = 600
     token_budget: int = 2000
     budget_shares: BudgetShares = field(default_factory=BudgetShares)
+    recall_first_shares: BudgetShares | None = field(
+        default_factory=lambda: BudgetShares(recall=0.8, window=0.0, summary=0.12, entities=0.08)
+    )
     extract_entities: bool = True
     background: bool = False
     max_message_chars: int | None = 100_000
@@ -160,6 +171,14 @@ class HybridMemoryConfig:
             raise ConfigError(msg)
         if not isinstance(self.budget_shares, BudgetShares):
             msg = f"budget_shares must be a BudgetShares, got {type(self.budget_shares).__name__}"
+            raise ConfigError(msg)
+        if self.recall_first_shares is not None and not isinstance(
+            self.recall_first_shares, BudgetShares
+        ):
+            msg = (
+                "recall_first_shares must be a BudgetShares or None, got "
+                f"{type(self.recall_first_shares).__name__}"
+            )
             raise ConfigError(msg)
         if self.recall_scope not in ("session", "user"):
             msg = f"recall_scope must be 'session' or 'user', got {self.recall_scope!r}"

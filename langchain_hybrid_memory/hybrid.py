@@ -27,6 +27,7 @@ from langchain_hybrid_memory.budget import (
     ContextCandidates,
     FittedContext,
     fit_context,
+    shares_for_query,
     text_tokens,
 )
 from langchain_hybrid_memory.config import HybridMemoryConfig
@@ -611,6 +612,9 @@ class HybridMemory:
             else replace(item, turn=replace(item.turn, text=shorten(item.turn.text, limit)))
             for item in found
         ]
+        shares = shares_for_query(
+            self.config.budget_shares, self.config.recall_first_shares, window, found
+        )
         focus = " ".join([query, *(turn.text for turn in window)])
         entities = rank_entities(self.store.get_entities(session_id).values(), focus)
         summary = self.store.get_summary(session_id).text
@@ -622,7 +626,7 @@ class HybridMemory:
                 ContextCandidates(summary, entities, offered[: self.config.recall_k], shown),
                 self.config.token_budget,
                 self.token_counter,
-                self.config.budget_shares,
+                shares,
             )
 
         # The window only shrinks from one fit to the next, so this ends, and no turn is ever

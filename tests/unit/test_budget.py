@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
 from langchain_hybrid_memory import BudgetShares
-from langchain_hybrid_memory.budget import ContextCandidates, fit_context
+from langchain_hybrid_memory.budget import ContextCandidates, fit_context, shares_for_query
 from langchain_hybrid_memory.rendering import render_messages
 from langchain_hybrid_memory.types import Entity, EntityFact, RecalledTurn, Turn
 
@@ -156,3 +156,30 @@ def test_fitting_costs_the_same_whether_recall_offers_fifty_candidates_or_a_thou
     taken_1000, calls_1000 = fit_counting(1000)
     assert 0 < taken_50 == taken_1000 < 50
     assert calls_1000 == calls_50
+
+
+def _hit(turn: Turn, lexical: float = 2.0) -> RecalledTurn:
+    return RecalledTurn(turn, 1.0, 0.5, lexical)
+
+
+RECALL_FIRST = BudgetShares(recall=0.8, window=0.0, summary=0.12, entities=0.08)
+
+
+def test_a_query_about_earlier_turns_takes_the_recall_first_shares():
+    window = [_turn(40 + i, "chat about the weather") for i in range(6)]
+    hits = [_hit(_turn(i, "the garden grows basil")) for i in range(12)] + [_hit(window[0])]
+    assert shares_for_query(BudgetShares(), RECALL_FIRST, window, hits) == RECALL_FIRST
+
+
+def test_a_query_the_recent_turns_answer_keeps_the_usual_shares():
+    window = [_turn(40 + i, "chat about the weather") for i in range(6)]
+    hits = [_hit(_turn(i, "the garden grows basil")) for i in range(3)]
+    hits.insert(2, _hit(window[3]))
+    assert shares_for_query(BudgetShares(), RECALL_FIRST, window, hits) == BudgetShares()
+
+
+def test_a_query_sharing_no_word_with_earlier_turns_keeps_the_usual_shares():
+    window = [_turn(40 + i, "chat about the weather") for i in range(6)]
+    hits = [_hit(_turn(i, "the garden grows basil"), lexical=0.0) for i in range(5)]
+    assert shares_for_query(BudgetShares(), RECALL_FIRST, window, hits) == BudgetShares()
+    assert shares_for_query(BudgetShares(), None, window, [_hit(hits[0].turn)]) == BudgetShares()

@@ -640,3 +640,24 @@ def replace_budget(memory: HybridMemory, budget: int) -> HybridMemory:
         embeddings=memory.embeddings,
         config=HybridMemoryConfig.from_settings(memory.config, {"token_budget": budget}),
     )
+
+
+def test_a_question_about_earlier_turns_gets_the_room_of_the_recent_chat(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=6, token_budget=400)
+    _garden_session(memory)  # 40 turns about the garden, then 6 about other things
+    fixed = HybridMemory(
+        memory.store,
+        embeddings=embeddings,
+        config=HybridMemoryConfig.from_settings(memory.config, {"recall_first_shares": None}),
+    )
+    question = "What grows in my garden beds?"
+    leaning, usual = memory.build_context("s1", question), fixed.build_context("s1", question)
+    assert len(leaning.recalled) > len(usual.recalled)
+    assert len(leaning.window) < len(usual.window)
+    assert leaning.window[-1] == usual.window[-1], "the latest exchange is always kept"
+    assert leaning.tokens <= 400
+
+    follow_up = "How long should I boil an egg for a runny yolk?"  # the recent chat's topic
+    leaning, usual = memory.build_context("s1", follow_up), fixed.build_context("s1", follow_up)
+    assert leaning.window == usual.window
+    assert leaning.recalled == usual.recalled
