@@ -249,12 +249,12 @@ class SessionIndex:
 
     def _around(self, ids: list[int], base: np.ndarray, query: str) -> np.ndarray:
         """Add to each turn's fused score what its neighbours, episode and speaker say."""
-        position = {turn_id: i for i, turn_id in enumerate(ids)}
+        keys = np.asarray(ids, dtype=np.int64)
         fused = base.astype(np.float64)
         total = np.zeros(len(ids))
         count = np.zeros(len(ids))
         for offset in (-1, 1):
-            rows = np.asarray([position.get(t + offset, -1) for t in ids], dtype=np.int64)
+            rows = _positions(keys, keys + offset)
             found = rows >= 0
             total[found] += base[rows[found]]
             count[found] += 1
@@ -278,15 +278,17 @@ class SessionIndex:
         query = normalize_rows(query_vector)
         if self._dense is None or query.shape[1] != self._dense.d:
             return values
-        wanted = sorted({n for t in ids for n in (t - 1, t, t + 1) if n in self._vector_ids})
-        if not wanted:
+        keys = np.asarray(ids, dtype=np.int64)
+        around = np.unique(np.concatenate([keys - 1, keys, keys + 1]))
+        known = self._vector_ids
+        wanted = around[np.fromiter((int(n) in known for n in around), bool, len(around))]
+        if not len(wanted):
             return values
-        vectors = self._dense.reconstruct_batch(np.asarray(wanted, dtype=np.int64))
-        row_of = {turn_id: row for row, turn_id in enumerate(wanted)}
-        own = np.asarray([row_of.get(t, -1) for t in ids], dtype=np.int64)
+        vectors = self._dense.reconstruct_batch(wanted)
+        own = _positions(wanted, keys)
         sums = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
         for offset in (-1, 0, 1):
-            rows = np.asarray([row_of.get(t + offset, -1) for t in ids], dtype=np.int64)
+            rows = _positions(wanted, keys + offset)
             found = (rows >= 0) & (own >= 0)
             sums[found] += vectors[rows[found]]
         norms = np.linalg.norm(sums, axis=1)
@@ -322,6 +324,18 @@ class SessionIndex:
                 rows = self._dense.reconstruct_batch(keys)
                 values[with_vectors] = rows @ query[0]
         return values
+
+
+def _positions(sorted_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Index of each ``wanted`` value in ``sorted_keys`` (ascending, unique), -1 where absent.
+
+    Example:
+        >>> _positions(np.array([2, 5, 9]), np.array([5, 3, 9])).tolist()
+        [1, -1, 2]
+    """
+    rows = np.searchsorted(sorted_keys, wanted)
+    rows = np.minimum(rows, len(sorted_keys) - 1)
+    return np.where(sorted_keys[rows] == wanted, rows, -1)
 
 
 def _zscore(values: np.ndarray) -> np.ndarray:
