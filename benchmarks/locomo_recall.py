@@ -325,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         f"`recall_max_chars={config.recall_max_chars}`, budget shares recall {shares.recall} / "
         f"window {shares.window} / summary {shares.summary} / entities {shares.entities}"
     )
+    first = config.recall_first_shares
+    if first is not None:
+        config_text += (
+            f", recall-first shares (for an input about earlier turns) recall {first.recall} / "
+            f"window {first.window} / summary {first.summary} / entities {first.entities}"
+        )
     try:
         shown_data = args.data.resolve().relative_to(REPO.parent)
         data_text = f"../{shown_data}"
