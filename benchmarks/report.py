@@ -161,6 +161,45 @@ def _redis_row(redis: dict[str, Any]) -> tuple[str, str, str, str]:
     return (f"{sessions:,} sessions on Redis, concurrent".strip(), figures, "-", "-")
 
 
+def gaps(parts: Path) -> list[str]:
+    """What limits each target that is not met, in the run's own figures."""
+    notes: list[str] = []
+    chat, scaling = _load(parts, "chat_loop"), _load(parts, "scaling")
+    if chat and scaling:
+        ours = chat["rows"][0]
+        at = {row["turns"]: row for row in scaling}
+        row = at.get(1_000) or scaling[0]
+        embedding = row["p50_ms"] - row["overhead_p50_ms"]
+        if ours["p50_ms"] > 15 or ours["p95_ms"] > 25:
+            notes.append(
+                f"- **Chat loop latency.** A turn brings two new texts (the user message and the "
+                f"reply), embedded in one model call with the next query: the floor is that call, "
+                f"not one embedding (one sentence alone took {embedding:.1f} ms in the scaling "
+                f"run). build_context's own work adds {row['overhead_p50_ms']:.1f} ms at "
+                f"{row['turns']:,} turns: it now recalls as many turns as the budget holds "
+                "(counting and rendering each). create_agent + SummarizationMiddleware is faster "
+                "because it embeds nothing, and it lost the turn-1 fact."
+            )
+    locomo = _load(parts, "locomo_recall")
+    if locomo:
+        small = next((b for b in locomo["budgets"] if b["budget"] == 500), None)
+        if small and small["overall"]["recall"] < 0.75:
+            weak = ", ".join(
+                f"{name} {figures['recall']:.2f}"
+                for name, figures in small["by_category"].items()
+                if figures["recall"] < 0.75
+            )
+            notes.append(
+                f"- **LoCoMo at 500 tokens** ({small['overall']['recall']:.3f} against 0.75). "
+                f"Weak categories: {weak}. Their evidence spans several sessions, which a "
+                "500-token context rarely holds together; the levers tried and their figures "
+                "are in `docs/benchmarks/locomo_levers.md` (giving the summary's share to recall "
+                "reaches about 0.75 but drops standing facts, such as an allergy, that only the "
+                "summary carries)."
+            )
+    return ["## Targets not met, and what limits them", "", *notes, ""] if notes else []
+
+
 def section(parts: Path, stem: str, title: str, command: str) -> list[str]:
     """One part's Markdown under a second-level heading, its links made relative to docs/."""
     path = parts / f"{stem}.md"
@@ -186,6 +225,7 @@ def build(parts: Path) -> str:
         *headline(parts),
         END,
         "",
+        *gaps(parts),
     ]
     for stem, title, command in PARTS:
         lines += section(parts, stem, title, command)

@@ -80,3 +80,39 @@ def test_the_chat_loop_benchmark_measures_peak_memory_in_a_fresh_process(tmp_pat
     (row,) = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert row["peak_memory_bytes"] >= 0
     assert "MiB" in out.read_text()
+
+
+def test_the_report_puts_a_headline_of_every_target_before_the_parts(tmp_path):
+    report = load("report")
+    parts = tmp_path / "benchmarks"
+    parts.mkdir()
+    (parts / "ingest.json").write_text(
+        json.dumps({"ratio": 0.85, "memory_per_s": 400.0, "encoder_per_s": 470.0})
+    )
+    (parts / "ingest.md").write_text("# Ingest\n\n## Detail\n\n![plot](ingest.png)\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\nrest\n")
+    out = tmp_path / "benchmarks.md"
+
+    assert report.main(["--parts", str(parts), "--out", str(out), "--readme", str(readme)]) == 0
+
+    page = out.read_text()
+    assert "| bulk ingest, share of the raw encoder's throughput | 85% (400 msg/s) |" in page
+    assert "**not met**" in page  # 85% is below the 90% target
+    assert "### Detail" in page  # each part one level down
+    assert "](benchmarks/ingest.png)" in page  # links relative to docs/
+    assert "Not measured yet: run `python benchmarks/chat_loop.py`" in page
+    text = readme.read_text()
+    assert "old" not in text
+    assert text.startswith("intro\n")
+    assert text.endswith("rest\n")
+    assert "85% (400 msg/s)" in text
+
+
+def test_the_readme_quotes_the_headline_of_docs_benchmarks():
+    report = load("report")
+    root = BENCHMARKS.parent
+    page = (root / "docs" / "benchmarks.md").read_text()
+    readme = (root / "README.md").read_text()
+    block = page[page.index(report.START) : page.index(report.END)]
+    assert block in readme, "run `python benchmarks/report.py` after changing docs/benchmarks/"
