@@ -523,6 +523,8 @@ class HybridMemory:
                     other_index = self._index_for(other)
                     with other_index.lock:
                         self._catch_up(other, other_index)
+                        # its last window may still wait for a vector (once per session)
+                        self._embed_pending(other, other_index)
                         recalled += self._recall_in(
                             other,
                             other_index,

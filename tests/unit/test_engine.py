@@ -447,6 +447,8 @@ def test_a_returning_user_recalls_earlier_sessions_but_never_another_users(embed
     sessions = {item.turn.session_id for item in context.recalled}
     assert "ana-1" in sessions
     assert "bob-1" not in sessions
+    earlier = next(item for item in context.recalled if item.turn.session_id == "ana-1")
+    assert earlier.dense_score is not None, "the earlier session's last window gets its vectors"
     assert "allergic to peanuts" in context.to_text()
     assert "shellfish" not in context.to_text()
 
