@@ -117,7 +117,7 @@ SUMMARY_TEXT = (
     "steady steps, notes to track progress, fixed time slots for chores and checking in on how "
     "the user feels. Names mentioned: Priya, the user's manager; Tomas, the guitar teacher; "
     "Marta, a friend from the book club. The user tends to plan with lists and worries about "
-    "deadlines and appointments. " * 1
+    "deadlines and appointments."
 )
 
 
@@ -466,7 +466,8 @@ def write(rows: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
         "",
         f"{meta['exchanges']:,} exchanges (a user message and a reply each; "
         f"{2 * meta['exchanges']:,} messages), the same for every memory, interleaved turn by turn "
-        "in one process. A turn: build the context for the user message, then store the "
+        "in one process. This project runs with its defaults and a 1,000-token budget. A turn: "
+        "build the context for the user message, then store the "
         "message and its reply. Embeddings: all-MiniLM-L6-v2, local. Summarizer: a zero-latency "
         "fake chat model counting calls and prompt tokens (LangChain's approximate counter), "
         "answering a ~150-token summary. *LLM calls* counts every call a memory makes (this "
