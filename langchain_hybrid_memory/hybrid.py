@@ -1020,8 +1020,8 @@ class HybridMemory:
                 rows.setdefault((session_id, id(index)), []).append(row)
             for picked in rows.values():
                 session_id, index = chunk[picked[0]][0], chunk[picked[0]][1]
-                with index.lock:  # a query may have embedded some of them meanwhile
-                    keep = [r for r in picked if chunk[r][2] in index.pending]
+                with index.lock:  # a query may have embedded some meanwhile, or erased them
+                    keep = [r for r in picked if index.pending.get(chunk[r][2]) == chunk[r][3]]
                     if not keep:
                         continue
                     try:
