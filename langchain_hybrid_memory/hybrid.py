@@ -1015,11 +1015,11 @@ class HybridMemory:
             except Exception as exc:  # noqa: BLE001 - the turns keep waiting
                 logger.warning("embedding waiting turns failed, will retry: %s", type(exc).__name__)
                 return
-            rows: dict[tuple[str, int], list[int]] = {}
-            for row, (session_id, index, _, _) in enumerate(chunk):
-                rows.setdefault((session_id, id(index)), []).append(row)
-            for picked in rows.values():
-                session_id, index = chunk[picked[0]][0], chunk[picked[0]][1]
+            rows: dict[str, list[int]] = {}  # chunk rows by session
+            for row, (session_id, *_) in enumerate(chunk):
+                rows.setdefault(session_id, []).append(row)
+            for session_id, picked in rows.items():
+                index = chunk[picked[0]][1]
                 with index.lock:  # a query may have embedded some meanwhile, or erased them
                     keep = [r for r in picked if index.pending.get(chunk[r][2]) == chunk[r][3]]
                     if not keep:
