@@ -20,7 +20,7 @@ from langchain_hybrid_memory.chat_message_history import (
 from langchain_hybrid_memory.config import BudgetShares, HybridMemoryConfig
 from langchain_hybrid_memory.errors import HybridMemoryError
 from langchain_hybrid_memory.hybrid import HybridMemory
-from langchain_hybrid_memory.types import MemoryContext
+from langchain_hybrid_memory.context import MemoryContext
 
 if TYPE_CHECKING:
     from langchain_hybrid_memory.classic_memory import ConversationHybridMemory

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from langchain_hybrid_memory.config import BudgetShares
-from langchain_hybrid_memory.rendering import (
+from langchain_hybrid_memory.context import (
     PREAMBLE,
     SECTION_HEADERS,
     day_line,

@@ -23,7 +23,7 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableConfig
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
-from langchain_hybrid_memory.inputs import check_id, check_optional_id, last_user_text
+from langchain_hybrid_memory._inputs import check_id, check_optional_id, last_user_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
     from langchain_hybrid_memory.hybrid import HybridMemory
-    from langchain_hybrid_memory.types import MemoryContext
+    from langchain_hybrid_memory.context import MemoryContext
 
 __all__ = ["HybridChatMessageHistory", "with_hybrid_memory"]
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, get_buffer_string
 
 from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
-from langchain_hybrid_memory.rendering import entity_line
+from langchain_hybrid_memory.context import entity_line
 
 try:
     from langchain_classic.base_memory import BaseMemory
@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingDependencyError.for_extra("langchain-classic", "classic") from exc
 
 if TYPE_CHECKING:
-    from langchain_hybrid_memory.types import MemoryContext
+    from langchain_hybrid_memory.context import MemoryContext
 
 __all__ = ["ConversationHybridMemory"]
 

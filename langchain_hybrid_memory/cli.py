@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from langchain_hybrid_memory.hybrid import HybridMemory
-    from langchain_hybrid_memory.types import MemoryContext
+    from langchain_hybrid_memory.context import MemoryContext
 
 __all__ = ["DEFAULT_STORE", "DemoConversation", "load_demo_conversation", "main"]
 

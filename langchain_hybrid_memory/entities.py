@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_hybrid_memory.errors import InvalidInputError, SummarizerError
 from langchain_hybrid_memory.lexical import tokenize
-from langchain_hybrid_memory.llm import ainvoke_text, invoke_text, parse_json_object
+from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
 from langchain_hybrid_memory.types import Entity, EntityFact, EntityMention, entity_key
 
 if TYPE_CHECKING:
@@ -232,8 +232,6 @@ class LLMEntityExtractor:
 
     def prompt(self, turns: Sequence[Turn]) -> str:
         """The prompt sent for a batch of turns."""
-        from langchain_hybrid_memory.summary import format_turns
-
         return _EXTRACT_PROMPT.format(turns=format_turns(turns))
 
     def extract(self, turns: Sequence[Turn]) -> list[EntityMention]:

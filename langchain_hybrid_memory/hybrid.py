@@ -43,15 +43,15 @@ from langchain_hybrid_memory.errors import (
     InvalidInputError,
     SessionOwnershipError,
 )
-from langchain_hybrid_memory.inputs import (
+from langchain_hybrid_memory._inputs import (
     check_id,
     check_optional_id,
     check_query,
     prepare_drafts,
 )
-from langchain_hybrid_memory.privacy import PIIRedactor
-from langchain_hybrid_memory.rendering import shorten
-from langchain_hybrid_memory.retrieval import SessionIndex, normalize_rows
+from langchain_hybrid_memory.redaction import PIIRedactor
+from langchain_hybrid_memory.context import shorten
+from langchain_hybrid_memory._search import SessionIndex, normalize_rows
 from langchain_hybrid_memory.stores import open_store
 from langchain_hybrid_memory.summary import ExtractiveSummarizer, LLMSummarizer, Summarizer
 from langchain_hybrid_memory.types import (
@@ -137,7 +137,7 @@ class HybridMemory:
             batch; when given, the LLM summarizer no longer extracts entities itself.
         redact_pii: Redact e-mail addresses, phone numbers, credit cards, IP addresses and IBANs
             before turns are stored, embedded or summarized (needs the ``agents`` extra).
-        redactor: A custom :class:`~langchain_hybrid_memory.privacy.PIIRedactor` (its
+        redactor: A custom :class:`~langchain_hybrid_memory.redaction.PIIRedactor` (its
             ``redact_on`` chooses where it applies); implies ``redact_pii``.
         encryption_key: A Fernet key, or a list of keys (the first encrypts, all decrypt, for
             rotation), to encrypt turns, summaries and entities at rest in a store opened from

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from langchain_core.messages import BaseMessage, SystemMessage
 
 from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
-from langchain_hybrid_memory.inputs import last_user_text
+from langchain_hybrid_memory._inputs import last_user_text
 
 try:
     from langchain.agents.middleware import AgentMiddleware
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
     from langchain_hybrid_memory.hybrid import HybridMemory
-    from langchain_hybrid_memory.types import MemoryContext, Turn
+    from langchain_hybrid_memory.context import MemoryContext, Turn
 
 __all__ = ["HybridMemoryMiddleware", "unstored_messages"]
 

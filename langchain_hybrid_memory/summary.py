@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from langchain_hybrid_memory.entities import mentions_from_payload
 from langchain_hybrid_memory.errors import SummarizerError
 from langchain_hybrid_memory.lexical import tokenize
-from langchain_hybrid_memory.llm import ainvoke_text, invoke_text, parse_json_object
-from langchain_hybrid_memory.rendering import format_day, one_line, shorten
+from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
+from langchain_hybrid_memory.context import format_day, one_line, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -35,11 +35,7 @@ __all__ = [
     "Summarizer",
     "SummaryUpdate",
     "approximate_text_tokens",
-    "format_turns",
 ]
-
-_MAX_TURN_CHARS_IN_PROMPT = 2000
-
 
 def approximate_text_tokens(text: str) -> int:
     """Approximate tokens of a text: one per four characters, as LangChain's approximate counter.
@@ -49,24 +45,6 @@ def approximate_text_tokens(text: str) -> int:
         4
     """
     return math.ceil(len(text) / 4)
-
-
-def format_turns(turns: Sequence[Turn]) -> str:
-    """Write turns for a prompt: ``[id] day, speaker: text``, one per line, long texts cut.
-
-    Example:
-        >>> from datetime import datetime
-        >>> from langchain_core.messages import HumanMessage
-        >>> from langchain_hybrid_memory.types import Turn
-        >>> print(format_turns([Turn("s", 0, HumanMessage("I live in Porto", name="Ana"), "I live in Porto", datetime(2026, 3, 2))]))
-        [0] Mon 2 Mar 2026, Ana: I live in Porto
-    """
-    return "\n".join(
-        f"[{turn.id}] {format_day(turn.timestamp)}, {turn.speaker}: "
-        f"{shorten(one_line(turn.text), _MAX_TURN_CHARS_IN_PROMPT)}"
-        for turn in turns
-        if turn.text.strip()
-    )
 
 
 @dataclass(frozen=True)

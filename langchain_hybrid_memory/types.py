@@ -1,14 +1,14 @@
 """Value objects shared by the engine, the stores and the adapters.
 
-All of them are frozen: a :class:`MemoryContext` handed to a prompt cannot change under it.
+All of them are frozen: a value handed to a caller cannot change under it. The context a
+prompt receives, :class:`~langchain_hybrid_memory.context.MemoryContext`, lives with its
+rendering in :mod:`~langchain_hybrid_memory.context`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
-
-from langchain_core.messages import get_buffer_string
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
 __all__ = [
+    "Appended",
     "Entity",
     "EntityFact",
     "EntityMention",
     "ErasureReport",
-    "MemoryContext",
     "RecalledTurn",
     "RunningSummary",
+    "SessionHead",
     "Turn",
     "TurnDraft",
 ]
@@ -181,46 +182,38 @@ class ErasureReport:
 
 
 @dataclass(frozen=True)
-class MemoryContext:
-    """The memory assembled for one model call, within the token budget.
-
-    It holds every section with what it cost, so a user can see why each line is there.
+class SessionHead:
+    """What an engine step reads of a session first, in one round trip to the store.
 
     Attributes:
-        session_id: The session the context was built for.
-        query: The text recall searched for (the current input, or the latest user turn).
-        summary: The rolling summary as included (possibly shortened to fit).
-        entities: The entities included, most relevant first.
-        recalled: The earlier turns included, best score first.
-        window: The recent turns included, oldest first.
-        section_tokens: Tokens each section adds (``summary``, ``entities``, ``recall``,
-            ``window``), as counted by the token counter.
-        omitted: How many items of each section did not fit the budget.
-        tokens: Tokens of :meth:`to_messages` as counted by the token counter.
-        token_budget: The budget the context was fitted into; ``tokens <= token_budget``.
+        incarnation: Identifies this life of the session. A session that is erased (or
+            expires) and is written again is a new incarnation: work computed from the old one
+            (vectors, summaries, entities) is refused by the store. ``None``: the session does
+            not exist; ``""``: it was created by a version of this library that kept none.
+        user_id: The session's owner, or ``None``.
+        turn_count: How many turns it holds (also the next turn id).
+        summary: Its rolling summary.
     """
 
-    session_id: str
-    query: str
-    summary: str
-    entities: tuple[Entity, ...]
-    recalled: tuple[RecalledTurn, ...]
-    window: tuple[Turn, ...]
-    section_tokens: Mapping[str, int] = field(default_factory=dict)
-    omitted: Mapping[str, int] = field(default_factory=dict)
-    tokens: int = 0
-    token_budget: int = 0
+    incarnation: str | None = None
+    user_id: str | None = None
+    turn_count: int = 0
+    summary: RunningSummary = RunningSummary()
 
-    def to_messages(self) -> list[BaseMessage]:
-        """Render the context as messages.
+    @property
+    def exists(self) -> bool:
+        """Whether the session exists in the store."""
+        return self.incarnation is not None
 
-        One system message with the summary, entities and recalled turns (when there are any),
-        then the recent turns.
-        """
-        from langchain_hybrid_memory.rendering import render_messages
 
-        return render_messages(self.summary, self.entities, self.recalled, self.window)
+@dataclass(frozen=True)
+class Appended:
+    """What :meth:`~langchain_hybrid_memory.stores.MemoryStore.append_turns` stored.
 
-    def to_text(self) -> str:
-        """Render the context as one string (``Role: text`` lines, as LangChain's buffer)."""
-        return get_buffer_string(self.to_messages())
+    Attributes:
+        turns: The new turns, with their ids.
+        head: The session right after the append.
+    """
+
+    turns: list[Turn]
+    head: SessionHead

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_hybrid_memory.errors import ConfigError, StoreError
 from langchain_hybrid_memory.stores.base import MemoryStore
-from langchain_hybrid_memory.stores.codec import Codec
+from langchain_hybrid_memory.stores._codec import Codec
 from langchain_hybrid_memory.stores.in_memory import InMemoryStore
 
 if TYPE_CHECKING:

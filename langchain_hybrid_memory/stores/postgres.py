@@ -8,8 +8,8 @@ import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_hybrid_memory.errors import ConfigError, MissingDependencyError, StoreError
-from langchain_hybrid_memory.stores.plans import arun_plan, plan_name, run_plan
-from langchain_hybrid_memory.stores.sql import (
+from langchain_hybrid_memory._plans import arun_plan, plan_name, run_plan
+from langchain_hybrid_memory.stores._sql import (
     META_TABLE,
     SCHEMA_VERSION,
     TABLES,
@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the import test
 
 if TYPE_CHECKING:
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
-    from langchain_hybrid_memory.stores.plans import Plan
+    from langchain_hybrid_memory._plans import Plan
 
 __all__ = ["PostgresStore"]
 

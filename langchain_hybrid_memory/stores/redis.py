@@ -45,8 +45,8 @@ from langchain_hybrid_memory.errors import (
     StoreError,
 )
 from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
-from langchain_hybrid_memory.stores.codec import Codec
-from langchain_hybrid_memory.stores.plans import arun_plan, plan_name, run_plan
+from langchain_hybrid_memory.stores._codec import Codec
+from langchain_hybrid_memory._plans import arun_plan, plan_name, run_plan
 from langchain_hybrid_memory.types import ErasureReport, Turn
 
 try:
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
-    from langchain_hybrid_memory.stores.plans import Plan
+    from langchain_hybrid_memory._plans import Plan
     from langchain_hybrid_memory.types import Entity, RunningSummary, TurnDraft
 
 __all__ = ["RedisStore"]

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from langchain_hybrid_memory.errors import StoreError
-from langchain_hybrid_memory.stores.plans import plan_name, run_plan
-from langchain_hybrid_memory.stores.sql import (
+from langchain_hybrid_memory._plans import plan_name, run_plan
+from langchain_hybrid_memory.stores._sql import (
     META_TABLE,
     SCHEMA_VERSION,
     TABLES,
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
-    from langchain_hybrid_memory.stores.plans import Plan
+    from langchain_hybrid_memory._plans import Plan
 
 __all__ = ["SQLiteStore"]
 

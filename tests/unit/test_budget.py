@@ -11,7 +11,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 
 from langchain_hybrid_memory import BudgetShares
 from langchain_hybrid_memory.budget import ContextCandidates, fit_context, shares_for_query
-from langchain_hybrid_memory.rendering import render_messages
+from langchain_hybrid_memory.context import render_messages
 from langchain_hybrid_memory.types import Entity, EntityFact, RecalledTurn, Turn
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)

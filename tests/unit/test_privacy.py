@@ -7,7 +7,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from langchain_hybrid_memory import HybridMemory
 from langchain_hybrid_memory.errors import ConfigError
-from langchain_hybrid_memory.privacy import PIIRedactor, detect_iban, detect_phone
+from langchain_hybrid_memory.redaction import PIIRedactor, detect_iban, detect_phone
 from tests.conversations import filler
 from tests.fakes import CountingEmbeddings, RecordingChatModel
 
@@ -37,7 +37,7 @@ def test_iban_and_phone_detectors_check_what_they_find():
 
 
 def test_custom_patterns_and_callables_join_the_defaults():
-    from langchain_hybrid_memory.privacy import PIIMatch
+    from langchain_hybrid_memory.redaction import PIIMatch
 
     def detect_ticket(text: str) -> list[PIIMatch]:
         start = text.find("TICKET-")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from langchain_hybrid_memory.lexical import LexicalIndex, tokenize
-from langchain_hybrid_memory.retrieval import SessionIndex
+from langchain_hybrid_memory._search import SessionIndex
 
 TEXTS = [
     "My sister Marta's birthday is on 14 April",

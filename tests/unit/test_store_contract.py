@@ -19,7 +19,7 @@ from langchain_core.messages import (
 )
 
 from langchain_hybrid_memory.errors import SessionOwnershipError, StoreError
-from langchain_hybrid_memory.inputs import message_text
+from langchain_hybrid_memory._inputs import message_text
 from langchain_hybrid_memory.types import (
     Entity,
     EntityFact,

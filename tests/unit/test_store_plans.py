@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from langchain_hybrid_memory.stores.plans import arun_plan, run_plan
+from langchain_hybrid_memory._plans import arun_plan, run_plan
 
 
 def refresh_then_read():

@@ -15,7 +15,7 @@ from langchain_core.messages import HumanMessage
 
 from langchain_hybrid_memory.errors import SessionOwnershipError, StoreError
 from langchain_hybrid_memory.stores import RedisStore
-from langchain_hybrid_memory.stores.plans import run_plan
+from langchain_hybrid_memory._plans import run_plan
 from langchain_hybrid_memory.types import TurnDraft
 from tests.integration.backends import REDIS_URL, Backend
 from tests.unit.store_fixtures import open_backend

@@ -1,7 +1,7 @@
 """The relational store, written once for SQLite and PostgreSQL.
 
 Both keep the same four tables (``sessions``, ``turns``, ``vectors``, ``entities``) and run the
-same operations, written as I/O-free plans (:mod:`~langchain_hybrid_memory.stores.plans`) of
+same operations, written as I/O-free plans (:mod:`~langchain_hybrid_memory._plans`) of
 parametrized queries. A :class:`Dialect` holds the few differences (placeholders, row locks, the
 clock, column types); :class:`SQLStore` implements every :class:`MemoryStore` method from the
 plans, and a backend only supplies how a plan runs inside a transaction.
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from langchain_hybrid_memory.errors import SessionOwnershipError
 from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
-from langchain_hybrid_memory.stores.codec import Codec
+from langchain_hybrid_memory.stores._codec import Codec
 from langchain_hybrid_memory.types import ErasureReport, Turn
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
-    from langchain_hybrid_memory.stores.plans import Plan
+    from langchain_hybrid_memory._plans import Plan
     from langchain_hybrid_memory.types import Entity, RunningSummary, TurnDraft
 
 __all__ = [

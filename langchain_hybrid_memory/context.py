@@ -1,19 +1,21 @@
-"""How a context is written into messages: the one place that decides the memory's wording.
+"""The context handed to a model: :class:`MemoryContext`, and how it is written into messages.
 
-The budget counts exactly what these functions render, so the rendered context never exceeds
-the token budget.
+This module is the one place that decides the memory's wording. The budget
+(:mod:`~langchain_hybrid_memory.budget`) counts exactly what these functions render, so the
+rendered context never exceeds the token budget.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import groupby
 from typing import TYPE_CHECKING
 
-from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.messages import BaseMessage, SystemMessage, get_buffer_string
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import date, datetime
 
     from langchain_hybrid_memory.types import Entity, RecalledTurn, Turn
@@ -22,6 +24,7 @@ __all__ = [
     "ELLIPSIS",
     "PREAMBLE",
     "SECTION_HEADERS",
+    "MemoryContext",
     "format_day",
     "memory_text",
     "one_line",
@@ -163,3 +166,47 @@ def render_messages(
     text = memory_text(summary, entities, recalled)
     head: list[BaseMessage] = [SystemMessage(text)] if text else []
     return head + [turn.message for turn in window]
+
+
+@dataclass(frozen=True)
+class MemoryContext:
+    """The memory assembled for one model call, within the token budget.
+
+    It holds every section with what it cost, so a user can see why each line is there.
+
+    Attributes:
+        session_id: The session the context was built for.
+        query: The text recall searched for (the current input, or the latest user turn).
+        summary: The rolling summary as included (possibly shortened to fit).
+        entities: The entities included, most relevant first.
+        recalled: The earlier turns included, best score first.
+        window: The recent turns included, oldest first.
+        section_tokens: Tokens each section adds (``summary``, ``entities``, ``recall``,
+            ``window``), as counted by the token counter.
+        omitted: How many items of each section did not fit the budget.
+        tokens: Tokens of :meth:`to_messages` as counted by the token counter.
+        token_budget: The budget the context was fitted into; ``tokens <= token_budget``.
+    """
+
+    session_id: str
+    query: str
+    summary: str
+    entities: tuple[Entity, ...]
+    recalled: tuple[RecalledTurn, ...]
+    window: tuple[Turn, ...]
+    section_tokens: Mapping[str, int] = field(default_factory=dict)
+    omitted: Mapping[str, int] = field(default_factory=dict)
+    tokens: int = 0
+    token_budget: int = 0
+
+    def to_messages(self) -> list[BaseMessage]:
+        """Render the context as messages.
+
+        One system message with the summary, entities and recalled turns (when there are any),
+        then the recent turns.
+        """
+        return render_messages(self.summary, self.entities, self.recalled, self.window)
+
+    def to_text(self) -> str:
+        """Render the context as one string (``Role: text`` lines, as LangChain's buffer)."""
+        return get_buffer_string(self.to_messages())

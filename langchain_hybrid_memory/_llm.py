@@ -1,7 +1,8 @@
-"""Calling any LangChain runnable as a text-in, text-out model.
+"""The prompt/answer protocol shared by the summarizer and the entity extractor.
 
-The summarizer and the entity extractor accept a chat model, a completion LLM or an LCEL chain;
-this module turns each of their answers into text, and finds the JSON object in it.
+Both accept any LangChain runnable (a chat model, a completion LLM or an LCEL chain): this module
+writes turns into a prompt, calls the runnable, turns its answer into text, and finds the JSON
+object in it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,37 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage
 
+from langchain_hybrid_memory.context import format_day, one_line, shorten
 from langchain_hybrid_memory.errors import SummarizerError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from langchain_core.runnables import Runnable
 
-__all__ = ["ainvoke_text", "invoke_text", "output_text", "parse_json_object"]
+    from langchain_hybrid_memory.types import Turn
+
+__all__ = ["ainvoke_text", "format_turns", "invoke_text", "output_text", "parse_json_object"]
+
+_MAX_TURN_CHARS_IN_PROMPT = 2000
+
+
+def format_turns(turns: Sequence[Turn]) -> str:
+    """Write turns for a prompt: ``[id] day, speaker: text``, one per line, long texts cut.
+
+    Example:
+        >>> from datetime import datetime
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_hybrid_memory.types import Turn
+        >>> print(format_turns([Turn("s", 0, HumanMessage("I live in Porto", name="Ana"), "I live in Porto", datetime(2026, 3, 2))]))
+        [0] Mon 2 Mar 2026, Ana: I live in Porto
+    """
+    return "\n".join(
+        f"[{turn.id}] {format_day(turn.timestamp)}, {turn.speaker}: "
+        f"{shorten(one_line(turn.text), _MAX_TURN_CHARS_IN_PROMPT)}"
+        for turn in turns
+        if turn.text.strip()
+    )
 
 
 def output_text(output: object) -> str:

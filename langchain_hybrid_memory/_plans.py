@@ -1,0 +1,120 @@
+"""Operations written once, without I/O, and run by a sync or an async driver.
+
+An operation is a generator (a *plan*): it yields the requests it needs (a SQL query, a Redis
+command, a call to the store or the embedding model) and receives each answer back through
+``send``; its return value is the operation's result. :func:`run_plan` drives a plan with a
+blocking ``execute`` function and :func:`arun_plan` with an awaitable one, so the sync and async
+twins of an operation differ only in the function that does the I/O. When ``execute`` fails, the
+exception is raised inside the plan at its ``yield``: a plan may handle it (a best-effort step)
+or let it propagate.
+
+Two layers use plans: each store writes its operations as plans of its own requests (queries,
+commands), and the engine writes its steps as plans of :class:`Call` requests, which
+:func:`run_calls` and :func:`arun_calls` answer.
+
+Example:
+    >>> def double_of_answer() -> Plan[str, int]:
+    ...     answer = yield "what is six times seven?"
+    ...     return 2 * answer
+    >>> run_plan(double_of_answer(), lambda question: 42)
+    84
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = ["Call", "Plan", "arun_calls", "arun_plan", "plan_name", "run_calls", "run_plan"]
+
+_Request = TypeVar("_Request")
+_Result = TypeVar("_Result")
+
+#: A plan yielding requests of type ``_Request`` and returning a ``_Result``.
+Plan = Generator[_Request, Any, _Result]
+
+
+def run_plan(plan: Plan[_Request, _Result], execute: Callable[[_Request], Any]) -> _Result:
+    """Run ``plan``, answering each request with ``execute(request)``."""
+    try:
+        request = next(plan)
+        while True:
+            try:
+                answer = execute(request)
+            except Exception as exc:  # noqa: BLE001 - handed to the plan, which may re-raise
+                request = plan.throw(exc)
+            else:
+                request = plan.send(answer)
+    except StopIteration as done:
+        result: _Result = done.value
+        return result
+    finally:
+        plan.close()
+
+
+async def arun_plan(
+    plan: Plan[_Request, _Result], execute: Callable[[_Request], Awaitable[Any]]
+) -> _Result:
+    """Run ``plan``, answering each request with ``await execute(request)``."""
+    try:
+        request = next(plan)
+        while True:
+            try:
+                answer = await execute(request)
+            except Exception as exc:  # noqa: BLE001 - handed to the plan, which may re-raise
+                request = plan.throw(exc)
+            else:
+                request = plan.send(answer)
+    except StopIteration as done:
+        result: _Result = done.value
+        return result
+    finally:
+        plan.close()
+
+
+def plan_name(plan: Plan[Any, Any]) -> str:
+    """The operation a plan performs (its generator's name), for error messages."""
+    return str(getattr(plan, "__name__", "operation"))
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request of an engine step: a function with an async twin, or CPU-bound work.
+
+    The sync driver calls ``function``; the async driver awaits ``async_function``, or, when
+    there is none (work for the CPU, such as embedding on a local model or a FAISS search),
+    runs ``function`` in a worker thread so the event loop stays free.
+
+    Attributes:
+        function: What the sync driver calls.
+        async_function: Its async twin, or ``None`` for CPU-bound work.
+        args: The arguments of both.
+
+    Example:
+        >>> def plan() -> Plan[Call, int]:
+        ...     return (yield Call(len, None, ("four",)))
+        >>> run_calls(plan()), asyncio.run(arun_calls(plan()))
+        (4, 4)
+    """
+
+    function: Callable[..., Any]
+    async_function: Callable[..., Awaitable[Any]] | None
+    args: tuple[Any, ...] = ()
+
+
+def run_calls(plan: Plan[Call, _Result]) -> _Result:
+    """Run an engine step, calling each :class:`Call` in this thread."""
+    return run_plan(plan, lambda call: call.function(*call.args))
+
+
+async def arun_calls(plan: Plan[Call, _Result]) -> _Result:
+    """Run an engine step on the event loop: I/O awaited, CPU-bound work in a worker thread."""
+
+    def execute(call: Call) -> Awaitable[Any]:
+        if call.async_function is None:
+            return asyncio.to_thread(call.function, *call.args)
+        return call.async_function(*call.args)
+
+    return await arun_plan(plan, execute)
