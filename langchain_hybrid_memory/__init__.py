@@ -18,9 +18,28 @@ from langchain_hybrid_memory.chat_message_history import (
     with_hybrid_memory,
 )
 from langchain_hybrid_memory.config import BudgetShares, HybridMemoryConfig
-from langchain_hybrid_memory.errors import HybridMemoryError
-from langchain_hybrid_memory.hybrid import HybridMemory
 from langchain_hybrid_memory.context import MemoryContext
+from langchain_hybrid_memory.errors import (
+    ConfigError,
+    DecryptionError,
+    EmbeddingError,
+    HybridMemoryError,
+    InvalidInputError,
+    InvalidMessageTypeError,
+    MissingDependencyError,
+    SessionOwnershipError,
+    StoreError,
+    SummarizerError,
+)
+from langchain_hybrid_memory.hybrid import HybridMemory
+from langchain_hybrid_memory.types import (
+    Entity,
+    EntityFact,
+    ErasureReport,
+    RecalledTurn,
+    RunningSummary,
+    Turn,
+)
 
 if TYPE_CHECKING:
     from langchain_hybrid_memory.classic_memory import ConversationHybridMemory
@@ -28,13 +47,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BudgetShares",
+    "ConfigError",
     "ConversationHybridMemory",
+    "DecryptionError",
+    "EmbeddingError",
+    "Entity",
+    "EntityFact",
+    "ErasureReport",
     "HybridChatMessageHistory",
     "HybridMemory",
     "HybridMemoryConfig",
     "HybridMemoryError",
     "HybridMemoryMiddleware",
+    "InvalidInputError",
+    "InvalidMessageTypeError",
     "MemoryContext",
+    "MissingDependencyError",
+    "RecalledTurn",
+    "RunningSummary",
+    "SessionOwnershipError",
+    "StoreError",
+    "SummarizerError",
+    "Turn",
     "__version__",
     "with_hybrid_memory",
 ]

@@ -6,16 +6,19 @@ Every check raises an :class:`~langchain_hybrid_memory.errors.InvalidInputError`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, message_to_dict
 
 from langchain_hybrid_memory.errors import InvalidInputError, InvalidMessageTypeError
 from langchain_hybrid_memory.types import TurnDraft
 
 __all__ = [
+    "check_count",
     "check_id",
+    "check_name",
     "check_optional_id",
     "check_query",
     "last_user_text",
@@ -53,6 +56,46 @@ def check_id(value: object, name: str) -> str:
         msg = f"{name} must not contain NUL characters (PostgreSQL cannot store them)"
         raise InvalidInputError(msg)
     _require_utf8(value, name)
+    return value
+
+
+def check_count(value: object, name: str) -> int:
+    """Return ``value`` if it is an integer >= 0 (not a bool).
+
+    Raises:
+        InvalidMessageTypeError: Not an integer.
+        InvalidInputError: Negative.
+
+    Example:
+        >>> check_count(3, "count")
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an integer >= 0, got {type(value).__name__}"
+        raise InvalidMessageTypeError(msg)
+    if value < 0:
+        msg = f"{name} must be an integer >= 0, got {value}"
+        raise InvalidInputError(msg)
+    return value
+
+
+def check_name(value: str, what: str) -> str:
+    """Return ``value`` if every store can hold it as a name: no NUL, valid Unicode.
+
+    For entity names and facts: an entity's name is also its lookup key, which PostgreSQL
+    cannot hold with a NUL character.
+
+    Raises:
+        InvalidInputError: A NUL character or a lone surrogate.
+
+    Example:
+        >>> check_name("Ana", "entity name")
+        'Ana'
+    """
+    if "\x00" in value:
+        msg = f"{what} must not contain NUL characters (PostgreSQL cannot store them)"
+        raise InvalidInputError(msg)
+    _require_utf8(value, what)
     return value
 
 
@@ -115,7 +158,9 @@ def prepare_drafts(
     """Check messages and their timestamps and turn them into drafts for the store.
 
     A message without text (a pure tool call, an image) is accepted: it is stored and kept in
-    the transcript, but not embedded or searched.
+    the transcript, but not embedded or searched. Every part of a message must be storable by
+    every store (JSON, valid Unicode): its name, content blocks, tool calls and their arguments,
+    ``additional_kwargs``.
 
     Args:
         messages: A sequence of LangChain messages.
@@ -125,7 +170,9 @@ def prepare_drafts(
 
     Raises:
         InvalidMessageTypeError: Not a sequence of messages, or a message with odd content.
-        InvalidInputError: A text too long or not encodable, or timestamps that do not match.
+        InvalidInputError: A text too long, a message no store can hold (not JSON, not valid
+            Unicode, nested too deeply), or timestamps that do not match the messages or are
+            out of range.
     """
     if isinstance(messages, (str, bytes, BaseMessage)) or not isinstance(messages, Sequence):
         msg = f"messages must be a sequence of LangChain messages, got {type(messages).__name__}"
@@ -144,8 +191,24 @@ def prepare_drafts(
             )
             raise InvalidInputError(msg)
         _require_utf8(text, f"messages[{position}]")
+        _require_storable(message, f"messages[{position}]")
         drafts.append(TurnDraft(message, text, times[position]))
     return drafts
+
+
+def _require_storable(message: BaseMessage, name: str) -> None:
+    """Refuse a message that a store could not write down (as the persistent stores do)."""
+    try:
+        json.dumps(message_to_dict(message), ensure_ascii=False).encode("utf-8")
+    except RecursionError as exc:
+        msg = f"{name} is nested too deeply to be stored"
+        raise InvalidInputError(msg) from exc
+    except UnicodeEncodeError as exc:
+        msg = f"{name} holds text that is not valid Unicode (a lone surrogate)"
+        raise InvalidInputError(msg) from exc
+    except (TypeError, ValueError) as exc:
+        msg = f"{name} holds a value that cannot be stored as JSON ({type(exc).__name__})"
+        raise InvalidInputError(msg) from exc
 
 
 def _timestamps(timestamp: object, count: int) -> list[datetime]:
@@ -170,7 +233,11 @@ def _require_datetime(value: object) -> datetime:
 
 
 def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        msg = f"timestamp {moment!r} is out of range once converted to UTC"
+        raise InvalidInputError(msg) from exc
 
 
 def _require_utf8(text: str, name: str) -> None:

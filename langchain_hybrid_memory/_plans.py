@@ -24,10 +24,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["Call", "Plan", "arun_calls", "arun_plan", "plan_name", "run_calls", "run_plan"]
+__all__ = [
+    "Call",
+    "Plan",
+    "arun_calls",
+    "arun_plan",
+    "cpu",
+    "plan_name",
+    "run_calls",
+    "run_plan",
+    "twin",
+]
 
 _Request = TypeVar("_Request")
 _Result = TypeVar("_Result")
@@ -90,11 +100,12 @@ class Call:
     Attributes:
         function: What the sync driver calls.
         async_function: Its async twin, or ``None`` for CPU-bound work.
-        args: The arguments of both.
+        args: The positional arguments of both.
+        kwargs: The keyword arguments of both.
 
     Example:
         >>> def plan() -> Plan[Call, int]:
-        ...     return (yield Call(len, None, ("four",)))
+        ...     return (yield cpu(len, "four"))
         >>> run_calls(plan()), asyncio.run(arun_calls(plan()))
         (4, 4)
     """
@@ -102,11 +113,25 @@ class Call:
     function: Callable[..., Any]
     async_function: Callable[..., Awaitable[Any]] | None
     args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def twin(owner: object, name: str, *args: Any, **kwargs: Any) -> Call:
+    """A call of ``owner.name(...)``, whose async driver awaits ``owner.aname(...)``.
+
+    For objects that follow LangChain's naming of async twins: stores, summarizers, embeddings.
+    """
+    return Call(getattr(owner, name), getattr(owner, f"a{name}"), args, kwargs)
+
+
+def cpu(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Call:
+    """A call of CPU-bound work, which the async driver runs in a worker thread."""
+    return Call(function, None, args, kwargs)
 
 
 def run_calls(plan: Plan[Call, _Result]) -> _Result:
     """Run an engine step, calling each :class:`Call` in this thread."""
-    return run_plan(plan, lambda call: call.function(*call.args))
+    return run_plan(plan, lambda call: call.function(*call.args, **call.kwargs))
 
 
 async def arun_calls(plan: Plan[Call, _Result]) -> _Result:
@@ -114,7 +139,7 @@ async def arun_calls(plan: Plan[Call, _Result]) -> _Result:
 
     def execute(call: Call) -> Awaitable[Any]:
         if call.async_function is None:
-            return asyncio.to_thread(call.function, *call.args)
-        return call.async_function(*call.args)
+            return asyncio.to_thread(call.function, *call.args, **call.kwargs)
+        return call.async_function(*call.args, **call.kwargs)
 
     return await arun_plan(plan, execute)

@@ -1,7 +1,10 @@
-"""Recall: find earlier turns for the current input by dense and lexical search, fused.
+"""The search index of one session: earlier turns found by dense and lexical search, fused.
 
-Each session has a :class:`SessionIndex`: a FAISS inner-product index over normalized turn
-embeddings (ids are turn ids) next to a :class:`~langchain_hybrid_memory.lexical.LexicalIndex`.
+A :class:`SearchIndex` is a FAISS inner-product index over normalized turn embeddings (ids are
+turn ids) next to a :class:`~langchain_hybrid_memory.lexical.LexicalIndex`. It is a cache of
+the store's turns and vectors, rebuilt from them by a process that meets the session (see
+:mod:`~langchain_hybrid_memory._sessions`); the recall step that uses it is
+:mod:`~langchain_hybrid_memory._recall`.
 A query takes the best candidates of each (and their adjacent turns), scores every candidate on
 both, and fuses the z-normalized scores with a weight (dense 0.5 by default): lexical search finds
 names, numbers and rare words that a small embedding model blurs, the embedding finds paraphrases.
@@ -20,7 +23,6 @@ A turn rarely answers a question alone, so the fused score also looks around it:
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -35,9 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
     from datetime import datetime
 
-    from langchain_hybrid_memory.types import EntityMention
-
-__all__ = ["RecallHit", "SessionIndex", "normalize_rows"]
+__all__ = ["RecallHit", "SearchIndex", "normalize_rows"]
 
 #: Silence after which the next turn starts a new episode.
 EPISODE_GAP = timedelta(minutes=30)
@@ -76,14 +76,16 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(matrix / norms, dtype=np.float32)
 
 
-class SessionIndex:
+class SearchIndex:
     """The dense and lexical search indexes of one session, kept in step.
 
-    Texts are indexed lexically as soon as they are stored; vectors may arrive later (after an
-    embedding failure), so a turn can be findable by words before it is findable by meaning.
+    Texts are indexed lexically as soon as they are stored; vectors may arrive later (a turn
+    in the recent window is embedded with the next query, or after an embedding failure), so a
+    turn can be findable by words before it is findable by meaning. Not thread-safe: its owner
+    (:class:`~langchain_hybrid_memory._sessions.SessionState`) serializes access.
 
     Example:
-        >>> index = SessionIndex()
+        >>> index = SearchIndex()
         >>> index.add_texts([0, 1], ["I'm allergic to peanuts", "I live in Porto"])
         >>> index.add_vectors([0, 1], np.array([[1.0, 0.0], [0.0, 1.0]]))
         >>> [hit.turn_id for hit in index.search("peanuts?", np.array([0.9, 0.1]), k=1)]
@@ -91,26 +93,11 @@ class SessionIndex:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
-        #: Held while the session's summary is folded, so one thread folds it at a time.
-        self.fold_lock = threading.Lock()
-        #: The caller's entity facts not merged yet (after a store fault), retried on next write.
-        self.pending_mentions: list[EntityMention] = []
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget everything indexed (the lock stays): the session is loaded again from scratch."""
-        #: Tokens of evicted turns waiting for the summarizer, by turn id (see HybridMemory).
-        self.evicted_tokens: dict[int, int] = {}
         self.lexical = LexicalIndex()
         self._dense: faiss.IndexIDMap2 | None = None
         self._vector_ids: set[int] = set()
         #: Highest turn id this index has seen (texts), -1 for none.
         self.indexed_through = -1
-        #: Texts of turns still waiting for an embedding (after a failure), by turn id.
-        self.pending: dict[int, str] = {}
-        #: Identifies the last indexed turn, to notice a session erased and written anew.
-        self.fingerprint: tuple[str, int] | None = None
         #: Speaker name (``message.name``) of each turn that has one.
         self._speakers: dict[int, str] = {}
         #: The speaker names by their case-folded form, with a pattern finding them in a query.

@@ -50,7 +50,14 @@ if TYPE_CHECKING:
 
     TokenCounter = Callable[[Sequence[BaseMessage]], int]
 
-__all__ = ["ContextCandidates", "FittedContext", "fit_context", "shares_for_query", "text_tokens"]
+__all__ = [
+    "ContextCandidates",
+    "FittedContext",
+    "fit_context",
+    "fit_window_and_recall",
+    "shares_for_query",
+    "text_tokens",
+]
 
 #: A query is about the recent turns when one of them ranks among this many best recall hits.
 RECENT_RANKS = 10
@@ -152,6 +159,64 @@ def fit_context(
     while fitted.tokens > budget and sections.drop_one(fitted.tokens - budget):
         fitted = sections.build(latest)
     return fitted
+
+
+def fit_window_and_recall(
+    candidates: ContextCandidates,
+    budget: int,
+    counter: TokenCounter,
+    shares: BudgetShares | None = None,
+    *,
+    recall_k: int | None = None,
+    recall_max_chars: int | None = None,
+) -> FittedContext:
+    """Fit a context whose recall hits may hold turns of the window too.
+
+    ``candidates.recalled`` are the best recall hits, window turns included (recall reads that
+    many more). They are first offered without the window's turns; if the budget then leaves
+    window turns out, those become recallable and the fit is repeated, so no turn falls between
+    window and recall, and none is in both. Recalled texts are cut to ``recall_max_chars``, and
+    at most ``recall_k`` turns are offered (``None``: as many as fit).
+
+    Example:
+        >>> from datetime import datetime
+        >>> from langchain_core.messages.utils import count_tokens_approximately
+        >>> from langchain_hybrid_memory.types import RecalledTurn, Turn
+        >>> turns = [Turn("s", i, HumanMessage(f"fact {i} " * 40), f"fact {i} " * 40, datetime(2026, 1, 1)) for i in range(6)]
+        >>> hits = [RecalledTurn(turn, 1.0, 0.5, 1.0) for turn in turns]
+        >>> fitted = fit_window_and_recall(ContextCandidates("", [], hits, turns), 300, count_tokens_approximately)
+        >>> shown = {t.id for t in fitted.window}
+        >>> any(r.turn.id in shown for r in fitted.recalled), fitted.omitted["window"] > 0
+        (False, True)
+    """
+    limit = recall_max_chars
+    recalled = [
+        item
+        if limit is None or len(item.turn.text) <= limit
+        else dataclasses.replace(
+            item, turn=dataclasses.replace(item.turn, text=shorten(item.turn.text, limit))
+        )
+        for item in candidates.recalled
+    ]
+
+    def fit(shown: Sequence[Turn]) -> FittedContext:
+        keys = {(turn.session_id, turn.id) for turn in shown}
+        offered = [r for r in recalled if (r.turn.session_id, r.turn.id) not in keys]
+        return fit_context(
+            dataclasses.replace(candidates, recalled=offered[:recall_k], window=shown),
+            budget,
+            counter,
+            shares,
+        )
+
+    # The window only shrinks from one fit to the next, so this ends.
+    shown: Sequence[Turn] = candidates.window
+    fitted = fit(shown)
+    while len(fitted.window) < len(shown):
+        shown = fitted.window
+        fitted = fit(shown)
+    omitted = {**fitted.omitted, "window": len(candidates.window) - len(fitted.window)}
+    return dataclasses.replace(fitted, omitted=omitted)
 
 
 def _fit_latest(latest: list[Turn], budget: int, counter: TokenCounter) -> list[Turn]:

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
     from langchain_core.runnables import Runnable
 
-    from langchain_hybrid_memory.hybrid import HybridMemory
     from langchain_hybrid_memory.context import MemoryContext
+    from langchain_hybrid_memory.hybrid import HybridMemory
 
 __all__ = ["HybridChatMessageHistory", "with_hybrid_memory"]
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, get_buffer_string
 
-from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
 from langchain_hybrid_memory.context import entity_line
+from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
 
 try:
     from langchain_classic.base_memory import BaseMemory

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from langchain_hybrid_memory.hybrid import HybridMemory
     from langchain_hybrid_memory.context import MemoryContext
+    from langchain_hybrid_memory.hybrid import HybridMemory
 
 __all__ = ["DEFAULT_STORE", "DemoConversation", "load_demo_conversation", "main"]
 

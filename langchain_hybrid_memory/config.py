@@ -89,6 +89,10 @@ class HybridMemoryConfig:
         summary_retry_seconds: First wait after a failed summarizer call; doubled after each
             further failure, up to ``summary_retry_max_seconds``.
         summary_retry_max_seconds: Longest wait between summarizer retries.
+        summary_lease_seconds: How long a worker may take to fold one batch. A worker folding a
+            session holds the session's fold lease in the store, so no other worker (thread or
+            process) sends the same batch to the LLM; a lease not released by then (the worker
+            died, or the LLM is slower than this) lets another worker fold the batch.
         recall_scope: ``"session"`` recalls from the current session only; ``"user"`` also from
             the other sessions of the session's user (never another user's). Each of the user's
             sessions is searched, so a query costs one search per session of the user.
@@ -129,6 +133,7 @@ class HybridMemoryConfig:
     embedding_cache_size: int = 64
     summary_retry_seconds: float = 5.0
     summary_retry_max_seconds: float = 300.0
+    summary_lease_seconds: float = 300.0
     recall_scope: Literal["session", "user"] = "session"
     ttl_seconds: float | None = None
     symmetric_embeddings: bool = True
@@ -138,6 +143,12 @@ class HybridMemoryConfig:
         _require_number("dense_weight", self.dense_weight)
         _require_number("summary_retry_seconds", self.summary_retry_seconds)
         _require_number("summary_retry_max_seconds", self.summary_retry_max_seconds)
+        _require_number("summary_lease_seconds", self.summary_lease_seconds)
+        if not 0 < self.summary_lease_seconds < math.inf:
+            msg = (
+                f"summary_lease_seconds must be > 0 and finite, got {self.summary_lease_seconds!r}"
+            )
+            raise ConfigError(msg)
         if self.ttl_seconds is not None:
             _require_number("ttl_seconds", self.ttl_seconds)
             if self.ttl_seconds <= 0:
@@ -166,8 +177,9 @@ class HybridMemoryConfig:
         if not 0.0 <= self.dense_weight <= 1.0:
             msg = f"dense_weight must be between 0 and 1, got {self.dense_weight!r}"
             raise ConfigError(msg)
-        if self.summary_retry_seconds < 0 or self.summary_retry_max_seconds < 0:
-            msg = "summary retry delays must be >= 0"
+        retry = (self.summary_retry_seconds, self.summary_retry_max_seconds)
+        if any(delay < 0 or not math.isfinite(delay) for delay in retry):
+            msg = "summary retry delays must be >= 0 and finite"
             raise ConfigError(msg)
         if not isinstance(self.budget_shares, BudgetShares):
             msg = f"budget_shares must be a BudgetShares, got {type(self.budget_shares).__name__}"

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from langchain_hybrid_memory._inputs import check_name
+from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
 from langchain_hybrid_memory.errors import InvalidInputError, SummarizerError
 from langchain_hybrid_memory.lexical import tokenize
-from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
 from langchain_hybrid_memory.types import Entity, EntityFact, EntityMention, entity_key
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ def mentions_from_mapping(
     """Validate the caller's ``entities=`` argument and turn it into mentions.
 
     Raises:
-        InvalidInputError: Not a mapping of names to mappings of attributes, or empty names.
+        InvalidInputError: Not a mapping of names to mappings of attributes, empty names, or a
+            name, attribute or value no store can hold (a NUL character, a lone surrogate).
 
     Example:
         >>> from datetime import datetime
@@ -80,9 +82,10 @@ def mentions_from_mapping(
         if not isinstance(facts, Mapping):
             msg = f"facts of entity {name!r} must be a mapping, got {type(facts).__name__}"
             raise InvalidInputError(msg)
-        mentions.append(
-            EntityMention(_clean(name, _MAX_NAME_CHARS), _clean_facts(facts), turn_id, timestamp)
-        )
+        clean = _clean_facts(facts)
+        for text in [name, *clean, *clean.values()]:
+            check_name(text, f"entity {name!r}" if text != name else "an entity name")
+        mentions.append(EntityMention(_clean(name, _MAX_NAME_CHARS), clean, turn_id, timestamp))
     return mentions
 
 
@@ -113,11 +116,11 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
         said_in = item.get("turn")
         usable = isinstance(said_in, int) and not isinstance(said_in, bool)
         turn = by_id.get(said_in, turns[-1]) if usable else turns[-1]  # type: ignore[arg-type]
-        clean = _clean_facts(facts)
-        if clean:
-            mentions.append(
-                EntityMention(_clean(name, _MAX_NAME_CHARS), clean, turn.id, turn.timestamp)
-            )
+        clean = {_storable(key): _storable(value) for key, value in _clean_facts(facts).items()}
+        clean = {key: value for key, value in clean.items() if key.strip() and value.strip()}
+        name = _storable(_clean(name, _MAX_NAME_CHARS))
+        if clean and name.strip():
+            mentions.append(EntityMention(name, clean, turn.id, turn.timestamp))
     return mentions
 
 
@@ -132,6 +135,11 @@ def _clean_facts(facts: Mapping[Any, Any]) -> dict[str, str]:
 
 def _clean(text: str, max_chars: int) -> str:
     return " ".join(text.split())[:max_chars]
+
+
+def _storable(text: str) -> str:
+    """An LLM's text without what no store can hold (NUL characters, lone surrogates)."""
+    return text.replace("\x00", "").encode("utf-8", "ignore").decode("utf-8")
 
 
 def merge_mentions(

@@ -1,125 +1,121 @@
 """HybridMemory: the engine that combines window, summary, entities and recall.
 
-It orchestrates and owns no algorithm: the window lives in ``window.py``, summaries in
-``summary.py``, entities in ``entities.py``, recall in ``retrieval.py``, the budget in
-``budget.py``, persistence in ``stores/``.
+It checks arguments, orders the steps and documents the public methods; it owns no algorithm.
+Each step is written once, as a plan (:mod:`langchain_hybrid_memory._plans`), which the sync
+methods run with blocking calls and their async twins on the event loop, with the stores' async
+clients; CPU-bound work (embedding, FAISS, the budget) runs in a worker thread there. Where each
+concept lives: per-session state in :mod:`~langchain_hybrid_memory._sessions`, embedding in
+:mod:`~langchain_hybrid_memory._indexing`, summary folding in
+:mod:`~langchain_hybrid_memory._folding`, recall in :mod:`~langchain_hybrid_memory._recall`,
+the budget in :mod:`~langchain_hybrid_memory.budget`, persistence in
+:mod:`~langchain_hybrid_memory.stores` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import threading
-import time
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import faiss
-import numpy as np
 from langchain_core.messages import message_to_dict
 from langchain_core.messages.utils import count_tokens_approximately
 
-from langchain_hybrid_memory.budget import (
-    ContextCandidates,
-    FittedContext,
-    fit_context,
-    shares_for_query,
-    text_tokens,
-)
-from langchain_hybrid_memory.config import HybridMemoryConfig
-from langchain_hybrid_memory.entities import (
-    EntityExtractor,
-    mentions_from_mapping,
-    merge_mentions,
-    rank_entities,
-)
-from langchain_hybrid_memory.errors import (
-    ConfigError,
-    EmbeddingError,
-    InvalidInputError,
-    SessionOwnershipError,
-)
+from langchain_hybrid_memory._folding import Folder
+from langchain_hybrid_memory._indexing import Indexer
 from langchain_hybrid_memory._inputs import (
+    check_count,
     check_id,
     check_optional_id,
     check_query,
     prepare_drafts,
 )
+from langchain_hybrid_memory._plans import arun_calls, cpu, run_calls, twin
+from langchain_hybrid_memory._recall import CATCH_UP, Recall
+from langchain_hybrid_memory._sessions import WINDOW_SLACK, Sessions, read_window
+from langchain_hybrid_memory.budget import (
+    ContextCandidates,
+    fit_window_and_recall,
+    shares_for_query,
+    text_tokens,
+)
+from langchain_hybrid_memory.config import HybridMemoryConfig
+from langchain_hybrid_memory.context import MemoryContext
+from langchain_hybrid_memory.entities import EntityExtractor, mentions_from_mapping, rank_entities
+from langchain_hybrid_memory.errors import ConfigError, InvalidInputError, SessionOwnershipError
 from langchain_hybrid_memory.redaction import PIIRedactor
-from langchain_hybrid_memory.context import shorten
-from langchain_hybrid_memory._search import SessionIndex, normalize_rows
 from langchain_hybrid_memory.stores import open_store
 from langchain_hybrid_memory.summary import ExtractiveSummarizer, LLMSummarizer, Summarizer
-from langchain_hybrid_memory.types import (
-    EntityMention,
-    ErasureReport,
-    MemoryContext,
-    RecalledTurn,
-    RunningSummary,
-    TurnDraft,
-)
-from langchain_hybrid_memory.window import full_batch_length, window_start_index
+from langchain_hybrid_memory.types import TurnDraft
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    import numpy as np
     from langchain_core.embeddings import Embeddings
     from langchain_core.messages import BaseMessage
     from langchain_core.runnables import Runnable
 
+    from langchain_hybrid_memory._plans import Call, Plan
+    from langchain_hybrid_memory._sessions import SessionState
     from langchain_hybrid_memory.chat_message_history import HybridChatMessageHistory
+    from langchain_hybrid_memory.redaction import RedactionPoint
     from langchain_hybrid_memory.retriever import HybridMemoryRetriever
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
-    from langchain_hybrid_memory.summary import SummaryUpdate
-    from langchain_hybrid_memory.types import Turn
+    from langchain_hybrid_memory.types import (
+        Appended,
+        EntityMention,
+        ErasureReport,
+        RecalledTurn,
+        RunningSummary,
+        SessionHead,
+        Turn,
+    )
 
 __all__ = ["HybridMemory"]
 
 logger = logging.getLogger(__name__)
 
-#: Turns read beyond the window, so a tool call just before it is usually found in one read.
-_WINDOW_SLACK = 8
-#: Most texts embedded per call when catching up after embedding failures.
-_MAX_CATCH_UP_EMBEDDINGS = 64
 #: Turns recall returns when ``config.recall_k`` is ``None`` and :meth:`HybridMemory.recall`
 #: is not given ``k``.
 DEFAULT_RECALL_K = 8
-#: Recalled turns are read from the store in batches of this many, best first.
-_RECALL_BATCH = 16
 #: Characters per token assumed when reading recalled turns until they would fill the whole
 #: budget (a usual figure for English; the budget then decides exactly what fits).
 _CHARS_PER_TOKEN = 4
-#: Characters a recalled turn's line adds to its text (bullet, speaker, day lines).
-_LINE_CHARS = 16
 
 
 @dataclass(frozen=True)
-class _FoldJob:
-    """One batch of evicted turns to fold into the summary."""
+class _AddJob:
+    """Checked arguments of one add_messages call."""
 
     session_id: str
-    summary: RunningSummary
-    turns: list[Turn]
+    user_id: str | None
+    drafts: list[TurnDraft]
+    mentions: list[EntityMention]
 
 
-@dataclass
-class _RetryState:
-    failures: int = 0
-    not_before: float = 0.0
+@dataclass(frozen=True)
+class _Read:
+    """A session as a reading step found it."""
+
+    head: SessionHead
+    owner: str | None
+    state: SessionState
 
 
 class HybridMemory:
     """Conversation memory that stays small and still remembers.
 
-    One instance serves every session of a process. Each turn is stored first, then embedded
-    once and indexed for recall; turns that leave the recent window are folded into a rolling
-    summary a batch at a time. :meth:`build_context` assembles summary, entities, recalled turns
-    and the recent window within the token budget.
+    One instance serves every session of a process, and any number of instances (threads,
+    processes, machines) may share one store. Each turn is stored first, then embedded once and
+    indexed for recall; turns that leave the recent window are folded into a rolling summary a
+    batch at a time. :meth:`build_context` assembles summary, entities, recalled turns and the
+    recent window within the token budget.
 
     Args:
         store: A :class:`~langchain_hybrid_memory.stores.MemoryStore` or a store URL
@@ -201,13 +197,30 @@ class HybridMemory:
         self.token_counter = token_counter or count_tokens_approximately
         self.entity_extractor = entity_extractor
         self.summarizer = summarizer or self._default_summarizer()
-        self._indexes: OrderedDict[str, SessionIndex] = OrderedDict()
-        self._indexes_lock = threading.Lock()
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._vectors_lock = threading.Lock()
-        self._retry: dict[str, _RetryState] = {}
-        self._background: ThreadPoolExecutor | None = None
-        self._pending_folds: set[Future[None]] = set()
+        count_text = partial(text_tokens, self.token_counter)
+        config = self.config
+        self._sessions = Sessions(
+            self.store,
+            capacity=config.index_cache_size,
+            keep_roles=config.window_turns + 2 * WINDOW_SLACK,
+            count_text=None if config.summary_batch_tokens is None else count_text,
+        )
+        self._indexer = Indexer(
+            self.store,
+            embeddings,
+            symmetric=config.symmetric_embeddings,
+            cache_size=config.embedding_cache_size,
+            redact=self._redaction("embed"),
+        )
+        self._folder = Folder(
+            self.store,
+            self.summarizer,
+            entity_extractor,
+            config,
+            count_text=count_text,
+            redact=self._redaction("summarize"),
+        )
+        self._recall = Recall(self.store, self._sessions, self._indexer, config)
 
     def _default_summarizer(self) -> Summarizer:
         if self.llm is not None:
@@ -220,6 +233,11 @@ class HybridMemory:
             max_tokens=self.config.summary_max_tokens,
             count_text=partial(text_tokens, self.token_counter),
         )
+
+    def _redaction(self, point: RedactionPoint) -> Callable[[str], str] | None:
+        """The redaction to apply at ``point``, if the memory redacts there."""
+        redactor = self.redactor
+        return redactor.redact if redactor is not None and redactor.applies_to(point) else None
 
     def __repr__(self) -> str:
         return f"HybridMemory(store={self.store!r}, config={self.config!r})"
@@ -240,48 +258,6 @@ class HybridMemory:
             session_id, [message], user_id=user_id, timestamp=timestamp, entities=entities
         )[0]
 
-    def add_messages(
-        self,
-        session_id: str,
-        messages: Sequence[BaseMessage],
-        *,
-        user_id: str | None = None,
-        timestamp: datetime | Sequence[datetime] | None = None,
-        entities: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> list[Turn]:
-        """Store messages at the end of a session, index them, and fold what left the window.
-
-        The messages are written to the store before any model work, so a failing embedding
-        model or summarizer never loses them: embedding is retried on the next call, a failed
-        summary batch after a back-off.
-
-        Args:
-            session_id: The conversation.
-            messages: LangChain messages, oldest first.
-            user_id: The user the session belongs to (a session has at most one).
-            timestamp: When the messages were said: ``None`` for now, one datetime for all of
-                them, or one per message (for importing old transcripts). Naive means UTC.
-            entities: Facts from the caller's own NLU, e.g. ``{"Ana": {"allergy": "peanuts"}}``,
-                attributed to the last user message of the call.
-
-        Returns:
-            The stored turns with their ids.
-
-        Raises:
-            InvalidInputError: A bad id, message, timestamp or entities argument; nothing stored.
-            SessionOwnershipError: The session belongs to another user; nothing stored.
-            StoreError: The store failed; the turns were not acknowledged.
-        """
-        job = self._prepare_add(session_id, messages, user_id, timestamp, entities)
-        if job is None:
-            return []
-        turns, window_start = self._write(job)
-        if self.config.background:
-            self._fold_in_background(job.session_id)
-        else:
-            self._fold_session(job.session_id, window_start)
-        return turns
-
     async def aadd_message(
         self,
         session_id: str,
@@ -297,6 +273,42 @@ class HybridMemory:
         )
         return turns[0]
 
+    def add_messages(
+        self,
+        session_id: str,
+        messages: Sequence[BaseMessage],
+        *,
+        user_id: str | None = None,
+        timestamp: datetime | Sequence[datetime] | None = None,
+        entities: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[Turn]:
+        """Store messages at the end of a session, index them, and fold what left the window.
+
+        The messages, and the caller's entity facts, are written to the store in one atomic
+        write before any model work, so a failing embedding model or summarizer never loses
+        them: embedding is retried on the next call, a failed summary batch after a back-off.
+
+        Args:
+            session_id: The conversation.
+            messages: LangChain messages, oldest first.
+            user_id: The user the session belongs to (a session has at most one).
+            timestamp: When the messages were said: ``None`` for now, one datetime for all of
+                them, or one per message (for importing old transcripts). Naive means UTC.
+            entities: Facts from the caller's own NLU, e.g. ``{"Ana": {"allergy": "peanuts"}}``,
+                attributed to the last user message of the call.
+
+        Returns:
+            The stored turns with their ids.
+
+        Raises:
+            InvalidInputError: A bad id, message, timestamp or entities argument (also:
+                entities with no message to attribute them to); nothing stored.
+            SessionOwnershipError: The session belongs to another user; nothing stored.
+            StoreError: The store failed; nothing was stored (neither turns nor entities).
+        """
+        job = self._prepare_add(session_id, messages, user_id, timestamp, entities)
+        return [] if job is None else run_calls(self._add(job))
+
     async def aadd_messages(
         self,
         session_id: str,
@@ -306,20 +318,9 @@ class HybridMemory:
         timestamp: datetime | Sequence[datetime] | None = None,
         entities: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> list[Turn]:
-        """Async twin of :meth:`add_messages`.
-
-        Store, embedding and index work run in the default executor; the summarizer is awaited
-        with ``ainvoke``.
-        """
+        """Async twin of :meth:`add_messages`."""
         job = self._prepare_add(session_id, messages, user_id, timestamp, entities)
-        if job is None:
-            return []
-        turns, window_start = await asyncio.to_thread(self._write, job)
-        if self.config.background:
-            self._fold_in_background(job.session_id)
-        else:
-            await self._afold_session(job.session_id, window_start)
-        return turns
+        return [] if job is None else await arun_calls(self._add(job))
 
     def _prepare_add(
         self,
@@ -337,6 +338,9 @@ class HybridMemory:
         if entities is not None:
             when = drafts[-1].timestamp if drafts else datetime.now(UTC)
             mentions = mentions_from_mapping(entities, turn_id=None, timestamp=when)
+            if mentions and not drafts:
+                msg = "entities need at least one message to be attributed to; nothing stored"
+                raise InvalidInputError(msg)
         if self.redactor is not None and self.redactor.applies_to("persist"):
             redact = self.redactor.redact
             drafts = [
@@ -344,44 +348,118 @@ class HybridMemory:
                 for d in drafts
             ]
             mentions = [
-                replace(
+                dataclasses.replace(
                     m, name=redact(m.name), facts={redact(k): redact(v) for k, v in m.facts.items()}
                 )
                 for m in mentions
             ]
         if not drafts:
             return None
+        # the caller's facts belong to the last user message of the call
+        anchor = next(
+            (i for i in range(len(drafts) - 1, -1, -1) if drafts[i].message.type == "human"),
+            len(drafts) - 1,
+        )
+        mentions = [dataclasses.replace(m, turn_id=anchor) for m in mentions]
         return _AddJob(session, user, drafts, mentions)
 
-    def _write(self, job: _AddJob) -> tuple[list[Turn], int | None]:
-        """Store, index and embed the job's turns; return them and the window's first id."""
-        index = self._index_for(job.session_id)
-        with index.lock:
-            turns = self.store.append_turns(job.session_id, job.drafts, user_id=job.user_id)
-            # The turns are stored and acknowledged from here on: a failure below is logged and
-            # made up for later (indexing on the next call, folding on the next trigger), never
-            # raised, so a caller never stores the same turns twice by retrying.
-            if job.mentions:
-                anchor = next((t for t in reversed(turns) if t.role == "human"), turns[-1])
-                index.pending_mentions.extend(replace(m, turn_id=anchor.id) for m in job.mentions)
-            try:
-                self._merge_pending_mentions(job.session_id, index)
-                count = self._catch_up(job.session_id, index)
-                window = self._read_window(job.session_id, count)
-                # Turns in the window are never recalled: their embedding waits for the next
-                # query, which embeds them in the same model call (see _embed_pending).
-                self._embed_pending(
-                    job.session_id, index, limit=None, before=window[0].id if window else count
-                )
-            except Exception as exc:  # noqa: BLE001 - see above
-                logger.warning(
-                    "turns stored, but indexing them failed (retried later): %s",
-                    type(exc).__name__,
-                )
-                return turns, None
-        return turns, window[0].id if window else count
+    def _add(self, job: _AddJob) -> Plan[Call, list[Turn]]:
+        """Store, then index and embed, then fold."""
+        appended: Appended = yield twin(
+            self.store,
+            "append_turns",
+            job.session_id,
+            job.drafts,
+            user_id=job.user_id,
+            mentions=job.mentions,
+        )
+        # Acknowledged from here on: a failure below is logged and made up for later (indexing
+        # on the next call, folding on the next trigger), never raised, so a caller never
+        # stores the same turns twice by retrying.
+        state: SessionState | None = None
+        window_start: int | None = None
+        try:
+            state, window_start = yield from self._index(job.session_id, appended)
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.warning(
+                "turns stored, but indexing them failed (retried later): %s", type(exc).__name__
+            )
+        if self.config.background:
+            self._folder.submit(job.session_id)
+        else:
+            yield from self._folder.fold(job.session_id, appended.head, state, window_start)
+        return appended.turns
+
+    def _index(self, session_id: str, appended: Appended) -> Plan[Call, tuple[SessionState, int]]:
+        """Index appended turns; embed those that left the window. Returns the window's start."""
+        head = appended.head
+        state = self._sessions.state(session_id, head.incarnation or "")
+        added = state.add_turns(appended.turns, count_from=head.summary.through_turn + 1)
+        if added is None:  # others wrote since this process last looked: read what it lacks
+            state, added = yield from self._sessions.loaded(head, session_id)
+        self._indexer.enqueue(session_id, state.incarnation, added)
+        count = head.turn_count
+        window_start = state.window_start(count, self.config.window_turns)
+        if window_start is None:
+            window = yield from read_window(self.store, session_id, count, self.config.window_turns)
+            window_start = window[0].id if window else count
+        # Window turns are never recalled: their vectors wait for the next query, which embeds
+        # them in the same model call.
+        if not (yield from self._indexer.store_waiting(state, before=window_start)):
+            self._sessions.forget([session_id])  # erased meanwhile
+        return state, window_start
 
     # -- reading ----------------------------------------------------------------------------
+
+    def _read(self, session_id: str, user_id: str | None) -> Plan[Call, _Read]:
+        """The session's head (its owner checked) and its state, brought up to date."""
+        head: SessionHead = yield twin(self.store, "head", session_id)
+        owner = _check_owner(session_id, head, user_id)
+        state, added = yield from self._sessions.loaded(head, session_id)
+        self._indexer.enqueue(session_id, state.incarnation, added)
+        return _Read(head, owner, state)
+
+    def _searched(
+        self, read: _Read, window: Sequence[Turn], text: str | None
+    ) -> Plan[Call, tuple[str, np.ndarray | None]]:
+        """Embed what the session waits for, with the query; the query's text and vector.
+
+        ``text=None`` searches for the latest user turn of ``window``, with its stored vector.
+        """
+        state = read.state
+        if not (yield from self._indexer.store_waiting(state, query=text, limit=CATCH_UP)):
+            self._sessions.forget([state.session_id])  # erased meanwhile
+        vector = None
+        if text is None:
+            latest = _latest_user_turn(window)
+            text = latest.text if latest else ""
+            vector = state.vector(latest.id) if latest else None
+        if vector is None:
+            vector = yield from self._indexer.query_vector(text)
+        return text, vector
+
+    def _found(
+        self,
+        read: _Read,
+        session_id: str,
+        text: str,
+        vector: np.ndarray | None,
+        *,
+        k: int,
+        exclude: set[int],
+        fill_chars: int | None = None,
+    ) -> Plan[Call, list[RecalledTurn]]:
+        """Recall from the session and, with ``recall_scope="user"``, the user's others."""
+        found = yield from self._recall.find(
+            read.state, text, vector, k=k, exclude=exclude, fill_chars=fill_chars
+        )
+        if self.config.recall_scope == "user" and read.owner is not None:
+            found += yield from self._recall.find_elsewhere(
+                read.owner, session_id, text, vector, k=k, fill_chars=fill_chars
+            )
+            found.sort(key=lambda item: item.score, reverse=True)
+            found = found[:k]
+        return found
 
     def build_context(
         self, session_id: str, query: str | None = None, *, user_id: str | None = None
@@ -402,33 +480,66 @@ class HybridMemory:
             SessionOwnershipError: The session belongs to another user.
             StoreError: The store failed.
         """
-        session, text, user = self._check_read(session_id, query, user_id)
-        # Recall over-fetches by the window's size instead of excluding the window: turns the
-        # budget drops from the window may then come back as recalled turns (see _assemble).
-        # Without recall_k, it reads ranked turns until they would fill the whole budget (at
-        # most recall_candidates), and the budget decides how many make it in.
-        by_budget = self.config.recall_k is None
-        search_text, window, recalled = self._search(
-            session,
-            text,
-            user,
-            k=self.config.recall_candidates if by_budget else self._recall_limit(),
-            exclude_window=False,
-            overfetch_window=True,
-            fill_chars=_CHARS_PER_TOKEN * self.config.token_budget if by_budget else None,
-        )
-        return self._assemble(session, search_text, window, recalled)
-
-    def _recall_limit(self) -> int:
-        """How many turns recall returns unless told otherwise."""
-        return DEFAULT_RECALL_K if self.config.recall_k is None else self.config.recall_k
+        return run_calls(self._context(*self._check_read(session_id, query, user_id)))
 
     async def abuild_context(
         self, session_id: str, query: str | None = None, *, user_id: str | None = None
     ) -> MemoryContext:
-        """Async twin of :meth:`build_context` (runs in the default executor)."""
-        self._check_read(session_id, query, user_id)
-        return await asyncio.to_thread(self.build_context, session_id, query, user_id=user_id)
+        """Async twin of :meth:`build_context`."""
+        return await arun_calls(self._context(*self._check_read(session_id, query, user_id)))
+
+    def _context(
+        self, session_id: str, query: str | None, user_id: str | None
+    ) -> Plan[Call, MemoryContext]:
+        config = self.config
+        read = yield from self._read(session_id, user_id)
+        count = read.head.turn_count
+        window = yield from read_window(self.store, session_id, count, config.window_turns)
+        text, vector = yield from self._searched(read, window, query)
+        # Recall over-fetches by the window's size instead of excluding the window: turns the
+        # budget drops from the window may then come back as recalled turns. Without recall_k,
+        # it reads ranked turns until they would fill the whole budget (at most
+        # recall_candidates), and the budget decides how many make it in.
+        by_budget = config.recall_k is None
+        found = yield from self._found(
+            read,
+            session_id,
+            text,
+            vector,
+            k=(config.recall_candidates if by_budget else self._recall_limit()) + len(window),
+            exclude=set(),
+            fill_chars=_CHARS_PER_TOKEN * config.token_budget if by_budget else None,
+        )
+        entities = yield twin(self.store, "get_entities", session_id)
+        focus = " ".join([text, *(turn.text for turn in window)])
+        shares = shares_for_query(config.budget_shares, config.recall_first_shares, window, found)
+        fitted = yield cpu(
+            fit_window_and_recall,
+            ContextCandidates(
+                read.head.summary.text, rank_entities(entities.values(), focus), found, window
+            ),
+            config.token_budget,
+            self.token_counter,
+            shares,
+            recall_k=config.recall_k,
+            recall_max_chars=config.recall_max_chars,
+        )
+        return MemoryContext(
+            session_id=session_id,
+            query=text,
+            summary=fitted.summary,
+            entities=fitted.entities,
+            recalled=fitted.recalled,
+            window=fitted.window,
+            section_tokens=fitted.section_tokens,
+            omitted=fitted.omitted,
+            tokens=fitted.tokens,
+            token_budget=config.token_budget,
+        )
+
+    def _recall_limit(self) -> int:
+        """How many turns recall returns unless told otherwise."""
+        return DEFAULT_RECALL_K if self.config.recall_k is None else self.config.recall_k
 
     def recall(
         self,
@@ -455,12 +566,7 @@ class HybridMemory:
             InvalidInputError: A bad id, query or ``k``.
             SessionOwnershipError: The session belongs to another user.
         """
-        session, text, user = self._check_read(session_id, query, user_id)
-        limit = self._recall_limit() if k is None else k
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            msg = f"k must be an integer >= 0, got {k!r}"
-            raise InvalidInputError(msg)
-        return self._search(session, text or "", user, k=limit, exclude_window=exclude_window)[2]
+        return run_calls(self._recalled(session_id, query, k, user_id, exclude_window))
 
     async def arecall(
         self,
@@ -471,115 +577,25 @@ class HybridMemory:
         user_id: str | None = None,
         exclude_window: bool = False,
     ) -> list[RecalledTurn]:
-        """Async twin of :meth:`recall` (runs in the default executor)."""
-        self._check_read(session_id, query, user_id)
-        return await asyncio.to_thread(
-            partial(
-                self.recall, session_id, query, k=k, user_id=user_id, exclude_window=exclude_window
+        """Async twin of :meth:`recall`."""
+        return await arun_calls(self._recalled(session_id, query, k, user_id, exclude_window))
+
+    def _recalled(
+        self, session_id: str, query: str, k: int | None, user_id: str | None, exclude: bool
+    ) -> Plan[Call, list[RecalledTurn]]:
+        session, text, user = self._check_read(session_id, query, user_id)
+        limit = self._recall_limit() if k is None else check_count(k, "k")
+        read = yield from self._read(session, user)
+        window: list[Turn] = []
+        if exclude:
+            count = read.head.turn_count
+            window = yield from read_window(self.store, session, count, self.config.window_turns)
+        text, vector = yield from self._searched(read, window, text or "")
+        return (
+            yield from self._found(
+                read, session, text, vector, k=limit, exclude={turn.id for turn in window}
             )
         )
-
-    def _search(
-        self,
-        session: str,
-        text: str | None,
-        user: str | None,
-        *,
-        k: int,
-        exclude_window: bool,
-        overfetch_window: bool = False,
-        fill_chars: int | None = None,
-    ) -> tuple[str, list[Turn], list[RecalledTurn]]:
-        """Catch up the session's index and recall for ``text`` (``None``: the latest user turn).
-
-        With ``fill_chars``, each session's ranked turns are read only until their texts (cut
-        to ``recall_max_chars``) hold that many characters; ``k`` bounds them still.
-
-        Returns:
-            The text searched for, the recent window, and the recalled turns.
-        """
-        owner = self._check_owner(session, user)
-        index = self._index_for(session)
-        with index.lock:
-            count = self._catch_up(session, index)
-            self._embed_pending(session, index, query=text)
-            window = self._read_window(session, count)
-            vector = None
-            if text is None:
-                latest = _latest_user_turn(window)
-                text = latest.text if latest else ""
-                vector = index.vector(latest.id) if latest else None
-            if vector is None:
-                vector = self._query_vector(text)
-            exclude = {turn.id for turn in window} if exclude_window else set()
-            if overfetch_window:
-                k += len(window)
-            recalled = self._recall_in(
-                session, index, text, vector, k=k, exclude=exclude, fill_chars=fill_chars
-            )
-        if self.config.recall_scope == "user" and owner is not None:
-            for other in self.store.list_sessions(owner):
-                if other != session:
-                    other_index = self._index_for(other)
-                    with other_index.lock:
-                        self._catch_up(other, other_index)
-                        # its last window may still wait for a vector (once per session)
-                        self._embed_pending(other, other_index)
-                        recalled += self._recall_in(
-                            other,
-                            other_index,
-                            text,
-                            vector,
-                            k=k,
-                            exclude=set(),
-                            fill_chars=fill_chars,
-                        )
-            recalled.sort(key=lambda item: item.score, reverse=True)
-            recalled = recalled[:k]
-        return text, window, recalled
-
-    def _recall_in(
-        self,
-        session: str,
-        index: SessionIndex,
-        text: str,
-        vector: np.ndarray | None,
-        *,
-        k: int,
-        exclude: set[int],
-        fill_chars: int | None = None,
-    ) -> list[RecalledTurn]:
-        """Recall from one session's index (caller holds ``index.lock``).
-
-        Turns are read best first; with ``fill_chars``, reading stops once the turns read hold
-        that many characters (each text counted up to ``recall_max_chars``).
-        """
-        hits = index.search(
-            text,
-            vector,
-            k=k,
-            candidates=self.config.recall_candidates,
-            dense_weight=self.config.dense_weight,
-            exclude=exclude,
-        )
-        if fill_chars is None:
-            turns = self.store.get_turns_by_ids(session, [h.turn_id for h in hits])
-        else:
-            turns, chars, read = [], 0, 0
-            while read < len(hits) and chars < fill_chars:
-                batch = hits[read : read + _RECALL_BATCH]
-                found = self.store.get_turns_by_ids(session, [h.turn_id for h in batch])
-                turns += found
-                limit = self.config.recall_max_chars
-                chars += sum(min(len(t.text), limit) + _LINE_CHARS for t in found)
-                read += len(batch)
-            hits = hits[:read]
-        by_id = {t.id: t for t in turns}
-        return [
-            RecalledTurn(by_id[h.turn_id], h.score, h.dense_score, h.lexical_score)
-            for h in hits
-            if h.turn_id in by_id
-        ]
 
     def _check_read(
         self, session_id: object, query: object, user_id: object
@@ -590,72 +606,13 @@ class HybridMemory:
             check_optional_id(user_id, "user_id"),
         )
 
-    def _check_owner(self, session_id: str, user_id: str | None) -> str | None:
-        """Refuse a session owned by someone else; return the session's user (or ``user_id``)."""
-        owner = self.store.session_user(session_id)
-        if user_id is not None and owner is not None and owner != user_id:
-            msg = f"session {session_id!r} belongs to another user"
-            raise SessionOwnershipError(msg)
-        return owner or user_id
-
-    def _assemble(
-        self, session_id: str, query: str, window: list[Turn], found: list[RecalledTurn]
-    ) -> MemoryContext:
-        """Fit the sections into the budget.
-
-        ``found`` holds the best recall hits including window turns. They are first offered
-        without the window's turns; if the budget then leaves window turns out, those become
-        recallable and the fit is repeated, so no turn falls between window and recall.
-        """
-        limit = self.config.recall_max_chars
-        recalled = [
-            item
-            if len(item.turn.text) <= limit
-            else replace(item, turn=replace(item.turn, text=shorten(item.turn.text, limit)))
-            for item in found
-        ]
-        shares = shares_for_query(
-            self.config.budget_shares, self.config.recall_first_shares, window, found
-        )
-        focus = " ".join([query, *(turn.text for turn in window)])
-        entities = rank_entities(self.store.get_entities(session_id).values(), focus)
-        summary = self.store.get_summary(session_id).text
-
-        def fit(shown: Sequence[Turn]) -> FittedContext:
-            keys = {(turn.session_id, turn.id) for turn in shown}
-            offered = [r for r in recalled if (r.turn.session_id, r.turn.id) not in keys]
-            return fit_context(
-                ContextCandidates(summary, entities, offered[: self.config.recall_k], shown),
-                self.config.token_budget,
-                self.token_counter,
-                shares,
-            )
-
-        # The window only shrinks from one fit to the next, so this ends, and no turn is ever
-        # both in the window and recalled, nor dropped from one without being offered to the other.
-        shown: Sequence[Turn] = window
-        fitted = fit(shown)
-        while len(fitted.window) < len(shown):
-            shown = fitted.window
-            fitted = fit(shown)
-        return MemoryContext(
-            session_id=session_id,
-            query=query,
-            summary=fitted.summary,
-            entities=fitted.entities,
-            recalled=fitted.recalled,
-            window=fitted.window,
-            section_tokens=fitted.section_tokens,
-            omitted={**fitted.omitted, "window": len(window) - len(fitted.window)},
-            tokens=fitted.tokens,
-            token_budget=self.config.token_budget,
-        )
-
-    def _owned(self, session_id: object, user_id: object = None) -> str:
+    def _owned(self, session_id: object, user_id: object) -> Plan[Call, tuple[str, SessionHead]]:
         """Check the ids and, when ``user_id`` is given, that the session is that user's."""
         session = check_id(session_id, "session_id")
-        self._check_owner(session, check_optional_id(user_id, "user_id"))
-        return session
+        user = check_optional_id(user_id, "user_id")
+        head: SessionHead = yield twin(self.store, "head", session)
+        _check_owner(session, head, user)
+        return session, head
 
     def transcript(self, session_id: str, *, user_id: str | None = None) -> list[BaseMessage]:
         """Every stored message of the session, in order, exactly as it was added.
@@ -672,39 +629,47 @@ class HybridMemory:
         """Async twin of :meth:`transcript`."""
         return [turn.message for turn in await self.aturns(session_id, user_id=user_id)]
 
+    def turns(self, session_id: str, *, user_id: str | None = None) -> list[Turn]:
+        """Every stored turn of the session (message, text, id and time), in order."""
+        return run_calls(self._latest(session_id, None, user_id))
+
+    async def aturns(self, session_id: str, *, user_id: str | None = None) -> list[Turn]:
+        """Async twin of :meth:`turns`."""
+        return await arun_calls(self._latest(session_id, None, user_id))
+
     def latest_turns(
         self, session_id: str, count: int, *, user_id: str | None = None
     ) -> list[Turn]:
-        """The last ``count`` stored turns of the session, oldest first (reads only those)."""
-        session = self._owned(session_id, user_id)
-        total = self.store.count_turns(session)
-        return self.store.get_turns(session, max(0, total - max(0, count)), total)
+        """The last ``count`` stored turns of the session, oldest first (reads only those).
+
+        Raises:
+            InvalidInputError: ``count`` is not an integer >= 0, or a bad id.
+        """
+        return run_calls(self._latest(session_id, check_count(count, "count"), user_id))
 
     async def alatest_turns(
         self, session_id: str, count: int, *, user_id: str | None = None
     ) -> list[Turn]:
         """Async twin of :meth:`latest_turns`."""
-        return await asyncio.to_thread(
-            partial(self.latest_turns, session_id, count, user_id=user_id)
-        )
+        return await arun_calls(self._latest(session_id, check_count(count, "count"), user_id))
 
-    def turns(self, session_id: str, *, user_id: str | None = None) -> list[Turn]:
-        """Every stored turn of the session (message, text, id and time), in order."""
-        return self.store.get_turns(self._owned(session_id, user_id))
-
-    async def aturns(self, session_id: str, *, user_id: str | None = None) -> list[Turn]:
-        """Async twin of :meth:`turns`."""
-        session = await asyncio.to_thread(self._owned, session_id, user_id)
-        return await self.store.aget_turns(session)
+    def _latest(
+        self, session_id: str, count: int | None, user_id: str | None
+    ) -> Plan[Call, list[Turn]]:
+        """The last ``count`` turns (``None``: all of them)."""
+        session, head = yield from self._owned(session_id, user_id)
+        total = head.turn_count
+        start = 0 if count is None else max(0, total - count)
+        turns: list[Turn] = yield twin(self.store, "get_turns", session, start, total)
+        return turns
 
     def summary(self, session_id: str, *, user_id: str | None = None) -> RunningSummary:
         """The session's rolling summary as stored."""
-        return self.store.get_summary(self._owned(session_id, user_id))
+        return run_calls(self._owned(session_id, user_id))[1].summary
 
     async def asummary(self, session_id: str, *, user_id: str | None = None) -> RunningSummary:
         """Async twin of :meth:`summary`."""
-        session = await asyncio.to_thread(self._owned, session_id, user_id)
-        return await self.store.aget_summary(session)
+        return (await arun_calls(self._owned(session_id, user_id)))[1].summary
 
     def export_session(
         self, session_id: str, *, anonymize: bool = False, user_id: str | None = None
@@ -728,13 +693,25 @@ class HybridMemory:
             >>> record["speaker"], record["text"]
             ('User', 'Mail me: [REDACTED_EMAIL]')
         """
+        return self._records(self.turns(session_id, user_id=user_id), anonymize)
+
+    async def aexport_session(
+        self, session_id: str, *, anonymize: bool = False, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Async twin of :meth:`export_session`."""
+        turns = await self.aturns(session_id, user_id=user_id)
+        return await asyncio.to_thread(self._records, turns, anonymize)
+
+    def _records(self, turns: Sequence[Turn], anonymize: bool) -> list[dict[str, Any]]:
         redactor = (self.redactor or PIIRedactor()) if anonymize else None
         records = []
-        for stored in self.turns(session_id, user_id=user_id):
+        for stored in turns:
             turn = stored
             if redactor is not None:
                 message = redactor.redact_message(stored.message).model_copy(update={"name": None})
-                turn = replace(stored, message=message, text=redactor.redact(stored.text))
+                turn = dataclasses.replace(
+                    stored, message=message, text=redactor.redact(stored.text)
+                )
             records.append(
                 {
                     "session_id": turn.session_id,
@@ -747,14 +724,6 @@ class HybridMemory:
                 }
             )
         return records
-
-    async def aexport_session(
-        self, session_id: str, *, anonymize: bool = False, user_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Async twin of :meth:`export_session`."""
-        return await asyncio.to_thread(
-            partial(self.export_session, session_id, anonymize=anonymize, user_id=user_id)
-        )
 
     # -- LangChain surfaces -----------------------------------------------------------------
 
@@ -791,47 +760,49 @@ class HybridMemory:
     # -- erasure ----------------------------------------------------------------------------
 
     def forget_session(self, session_id: str, *, user_id: str | None = None) -> ErasureReport:
-        """Erase the session: turns, vectors, summary, entities, and this process's caches."""
-        session = self._owned(session_id, user_id)
-        self.flush()
-        report = self.store.delete_session(session)
-        self._drop_caches([session])
-        return report
+        """Erase the session: turns, vectors, summary, entities, and this process's caches.
+
+        Work other processes still hold for the session (vectors waiting to be stored, a fold
+        in progress) is refused by the store when they try to write it: the session they
+        computed it from is gone, even if a session of the same id is written again.
+        """
+        return run_calls(self._forget_session(session_id, user_id))
 
     async def aforget_session(
         self, session_id: str, *, user_id: str | None = None
     ) -> ErasureReport:
         """Async twin of :meth:`forget_session`."""
-        session = await asyncio.to_thread(self._owned, session_id, user_id)
-        await self.aflush()
-        report = await self.store.adelete_session(session)
-        self._drop_caches([session])
+        return await arun_calls(self._forget_session(session_id, user_id))
+
+    def _forget_session(self, session_id: str, user_id: str | None) -> Plan[Call, ErasureReport]:
+        session, _ = yield from self._owned(session_id, user_id)
+        report: ErasureReport = yield twin(self.store, "delete_session", session)
+        self._drop([session])
         return report
 
     def forget_user(self, user_id: str) -> ErasureReport:
-        """Erase every session of the user, with everything derived from them."""
-        user = check_id(user_id, "user_id")
-        self.flush()
-        report = self.store.delete_user(user)
-        self._drop_caches(report.sessions)
-        return report
+        """Erase every session of the user, with everything derived from them.
+
+        As with :meth:`forget_session`, what other processes still hold for those sessions is
+        refused by the store when they try to write it.
+        """
+        return run_calls(self._forget_user(user_id))
 
     async def aforget_user(self, user_id: str) -> ErasureReport:
         """Async twin of :meth:`forget_user`."""
+        return await arun_calls(self._forget_user(user_id))
+
+    def _forget_user(self, user_id: str) -> Plan[Call, ErasureReport]:
         user = check_id(user_id, "user_id")
-        await self.aflush()
-        report = await self.store.adelete_user(user)
-        self._drop_caches(report.sessions)
+        report: ErasureReport = yield twin(self.store, "delete_user", user)
+        self._drop(report.sessions)
         return report
 
-    def _drop_caches(self, session_ids: Sequence[str]) -> None:
-        with self._indexes_lock:
-            for session_id in session_ids:
-                self._indexes.pop(session_id, None)
-                self._retry.pop(session_id, None)
-        with self._vectors_lock:
-            # The cache is keyed by text, not by session: clear it so no erased text lingers.
-            self._vectors.clear()
+    def _drop(self, session_ids: Sequence[str]) -> None:
+        """Forget what this process keeps of erased sessions (the vector cache included)."""
+        self._sessions.forget(session_ids)
+        self._indexer.forget(session_ids)
+        self._folder.forget(session_ids)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -840,31 +811,29 @@ class HybridMemory:
 
         Turns still in the recent window are embedded with the next query; ``flush`` (and
         :meth:`close`) embeds them now, many sessions per model call, so another process finds
-        their vectors stored.
+        their vectors stored. Vectors of a session erased meanwhile are never stored.
         """
-        while self._pending_folds:
-            for future in list(self._pending_folds):
-                future.result()
-        self._embed_all_waiting()
+        self._folder.wait()
+        self._sessions.forget(run_calls(self._indexer.store_all_waiting(self._sessions.cached)))
 
     async def aflush(self) -> None:
         """Async twin of :meth:`flush`."""
-        while self._pending_folds:
-            await asyncio.gather(*(asyncio.wrap_future(f) for f in list(self._pending_folds)))
-        await asyncio.to_thread(self.flush)
+        while running := self._folder.running():
+            await asyncio.gather(*(asyncio.wrap_future(future) for future in running))
+        gone = await arun_calls(self._indexer.store_all_waiting(self._sessions.cached))
+        self._sessions.forget(gone)
 
     def close(self) -> None:
-        """Wait for background work, then close the store."""
+        """Wait for background work, embed what waits, then close the store."""
         self.flush()
-        if self._background is not None:
-            self._background.shutdown(wait=True)
-            self._background = None
+        self._folder.shutdown()
         self.store.close()
 
     async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
+        """Async twin of :meth:`close`: also closes the store's async clients of every loop."""
         await self.aflush()
-        await asyncio.to_thread(self.close)
+        await asyncio.to_thread(self._folder.shutdown)
+        await self.store.aclose()
 
     def __enter__(self) -> HybridMemory:
         return self
@@ -872,411 +841,19 @@ class HybridMemory:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- indexes ----------------------------------------------------------------------------
+    async def __aenter__(self) -> HybridMemory:
+        return self
 
-    def _index_for(self, session_id: str) -> SessionIndex:
-        """The session's index from the bounded cache (created empty; filled by catch-up)."""
-        with self._indexes_lock:
-            index = self._indexes.get(session_id)
-            if index is None:
-                index = self._indexes[session_id] = SessionIndex()
-            self._indexes.move_to_end(session_id)
-            while len(self._indexes) > self.config.index_cache_size:
-                self._indexes.popitem(last=False)
-            return index
-
-    def _catch_up(self, session_id: str, index: SessionIndex) -> int:
-        """Index turns stored since the index last looked (by this or another process).
-
-        The first call for a session in a process loads it whole, from stored vectors, without
-        embedding anything again. Caller holds ``index.lock``.
-
-        Returns:
-            The session's turn count.
-        """
-        count = self.store.count_turns(session_id)
-        if index.indexed_through >= 0 and not self._same_session(session_id, index, count):
-            logger.info("a session was erased or expired and written anew; reloading its index")
-            index.reset()
-        start = index.indexed_through + 1
-        if start >= count:
-            return count
-        try:
-            turns = self.store.get_turns(session_id, start)
-            index.add_texts(
-                [t.id for t in turns],
-                [t.text for t in turns],
-                speakers=[t.message.name for t in turns],
-                timestamps=[t.timestamp for t in turns],
-            )
-            ids, vectors = self.store.get_vectors(session_id, start)
-            if vectors is not None and len(ids):
-                index.add_vectors(ids, vectors)
-        except BaseException:
-            index.reset()  # half-loaded: start over on the next call
-            raise
-        for turn in turns:
-            if turn.text.strip() and not index.has_vector(turn.id):
-                index.pending[turn.id] = turn.text
-        if turns:
-            index.fingerprint = _fingerprint(turns[-1])
-        return max(count, index.indexed_through + 1)
-
-    def _same_session(self, session_id: str, index: SessionIndex, count: int) -> bool:
-        """Whether the stored session is still the one the index holds (one small read)."""
-        if count <= index.indexed_through:
-            return False
-        last = self.store.get_turns(session_id, index.indexed_through, index.indexed_through + 1)
-        return bool(last) and _fingerprint(last[0]) == index.fingerprint
-
-    def _embed_pending(
-        self,
-        session_id: str,
-        index: SessionIndex,
-        *,
-        limit: int | None = _MAX_CATCH_UP_EMBEDDINGS,
-        before: int | None = None,
-        query: str | None = None,
-    ) -> None:
-        """Embed turns waiting for a vector, in batches, at most ``limit`` (``None``: all).
-
-        Args:
-            session_id: The session.
-            index: Its index.
-            limit: Most turns embedded by this call.
-            before: Embed only turns with a lower id, or whose vector is cached (the user
-                message whose query was just embedded); the rest wait for a later call.
-            query: A query about to be embedded: with symmetric embeddings it rides in the
-                first batch (one model call instead of two) and lands in the vector cache.
-
-        On failure they keep waiting (logged, not raised). Caller holds ``index.lock``.
-        """
-        done = 0
-        extra = [query] if query and query.strip() and self.config.symmetric_embeddings else []
-        while index.pending and (limit is None or done < limit):
-            size = (
-                _MAX_CATCH_UP_EMBEDDINGS if limit is None else min(_MAX_CATCH_UP_EMBEDDINGS, limit)
-            )
-            ids = [
-                turn_id
-                for turn_id in sorted(index.pending)
-                if before is None or turn_id < before or self._is_cached(index.pending[turn_id])
-            ][:size]
-            if not ids:
-                return
-            try:
-                vectors = self._embed_texts([index.pending[i] for i in ids] + extra)
-                extra = []
-                self._store_vectors(session_id, index, ids, vectors[: len(ids)])
-            except Exception as exc:  # noqa: BLE001 - a model or store fault must not lose the turn
-                logger.warning(
-                    "embedding %d turn(s) of a session failed, will retry: %s",
-                    len(ids),
-                    type(exc).__name__,
-                )
-                return
-            done += len(ids)
-
-    def _store_vectors(
-        self, session_id: str, index: SessionIndex, ids: list[int], vectors: np.ndarray
-    ) -> None:
-        """Store and index the vectors of waiting turns. Caller holds ``index.lock``.
-
-        Raises:
-            EmbeddingError: The vectors' dimension is not the session's.
-            StoreError: The store failed; the turns keep waiting.
-        """
-        if index.dimension is not None and vectors.shape[1] != index.dimension:
-            msg = (
-                f"the embeddings return dimension {vectors.shape[1]}, the session was "
-                f"embedded with {index.dimension}"
-            )
-            raise EmbeddingError(msg)
-        self.store.put_vectors(session_id, ids, vectors)
-        index.add_vectors(ids, vectors)
-        for turn_id in ids:
-            index.pending.pop(turn_id, None)
-
-    def _embed_all_waiting(self) -> None:
-        """Embed the turns waiting in every loaded session, many sessions per model call.
-
-        A fault is logged and the turns keep waiting (a later call embeds them).
-        """
-        with self._indexes_lock:
-            waiting = [(sid, index) for sid, index in self._indexes.items() if index.pending]
-        queue: list[tuple[str, SessionIndex, int, str]] = []
-        for session_id, index in waiting:
-            with index.lock:
-                queue += [(session_id, index, i, text) for i, text in sorted(index.pending.items())]
-        for start in range(0, len(queue), _MAX_CATCH_UP_EMBEDDINGS):
-            chunk = queue[start : start + _MAX_CATCH_UP_EMBEDDINGS]
-            try:
-                vectors = self._embed_texts([text for *_, text in chunk])
-            except Exception as exc:  # noqa: BLE001 - the turns keep waiting
-                logger.warning("embedding waiting turns failed, will retry: %s", type(exc).__name__)
-                return
-            rows: dict[str, list[int]] = {}  # chunk rows by session
-            for row, (session_id, *_) in enumerate(chunk):
-                rows.setdefault(session_id, []).append(row)
-            for session_id, picked in rows.items():
-                index = chunk[picked[0]][1]
-                with index.lock:  # a query may have embedded some meanwhile, or erased them
-                    keep = [r for r in picked if index.pending.get(chunk[r][2]) == chunk[r][3]]
-                    if not keep:
-                        continue
-                    try:
-                        self._store_vectors(
-                            session_id, index, [chunk[r][2] for r in keep], vectors[keep]
-                        )
-                    except Exception as exc:  # noqa: BLE001 - the turns keep waiting
-                        logger.warning(
-                            "storing %d vector(s) of a session failed, will retry: %s",
-                            len(keep),
-                            type(exc).__name__,
-                        )
-
-    def _embeddable(self, text: str) -> str:
-        """The text as the embedding model may see it (redacted when configured)."""
-        if self.redactor is not None and self.redactor.applies_to("embed"):
-            return self.redactor.redact(text)
-        return text
-
-    def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        """Embed texts in one batch, reusing cached vectors (the query of the previous call)."""
-        texts = [self._embeddable(text) for text in texts]
-        cached = self._cached_vectors(texts)
-        missing = [t for t, v in zip(texts, cached, strict=True) if v is None]
-        if missing:
-            fresh = self._checked(self.embeddings.embed_documents(missing), len(missing))
-            found = dict(zip(missing, fresh, strict=True))
-            self._remember_vectors(found)
-            cached = [v if v is not None else found[t] for t, v in zip(texts, cached, strict=True)]
-        return np.stack([np.asarray(v) for v in cached])
-
-    def _query_vector(self, text: str) -> np.ndarray | None:
-        """The query embedding (cached: the next stored user turn reuses it); ``None`` on failure."""
-        if not text.strip():
-            return None
-        text = self._embeddable(text)
-        symmetric = self.config.symmetric_embeddings
-        cached = self._cached_vectors([text])[0] if symmetric else None
-        if cached is not None:
-            return cached
-        try:
-            vector: np.ndarray = self._checked([self.embeddings.embed_query(text)], 1)[0]
-        except Exception as exc:  # noqa: BLE001 - recall falls back to lexical search
-            logger.warning(
-                "embedding the query failed, recalling by words only: %s", type(exc).__name__
-            )
-            return None
-        if symmetric:
-            self._remember_vectors({text: vector})
-        return vector
-
-    @staticmethod
-    def _checked(vectors: object, expected: int) -> np.ndarray:
-        try:
-            matrix = np.asarray(vectors, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            msg = "the embeddings returned something that is not a list of vectors"
-            raise EmbeddingError(msg) from exc
-        if matrix.ndim != 2 or matrix.shape[0] != expected or not np.isfinite(matrix).all():
-            msg = f"the embeddings returned shape {matrix.shape} for {expected} text(s)"
-            raise EmbeddingError(msg)
-        return normalize_rows(matrix)
-
-    def _is_cached(self, text: str) -> bool:
-        """Whether ``text`` has a vector in the cache (storing it costs no model call)."""
-        key = self._embeddable(text)
-        with self._vectors_lock:
-            return key in self._vectors
-
-    def _cached_vectors(self, texts: list[str]) -> list[np.ndarray | None]:
-        with self._vectors_lock:
-            found = [self._vectors.get(text) for text in texts]
-            for text, vector in zip(texts, found, strict=True):
-                if vector is not None:
-                    self._vectors.move_to_end(text)
-            return found
-
-    def _remember_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
-        size = self.config.embedding_cache_size
-        if size == 0:
-            return
-        with self._vectors_lock:
-            for text, vector in vectors.items():
-                self._vectors[text] = vector
-                self._vectors.move_to_end(text)
-            while len(self._vectors) > size:
-                self._vectors.popitem(last=False)
-
-    def _read_window(self, session_id: str, count: int) -> list[Turn]:
-        """The recent window, read from the tail of the session (never the whole session)."""
-        span = self.config.window_turns + _WINDOW_SLACK
-        while True:
-            start = max(0, count - span)
-            tail = self.store.get_turns(session_id, start, count)
-            first = window_start_index(tail, self.config.window_turns)
-            if first > 0 or start == 0 or not tail or tail[0].role != "tool":
-                return tail[first:]
-            span *= 2
-
-    # -- summary and entities ---------------------------------------------------------------
-
-    def _merge_pending_mentions(self, session_id: str, index: SessionIndex) -> None:
-        """Merge the caller's entity facts waiting on the index (kept there until merged)."""
-        if index.pending_mentions:
-            self._merge_entities(session_id, index.pending_mentions)
-            index.pending_mentions.clear()
-
-    def _merge_entities(self, session_id: str, mentions: Sequence[EntityMention]) -> None:
-        changed = merge_mentions(self.store.get_entities(session_id), mentions)
-        if changed:
-            self.store.put_entities(session_id, list(changed.values()))
-
-    def _next_fold(self, session_id: str, window_start: int | None) -> _FoldJob | None:
-        """The next full batch waiting for the summarizer, unless a retry back-off is running."""
-        state = self._retry.get(session_id)
-        if state is not None and time.monotonic() < state.not_before:
-            return None
-        if window_start is None:
-            window = self._read_window(session_id, self.store.count_turns(session_id))
-            window_start = window[0].id if window else 0
-        summary = self.store.get_summary(session_id)
-        first = summary.through_turn + 1
-        stop = min(window_start, first + self.config.summary_batch)
-        if stop <= first:
-            return None
-        counts = self._evicted_token_counts(session_id, first, stop)
-        size = full_batch_length(
-            counts, self.config.summary_batch, self.config.summary_batch_tokens
-        )
-        if size == 0:
-            return None
-        turns = self.store.get_turns(session_id, first, first + size)
-        if self.redactor is not None and self.redactor.applies_to("summarize"):
-            turns = [replace(t, text=self.redactor.redact(t.text)) for t in turns]
-        return _FoldJob(session_id, summary, turns)
-
-    def _evicted_token_counts(self, session_id: str, first: int, stop: int) -> list[int]:
-        """Tokens of the evicted turns ``first..stop-1`` waiting for the summarizer.
-
-        Counts are kept with the session's index, so each add reads only the turns that left
-        the window since the last call (never the whole backlog again). Called under the
-        session's fold lock.
-        """
-        if self.config.summary_batch_tokens is None:
-            return [0] * (stop - first)
-        known = self._index_for(session_id).evicted_tokens
-        for turn_id in [turn_id for turn_id in known if turn_id < first]:
-            del known[turn_id]  # summarized meanwhile (here or by another writer)
-        unread = first + len(known)
-        if unread < stop:
-            for turn in self.store.get_turns(session_id, unread, stop):
-                known[turn.id] = text_tokens(self.token_counter, turn.text)
-        return [known[turn_id] for turn_id in range(first, stop) if turn_id in known]
-
-    def _commit_fold(
-        self, job: _FoldJob, update: SummaryUpdate, extracted: Sequence[EntityMention]
-    ) -> bool:
-        """Write the folded summary (compare-and-set) and the batch's entities."""
-        new = RunningSummary(
-            text=update.summary,
-            through_turn=job.turns[-1].id,
-            version=job.summary.version + 1,
-            updated_at=datetime.now(UTC),
-        )
-        if not self.store.compare_and_set_summary(job.session_id, job.summary.version, new):
-            logger.info("another writer folded this batch first; keeping its summary")
-            return False
-        mentions = [*update.mentions, *extracted]
-        if mentions:
-            with self._index_for(job.session_id).lock:  # not racing add_messages(entities=...)
-                self._merge_entities(job.session_id, mentions)
-        self._retry.pop(job.session_id, None)
-        return True
-
-    def _fold_failed(self, session_id: str, exc: BaseException) -> None:
-        state = self._retry.setdefault(session_id, _RetryState())
-        delay = min(
-            self.config.summary_retry_seconds * 2**state.failures,
-            self.config.summary_retry_max_seconds,
-        )
-        state.failures += 1
-        state.not_before = time.monotonic() + delay
-        logger.warning(
-            "summarizing a batch failed (attempt %d), turns kept, retry in %.0fs: %s",
-            state.failures,
-            delay,
-            type(exc).__name__,
-        )
-
-    def _fold_lock(self, session_id: str) -> threading.Lock:
-        """The session's folding lock; it lives with the session's cached index."""
-        return self._index_for(session_id).fold_lock
-
-    def _fold_session(self, session_id: str, window_start: int | None = None) -> None:
-        """Fold every full batch that left the window, one summarizer call per batch.
-
-        Any fault (summarizer, extractor or store) leaves the batch pending, is logged, and
-        backs off; it is never raised, because the turns were already stored.
-        """
-        lock = self._fold_lock(session_id)
-        if not lock.acquire(blocking=False):
-            return  # another thread is folding this session
-        try:
-            while (job := self._next_fold(session_id, window_start)) is not None:
-                update = self.summarizer.fold(job.summary.text, job.turns)
-                extracted = (
-                    self.entity_extractor.extract(job.turns) if self.entity_extractor else []
-                )
-                if not self._commit_fold(job, update, extracted):
-                    return
-        except Exception as exc:  # noqa: BLE001 - the batch stays pending
-            self._fold_failed(session_id, exc)
-        finally:
-            lock.release()
-
-    async def _afold_session(self, session_id: str, window_start: int | None = None) -> None:
-        """Async twin of :meth:`_fold_session`."""
-        lock = self._fold_lock(session_id)
-        if not lock.acquire(blocking=False):
-            return
-        try:
-            while (
-                job := await asyncio.to_thread(self._next_fold, session_id, window_start)
-            ) is not None:
-                update = await self.summarizer.afold(job.summary.text, job.turns)
-                extracted = (
-                    await self.entity_extractor.aextract(job.turns) if self.entity_extractor else []
-                )
-                if not await asyncio.to_thread(self._commit_fold, job, update, extracted):
-                    return
-        except Exception as exc:  # noqa: BLE001 - the batch stays pending
-            self._fold_failed(session_id, exc)
-        finally:
-            lock.release()
-
-    def _fold_in_background(self, session_id: str) -> None:
-        if self._background is None:
-            self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybrid-fold")
-        future = self._background.submit(self._fold_session, session_id)
-        self._pending_folds.add(future)
-        future.add_done_callback(self._pending_folds.discard)
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
-@dataclass(frozen=True)
-class _AddJob:
-    """Checked arguments of one add_messages call."""
-
-    session_id: str
-    user_id: str | None
-    drafts: list[TurnDraft]
-    mentions: list[EntityMention]
-
-
-def _fingerprint(turn: Turn) -> tuple[str, int]:
-    return turn.timestamp.isoformat(), hash(turn.text)
+def _check_owner(session_id: str, head: SessionHead, user_id: str | None) -> str | None:
+    """Refuse a session owned by someone else; return the session's user (or ``user_id``)."""
+    if user_id is not None and head.user_id is not None and head.user_id != user_id:
+        msg = f"session {session_id!r} belongs to another user"
+        raise SessionOwnershipError(msg)
+    return head.user_id or user_id
 
 
 def _latest_user_turn(window: Sequence[Turn]) -> Turn | None:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
 from langchain_hybrid_memory._inputs import last_user_text
+from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
 
 try:
     from langchain.agents.middleware import AgentMiddleware
@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from langchain_core.messages import AnyMessage
     from langgraph.runtime import Runtime
 
+    from langchain_hybrid_memory.context import MemoryContext
     from langchain_hybrid_memory.hybrid import HybridMemory
-    from langchain_hybrid_memory.context import MemoryContext, Turn
+    from langchain_hybrid_memory.types import Turn
 
 __all__ = ["HybridMemoryMiddleware", "unstored_messages"]
 

@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
+from langchain_hybrid_memory.context import format_day, one_line, shorten
 from langchain_hybrid_memory.entities import mentions_from_payload
 from langchain_hybrid_memory.errors import SummarizerError
 from langchain_hybrid_memory.lexical import tokenize
-from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
-from langchain_hybrid_memory.context import format_day, one_line, shorten
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -36,6 +36,7 @@ __all__ = [
     "SummaryUpdate",
     "approximate_text_tokens",
 ]
+
 
 def approximate_text_tokens(text: str) -> int:
     """Approximate tokens of a text: one per four characters, as LangChain's approximate counter.

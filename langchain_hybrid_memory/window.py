@@ -7,7 +7,7 @@ budget.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from langchain_core.messages import AIMessage
 
@@ -16,10 +16,25 @@ if TYPE_CHECKING:
 
     from langchain_hybrid_memory.types import Turn
 
-__all__ = ["full_batch_length", "latest_exchange_start", "split_units", "window_start_index"]
+__all__ = [
+    "HasRole",
+    "full_batch_length",
+    "latest_exchange_start",
+    "split_units",
+    "window_start_index",
+]
 
 
-def window_start_index(tail: Sequence[Turn], window_turns: int) -> int:
+class HasRole(Protocol):
+    """Anything with a message role (``"human"``, ``"ai"``, ``"tool"``, ...), such as a turn."""
+
+    @property
+    def role(self) -> str:
+        """The role."""
+        ...
+
+
+def window_start_index(tail: Sequence[HasRole], window_turns: int) -> int:
     """Index in ``tail`` of the first turn of the recent window.
 
     ``tail`` is the end of a session in id order. The window holds the last ``window_turns``

@@ -15,8 +15,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from langchain_hybrid_memory.errors import ConfigError, StoreError
-from langchain_hybrid_memory.stores.base import MemoryStore
 from langchain_hybrid_memory.stores._codec import Codec
+from langchain_hybrid_memory.stores.base import MemoryStore
 from langchain_hybrid_memory.stores.in_memory import InMemoryStore
 
 if TYPE_CHECKING:

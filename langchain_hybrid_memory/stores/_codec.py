@@ -22,25 +22,28 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from langchain_core.messages import messages_from_dict, messages_to_dict
 
+from langchain_hybrid_memory.entities import merge_mentions
 from langchain_hybrid_memory.errors import ConfigError, DecryptionError, StoreError
 from langchain_hybrid_memory.stores.base import check_vectors
 from langchain_hybrid_memory.stores.encryption import Sealer, is_sealed, no_key_error
 from langchain_hybrid_memory.types import Entity, EntityFact, RunningSummary, Turn
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
-    from langchain_hybrid_memory.types import TurnDraft
+    from langchain_hybrid_memory.types import EntityMention, TurnDraft
 
 __all__ = [
     "Codec",
+    "FieldChange",
     "dump_entity",
     "dump_summary",
     "dump_time",
@@ -150,6 +153,21 @@ def load_entity(data: str | bytes) -> Entity:
         )
 
 
+@dataclass(frozen=True)
+class FieldChange:
+    """One field of a session's entities to write.
+
+    Attributes:
+        field: The field (an entity's normalized name, or its keyed digest).
+        old: What the field holds now, as read (``None``: nothing).
+        new: What to store there (``None``: remove the field).
+    """
+
+    field: str
+    old: str | bytes | None
+    new: str | None
+
+
 def dump_vectors(turn_ids: Sequence[int], vectors: np.ndarray) -> list[bytes]:
     """One float32 byte string per row, checking there is one row per turn id.
 
@@ -244,9 +262,47 @@ class Codec:
         """What an entity with normalized name ``key`` is stored under: the name, or its digest."""
         return key if self._sealer is None else self._sealer.digests(key)[0]
 
-    def stale_entity_fields(self, key: str) -> list[str]:
-        """Where older keys (or no key) stored the same entity: to remove when it is written."""
-        return [] if self._sealer is None else [*self._sealer.digests(key)[1:], key]
+    def load_entities(self, rows: Iterable[Sequence[str | bytes]]) -> dict[str, Entity]:
+        """A session's entities from its stored ``(field, record)`` rows, by normalized name.
+
+        When two fields hold the same entity (one written under an older key, not yet moved
+        by :meth:`reencrypt_entity`), the one under the current field wins.
+        """
+        return {key: entity for key, (entity, _) in self._entity_rows(rows).items()}
+
+    def entity_changes(
+        self, rows: Iterable[Sequence[str | bytes]], mentions: Sequence[EntityMention]
+    ) -> list[FieldChange]:
+        """What merging ``mentions`` into the stored entities ``rows`` writes, field by field.
+
+        Each changed entity is written under its current field; other fields holding the same
+        entity (written under an older key) are removed. Only fields that exist are named, so
+        no entity's name is ever sent to the server in plain text by an encrypted store.
+        """
+        stored = self._entity_rows(rows)
+        changed = merge_mentions({key: found[0] for key, found in stored.items()}, mentions)
+        changes: list[FieldChange] = []
+        for key, entity in changed.items():
+            fields = dict(stored[key][1]) if key in stored else {}
+            target = self.entity_field(key)
+            changes.append(FieldChange(target, fields.pop(target, None), self.dump_entity(entity)))
+            changes += [FieldChange(name, old, None) for name, old in fields.items()]
+        return changes
+
+    def _entity_rows(
+        self, rows: Iterable[Sequence[str | bytes]]
+    ) -> dict[str, tuple[Entity, list[tuple[str, str | bytes]]]]:
+        """Stored rows by entity: the entity to merge into, and every ``(field, record)``."""
+        found: dict[str, tuple[Entity, list[tuple[str, str | bytes]]]] = {}
+        for raw_field, record in rows:
+            name = raw_field.decode("utf-8") if isinstance(raw_field, bytes) else raw_field
+            entity = self.load_entity(record)
+            if entity.key not in found:
+                found[entity.key] = (entity, [])
+            elif name == self.entity_field(entity.key):
+                found[entity.key] = (entity, found[entity.key][1])
+            found[entity.key][1].append((name, record))
+        return found
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -269,10 +325,10 @@ class Codec:
     # -- rotation ---------------------------------------------------------------------------
 
     def require_key(self) -> None:
-        """Raise :class:`ConfigError` unless there is a key to re-seal with."""
+        """Raise :class:`ConfigError` unless there is a key to re-encrypt with."""
         self._require_sealer()
 
-    def reseal(self, data: str | bytes, what: str) -> str | None:
+    def reencrypt(self, data: str | bytes, what: str) -> str | None:
         """A stored turn, summary or entity sealed under the first key; ``None``: it already is.
 
         Raises:
@@ -282,21 +338,21 @@ class Codec:
         raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         if not is_sealed(raw):
             return sealer.seal(raw).decode("ascii")
-        rotated = sealer.rotate(raw, what)
+        rotated = sealer.reencrypt(raw, what)
         return None if rotated is None else rotated.decode("ascii")
 
-    def reseal_entity(self, field: str | bytes, data: str | bytes) -> tuple[str, str] | None:
+    def reencrypt_entity(self, field: str | bytes, data: str | bytes) -> tuple[str, str] | None:
         """A stored entity's new field and value, or ``None`` when both are current already."""
         current = field.decode("utf-8") if isinstance(field, bytes) else field
         new_field = self.entity_field(self.load_entity(data).key)
-        value = self.reseal(data, "entity")
+        value = self.reencrypt(data, "entity")
         if value is None:
             if new_field == current:
                 return None
             value = data.decode("ascii") if isinstance(data, bytes) else data
         return new_field, value
 
-    def reseal_vector(self, blob: bytes) -> bytes | None:
+    def reencrypt_vector(self, blob: bytes) -> bytes | None:
         """A stored vector sealed under the first key, or ``None`` when nothing is to change.
 
         A sealed vector moves to the first key; a plain one is sealed only with
@@ -305,7 +361,7 @@ class Codec:
         sealer = self._require_sealer()
         blob = bytes(blob)
         if is_sealed(blob):
-            return sealer.rotate(blob, "vector")
+            return sealer.reencrypt(blob, "vector")
         return sealer.seal(blob) if self.encrypt_vectors else None
 
     # -- key check --------------------------------------------------------------------------
@@ -360,8 +416,8 @@ class Codec:
         """
         return self._require_sealer().seal(_KEY_CHECK).decode("ascii")
 
-    def reseal_key_check(self, stored: str | bytes | None) -> str | None:
-        """The key check re-sealed under the first key; ``None``: it already is.
+    def reencrypt_key_check(self, stored: str | bytes | None) -> str | None:
+        """The key check re-encrypted under the first key; ``None``: it already is.
 
         A store without one (``stored`` is ``None``) gets a new one.
 
@@ -371,7 +427,7 @@ class Codec:
         if stored is None:
             return self.new_key_check()
         self.check_key(stored)
-        return self.reseal(stored, "key check")
+        return self.reencrypt(stored, "key check")
 
     def _require_sealer(self) -> Sealer:
         if self._sealer is None:

@@ -1,57 +1,66 @@
 """The relational store, written once for SQLite and PostgreSQL.
 
-Both keep the same four tables (``sessions``, ``turns``, ``vectors``, ``entities``) and run the
-same operations, written as I/O-free plans (:mod:`~langchain_hybrid_memory._plans`) of
-parametrized queries. A :class:`Dialect` holds the few differences (placeholders, row locks, the
-clock, column types); :class:`SQLStore` implements every :class:`MemoryStore` method from the
-plans, and a backend only supplies how a plan runs inside a transaction.
+Both keep the same tables (``sessions``, ``turns``, ``vectors``, ``entities``, and
+``store_meta`` for the encryption key check) and run the same operations, written as I/O-free
+plans (:mod:`langchain_hybrid_memory._plans`) of parametrized queries. A :class:`Dialect`
+holds the few differences (placeholders, row locks, the clock, column types); :class:`SQLStore`
+runs the plans for :class:`~langchain_hybrid_memory.stores.base.MemoryStore`, and a backend only
+supplies how a plan runs inside one transaction.
 
 Atomicity: every write plan runs in one transaction and locks the session's row first
 (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` on PostgreSQL), so concurrent appends
-get contiguous turn ids and the summary compare-and-set cannot lose an update. Ids are always
-bound parameters.
+get contiguous turn ids, the summary compare-and-set cannot lose an update, and an entity merge
+reads and writes the entities as one step. Ids are always bound parameters.
+
+Incarnations and the fold lease live in the session's row: ``incarnation`` is a random token
+set when the row is created (a session created by schema version 1 has none, read as ``""``),
+``fold_holder`` and ``fold_until`` the lease (by the database's clock).
 
 Expiry: ``sessions.expires_at`` (seconds since the epoch, by the database's clock) is set to
 ``now + ttl_seconds`` by every write, or cleared by a store without TTL. Reads never return an
-expired session; they remove it (purge on access), and :meth:`SQLStore.purge_expired` removes all.
+expired session; they remove it (purge on access), and ``purge_expired`` removes all.
 """
 
 from __future__ import annotations
 
-import asyncio
+import uuid
 from abc import abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 from langchain_hybrid_memory.errors import SessionOwnershipError
-from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
 from langchain_hybrid_memory.stores._codec import Codec
-from langchain_hybrid_memory.types import ErasureReport, Turn
+from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
+from langchain_hybrid_memory.types import Appended, ErasureReport, SessionHead, Turn
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     import numpy as np
 
-    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory._plans import Plan
-    from langchain_hybrid_memory.types import Entity, RunningSummary, TurnDraft
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
+    from langchain_hybrid_memory.types import Entity, EntityMention, RunningSummary, TurnDraft
 
 __all__ = [
     "META_TABLE",
-    "RESEALED",
+    "MIGRATIONS",
+    "REENCRYPTED",
     "SCHEMA_VERSION",
+    "TABLES",
     "Dialect",
     "Query",
     "SQLPlans",
     "SQLStore",
     "SessionExpiredError",
+    "execute",
 ]
 
+_P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 #: Version of the tables below; a database holding a newer one is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The tables, with ``{t}`` for the table prefix and ``{int}``, ``{real}``, ``{blob}`` for types.
 TABLES = (
@@ -61,7 +70,10 @@ TABLES = (
     " next_turn {int} NOT NULL DEFAULT 0,"
     " summary TEXT,"
     " summary_version {int} NOT NULL DEFAULT 0,"
-    " expires_at {real})",
+    " expires_at {real},"
+    " incarnation TEXT,"
+    " fold_holder TEXT,"
+    " fold_until {real})",
     "CREATE INDEX IF NOT EXISTS sessions_by_user ON {t}sessions (user_id)",
     "CREATE INDEX IF NOT EXISTS sessions_by_expiry ON {t}sessions (expires_at)",
     "CREATE TABLE IF NOT EXISTS {t}turns ("
@@ -81,6 +93,15 @@ TABLES = (
     " PRIMARY KEY (session_id, entity_key))",
 )
 
+#: What upgrades the tables of each older schema version to the next one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE {t}sessions ADD COLUMN incarnation TEXT",
+        "ALTER TABLE {t}sessions ADD COLUMN fold_holder TEXT",
+        "ALTER TABLE {t}sessions ADD COLUMN fold_until {real}",
+    ),
+}
+
 #: Store-wide values (the encryption key check), created on every open: an older database of
 #: the same schema version gets it too, and older library versions ignore it.
 META_TABLE = "CREATE TABLE IF NOT EXISTS {t}store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -88,14 +109,14 @@ _KEY_CHECK = "key_check"
 
 _IDS_PER_QUERY = 500
 
-#: Tables holding sealed values: their key columns and the value column.
-RESEALED: dict[str, tuple[tuple[str, ...], str]] = {
+#: Tables holding encrypted values: their key columns and the value column.
+REENCRYPTED: dict[str, tuple[tuple[str, ...], str]] = {
     "turns": (("session_id", "turn_id"), "record"),
     "sessions": (("session_id",), "summary"),
     "entities": (("session_id", "entity_key"), "record"),
     "vectors": (("session_id", "turn_id"), "vector"),
 }
-_RESEAL_PAGE = 200
+_REENCRYPT_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -200,10 +221,25 @@ class SQLPlans:
             raise SessionExpiredError([session_id])
         return tuple(row[1:])
 
+    def head(self, session_id: str) -> Plan[Query, SessionHead]:
+        """Plan of :meth:`MemoryStore.head`."""
+        row = yield from self._live_session(
+            session_id, "user_id, next_turn, COALESCE(incarnation, ''), summary"
+        )
+        if row is None:
+            return SessionHead()
+        user_id, count, incarnation, summary = row
+        return SessionHead(incarnation, user_id, int(count), self.codec.load_summary(summary))
+
     def count_turns(self, session_id: str) -> Plan[Query, int]:
         """Plan of :meth:`MemoryStore.count_turns`."""
         row = yield from self._live_session(session_id, "next_turn")
         return 0 if row is None else int(row[0])
+
+    def session_user(self, session_id: str) -> Plan[Query, str | None]:
+        """Plan of :meth:`MemoryStore.session_user`."""
+        row = yield from self._live_session(session_id, "user_id")
+        return None if row is None else row[0]
 
     def get_turns(self, session_id: str, start: int, stop: int | None) -> Plan[Query, list[Turn]]:
         """Plan of :meth:`MemoryStore.get_turns`."""
@@ -249,11 +285,6 @@ class SQLPlans:
             )
         return turns
 
-    def session_user(self, session_id: str) -> Plan[Query, str | None]:
-        """Plan of :meth:`MemoryStore.session_user`."""
-        row = yield from self._live_session(session_id, "user_id")
-        return None if row is None else row[0]
-
     def list_sessions(self, user_id: str) -> Plan[Query, list[str]]:
         """Plan of :meth:`MemoryStore.list_sessions`."""
         rows = yield self._q(
@@ -267,20 +298,16 @@ class SQLPlans:
             raise SessionExpiredError(expired)
         return sorted(session_id for session_id, _ in rows)
 
-    def get_summary(self, session_id: str) -> Plan[Query, RunningSummary]:
-        """Plan of :meth:`MemoryStore.get_summary`."""
-        row = yield from self._live_session(session_id, "summary")
-        return self.codec.load_summary(None if row is None else row[0])
-
     def get_entities(self, session_id: str) -> Plan[Query, dict[str, Entity]]:
         """Plan of :meth:`MemoryStore.get_entities`."""
         if (yield from self._live_session(session_id, "next_turn")) is None:
             return {}
         rows = yield self._q(
-            "SELECT record FROM {t}entities WHERE session_id = %s", (session_id,), "all"
+            "SELECT entity_key, record FROM {t}entities WHERE session_id = %s",
+            (session_id,),
+            "all",
         )
-        entities = [self.codec.load_entity(record) for (record,) in rows]
-        return {entity.key: entity for entity in entities}
+        return self.codec.load_entities(rows)
 
     def get_vectors(
         self, session_id: str, start: int
@@ -305,8 +332,9 @@ class SQLPlans:
     def _check_key(self) -> Plan[Query, None]:
         """Refuse a key that does not match the store's key check; write one if there is none.
 
-        Runs first in every write plan, so a refused write has written nothing. The key check
-        is inserted at most once (the first writer with a key wins; a later one verifies it).
+        Runs first in every write plan that stores encrypted values, so a refused write has
+        written nothing. The key check is inserted at most once (the first writer with a key
+        wins; a later one verifies it).
         """
         row = yield self._q("SELECT value FROM {t}store_meta WHERE name = %s", (_KEY_CHECK,), "one")
         if not self.codec.check_key(None if row is None else row[0]):
@@ -324,27 +352,61 @@ class SQLPlans:
             (self.ttl_seconds, session_id),
         )
 
-    def _lock_live(self, session_id: str) -> Plan[Query, bool]:
-        """Lock the session's row, first removing the session if it expired; whether it exists."""
+    def _lock_live(self, session_id: str, incarnation: str | None) -> Plan[Query, bool]:
+        """Lock the session's row, first removing the session if it expired.
+
+        Returns:
+            Whether the session exists and, when ``incarnation`` is given, is that one.
+        """
         yield from self.purge_sessions([session_id])
         row = yield self._q(
-            "SELECT next_turn FROM {t}sessions WHERE session_id = %s{lock}", (session_id,), "one"
+            "SELECT COALESCE(incarnation, '') FROM {t}sessions WHERE session_id = %s{lock}",
+            (session_id,),
+            "one",
         )
-        return row is not None
+        return row is not None and incarnation in (None, row[0])
+
+    def _merge(self, session_id: str, mentions: Sequence[EntityMention]) -> Plan[Query, None]:
+        """Merge mentions into the session's entities (caller holds the session's row lock)."""
+        if not mentions:
+            return
+        rows = yield self._q(
+            "SELECT entity_key, record FROM {t}entities WHERE session_id = %s",
+            (session_id,),
+            "all",
+        )
+        for change in self.codec.entity_changes(rows, mentions):
+            if change.new is None:
+                yield self._q(
+                    "DELETE FROM {t}entities WHERE session_id = %s AND entity_key = %s",
+                    (session_id, change.field),
+                )
+            else:
+                yield self._q(
+                    "INSERT INTO {t}entities (session_id, entity_key, record) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (session_id, entity_key) DO UPDATE SET record = excluded.record",
+                    (session_id, change.field, change.new),
+                )
 
     def append_turns(
-        self, session_id: str, drafts: Sequence[TurnDraft], user_id: str | None
-    ) -> Plan[Query, list[Turn]]:
+        self,
+        session_id: str,
+        drafts: Sequence[TurnDraft],
+        user_id: str | None,
+        mentions: Sequence[EntityMention],
+    ) -> Plan[Query, Appended]:
         """Plan of :meth:`MemoryStore.append_turns`."""
         records = [self.codec.dump_turn(draft) for draft in drafts]
         yield from self._check_key()
         yield from self.purge_sessions([session_id])
         yield self._q(
-            "INSERT INTO {t}sessions (session_id) VALUES (%s) ON CONFLICT (session_id) DO NOTHING",
-            (session_id,),
+            "INSERT INTO {t}sessions (session_id, incarnation) VALUES (%s, %s) "
+            "ON CONFLICT (session_id) DO NOTHING",
+            (session_id, uuid.uuid4().hex),
         )
-        owner, first = yield self._q(
-            "SELECT user_id, next_turn FROM {t}sessions WHERE session_id = %s{lock}",
+        owner, first, incarnation, summary = yield self._q(
+            "SELECT user_id, next_turn, COALESCE(incarnation, ''), summary "
+            "FROM {t}sessions WHERE session_id = %s{lock}",
             (session_id,),
             "one",
         )
@@ -362,79 +424,117 @@ class SQLPlans:
             "expires_at = {expiry} WHERE session_id = %s",
             (first + len(records), user_id, self.ttl_seconds, session_id),
         )
-        return [
+        yield from self._merge(
+            session_id, [replace(m, turn_id=first + (m.turn_id or 0)) for m in mentions]
+        )
+        turns = [
             Turn(session_id, first + i, draft.message, draft.text, draft.timestamp)
             for i, draft in enumerate(drafts)
         ]
+        head = SessionHead(
+            incarnation, owner or user_id, first + len(records), self.codec.load_summary(summary)
+        )
+        return Appended(turns, head)
+
+    def merge_entities(
+        self, session_id: str, mentions: Sequence[EntityMention], incarnation: str | None
+    ) -> Plan[Query, bool]:
+        """Plan of :meth:`MemoryStore.merge_entities`."""
+        yield from self._check_key()
+        if not (yield from self._lock_live(session_id, incarnation)):
+            return False
+        yield from self._merge(session_id, mentions)
+        yield self._slide(session_id)
+        return True
 
     def compare_and_set_summary(
-        self, session_id: str, expected_version: int, summary: RunningSummary
+        self,
+        session_id: str,
+        expected_version: int,
+        summary: RunningSummary,
+        *,
+        incarnation: str | None,
+        mentions: Sequence[EntityMention],
+        holder: str | None,
     ) -> Plan[Query, bool]:
         """Plan of :meth:`MemoryStore.compare_and_set_summary`."""
         record = self.codec.dump_summary(summary)
         yield from self._check_key()
-        yield from self.purge_sessions([session_id])
+        if not (yield from self._lock_live(session_id, incarnation)):
+            return False
+        if holder is not None:
+            yield from self.release_fold(session_id, holder, 0.0)
         changed = yield self._q(
             "UPDATE {t}sessions SET summary = %s, summary_version = %s, expires_at = {expiry} "
             "WHERE session_id = %s AND summary_version = %s",
             (record, summary.version, self.ttl_seconds, session_id, expected_version),
         )
+        if changed != 1:
+            return False
+        yield from self._merge(session_id, mentions)
+        return True
+
+    def acquire_fold(
+        self, session_id: str, incarnation: str, holder: str, seconds: float
+    ) -> Plan[Query, bool]:
+        """Plan of :meth:`MemoryStore.acquire_fold`."""
+        yield from self.purge_sessions([session_id])
+        changed = yield self._q(
+            "UPDATE {t}sessions SET fold_holder = %s, fold_until = {expiry} "
+            "WHERE session_id = %s AND COALESCE(incarnation, '') = %s "
+            "AND (fold_holder IS NULL OR fold_until IS NULL OR fold_until <= {now})",
+            (holder, seconds, session_id, incarnation),
+        )
         return bool(changed == 1)
 
-    def put_entities(self, session_id: str, entities: Sequence[Entity]) -> Plan[Query, None]:
-        """Plan of :meth:`MemoryStore.put_entities`."""
-        codec = self.codec
-        rows = [(session_id, codec.entity_field(e.key), codec.dump_entity(e)) for e in entities]
-        stale = sorted({old for e in entities for old in codec.stale_entity_fields(e.key)})
-        if not rows:
-            return
-        yield from self._check_key()
-        if not (yield from self._lock_live(session_id)):
-            return
-        for first in range(0, len(stale), _IDS_PER_QUERY):
-            chunk = stale[first : first + _IDS_PER_QUERY]
-            marks = ", ".join(["%s"] * len(chunk))
+    def release_fold(self, session_id: str, holder: str, keep_seconds: float) -> Plan[Query, None]:
+        """Plan of :meth:`MemoryStore.release_fold`."""
+        if keep_seconds > 0:
             yield self._q(
-                f"DELETE FROM {{t}}entities WHERE session_id = %s AND entity_key IN ({marks})",
-                (session_id, *chunk),
+                "UPDATE {t}sessions SET fold_until = {expiry} "
+                "WHERE session_id = %s AND fold_holder = %s",
+                (keep_seconds, session_id, holder),
             )
-        yield self._q(
-            "INSERT INTO {t}entities (session_id, entity_key, record) VALUES (%s, %s, %s) "
-            "ON CONFLICT (session_id, entity_key) DO UPDATE SET record = excluded.record",
-            rows,
-            "many",
-        )
-        yield self._slide(session_id)
+        else:
+            yield self._q(
+                "UPDATE {t}sessions SET fold_holder = NULL, fold_until = NULL "
+                "WHERE session_id = %s AND fold_holder = %s",
+                (session_id, holder),
+            )
 
     def put_vectors(
-        self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray
-    ) -> Plan[Query, None]:
+        self,
+        session_id: str,
+        turn_ids: Sequence[int],
+        vectors: np.ndarray,
+        incarnation: str | None,
+    ) -> Plan[Query, bool]:
         """Plan of :meth:`MemoryStore.put_vectors` (a turn's first vector is kept)."""
         blobs = self.codec.dump_vectors(turn_ids, vectors)
-        if not blobs:
-            return
         yield from self._check_key()
-        if not (yield from self._lock_live(session_id)):
-            return
-        yield self._q(
-            "INSERT INTO {t}vectors (session_id, turn_id, vector) VALUES (%s, %s, %s) "
-            "ON CONFLICT (session_id, turn_id) DO NOTHING",
-            [(session_id, int(i), blob) for i, blob in zip(turn_ids, blobs, strict=True)],
-            "many",
-        )
-        yield self._slide(session_id)
+        if not (yield from self._lock_live(session_id, incarnation)):
+            return False
+        if blobs:
+            yield self._q(
+                "INSERT INTO {t}vectors (session_id, turn_id, vector) VALUES (%s, %s, %s) "
+                "ON CONFLICT (session_id, turn_id) DO NOTHING",
+                [(session_id, int(i), blob) for i, blob in zip(turn_ids, blobs, strict=True)],
+                "many",
+            )
+            yield self._slide(session_id)
+        return True
 
-    # -- rotation ---------------------------------------------------------------------------
+    # -- key rotation -----------------------------------------------------------------------
 
     def reencrypt_key_check(self) -> Plan[Query, None]:
-        """Re-seal the key check under the first key (write one if the store has none).
+        """Re-encrypt the key check under the first key (write one if the store has none).
 
         Raises:
             DecryptionError: No configured key opens the key check (nothing is changed).
         """
         row = yield self._q("SELECT value FROM {t}store_meta WHERE name = %s", (_KEY_CHECK,), "one")
         old = None if row is None else row[0]
-        new = self.codec.reseal_key_check(old)
+        new = self.codec.reencrypt_key_check(old)
         if new is None:
             return
         if old is None:
@@ -452,13 +552,13 @@ class SQLPlans:
     def reencrypt_page(
         self, table: str, after: tuple[Any, ...] | None
     ) -> Plan[Query, tuple[int, tuple[Any, ...] | None]]:
-        """Re-seal the values of one page of ``table``'s rows whose key comes after ``after``.
+        """Re-encrypt the values of one page of ``table``'s rows whose key comes after ``after``.
 
         Each value is replaced only if it is still the one read (a compare-and-set), so a
         concurrent write is never undone. Returns how many values were rewritten and the key to
         continue after (``None``: the table is done).
         """
-        keys, column = RESEALED[table]
+        keys, column = REENCRYPTED[table]
         names = ", ".join(keys)
         condition = f"{column} IS NOT NULL"
         params: tuple[Any, ...] = ()
@@ -468,7 +568,7 @@ class SQLPlans:
             params = after
         rows = yield self._q(
             f"SELECT {names}, {column} FROM {{t}}{table} WHERE {condition} "
-            f"ORDER BY {names} LIMIT {_RESEAL_PAGE}",
+            f"ORDER BY {names} LIMIT {_REENCRYPT_PAGE}",
             params,
             "all",
         )
@@ -476,23 +576,23 @@ class SQLPlans:
         rewritten = 0
         for *key, value in rows:
             if table == "entities":
-                rewritten += yield from self._reseal_entity(key[0], key[1], value)
+                rewritten += yield from self._reencrypt_entity(key[0], key[1], value)
                 continue
             new: str | bytes | None
             if table == "vectors":
-                new = self.codec.reseal_vector(bytes(value))
+                new = self.codec.reencrypt_vector(bytes(value))
             else:
-                new = self.codec.reseal(value, "turn" if table == "turns" else "summary")
+                new = self.codec.reencrypt(value, "turn" if table == "turns" else "summary")
             if new is not None:
                 rewritten += yield self._q(
                     f"UPDATE {{t}}{table} SET {column} = %s WHERE {match} AND {column} = %s",
                     (new, *key, value),
                 )
-        done = len(rows) < _RESEAL_PAGE
+        done = len(rows) < _REENCRYPT_PAGE
         return rewritten, None if done else tuple(rows[-1][: len(keys)])
 
-    def _reseal_entity(self, session_id: str, field: str, record: str) -> Plan[Query, int]:
-        change = self.codec.reseal_entity(field, record)
+    def _reencrypt_entity(self, session_id: str, field: str, record: str) -> Plan[Query, int]:
+        change = self.codec.reencrypt_entity(field, record)
         if change is None:
             return 0
         new_field, new_record = change
@@ -568,12 +668,15 @@ class SQLPlans:
 
 
 class SQLStore(MemoryStore):
-    """A :class:`MemoryStore` whose every method runs a :class:`SQLPlans` plan.
+    """A :class:`MemoryStore` whose every operation runs a :class:`SQLPlans` plan.
 
-    Subclasses implement :meth:`_run` (one plan in one transaction, library errors turned into
-    :class:`~langchain_hybrid_memory.errors.StoreError`) and may override :meth:`_arun` with a
-    native async driver; by default the async twins run :meth:`_run` in the executor.
+    Subclasses implement :meth:`_transaction` and :meth:`_atransaction`: run one plan in one
+    transaction (``write``: one that takes the write lock), library errors turned into
+    :class:`~langchain_hybrid_memory.errors.StoreError`. A read that meets an expired session
+    purges it and reads again.
     """
+
+    _plans: SQLPlans
 
     def __init__(
         self,
@@ -588,185 +691,59 @@ class SQLStore(MemoryStore):
         self._plans = SQLPlans(dialect, self.ttl_seconds, codec)
 
     @abstractmethod
-    def _run(self, plan: Plan[Query, _R], *, write: bool) -> _R:
-        """Run ``plan`` in one transaction (``write``: one that takes the write lock)."""
+    def _transaction(self, plan: Plan[Query, _R], *, write: bool) -> _R:
+        """Run ``plan`` in one transaction."""
 
-    async def _arun(self, plan: Plan[Query, _R], *, write: bool) -> _R:
-        """Async :meth:`_run`; by default in the executor."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, lambda: self._run(plan, write=write))
+    @abstractmethod
+    async def _atransaction(self, plan: Plan[Query, _R], *, write: bool) -> _R:
+        """Async twin of :meth:`_transaction`."""
 
-    def _read(self, make_plan: Callable[..., Plan[Query, _R]], *args: Any) -> _R:
+    def _read(
+        self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
         try:
-            return self._run(make_plan(*args), write=False)
+            return self._transaction(make_plan(*args, **kwargs), write=False)
         except SessionExpiredError as expired:
-            self._run(self._plans.purge_sessions(expired.session_ids), write=True)
-            return self._run(make_plan(*args), write=False)
+            self._transaction(self._plans.purge_sessions(expired.session_ids), write=True)
+            return self._transaction(make_plan(*args, **kwargs), write=False)
 
-    async def _aread(self, make_plan: Callable[..., Plan[Query, _R]], *args: Any) -> _R:
+    def _write(
+        self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
+        return self._transaction(make_plan(*args, **kwargs), write=True)
+
+    async def _aread(
+        self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
         try:
-            return await self._arun(make_plan(*args), write=False)
+            return await self._atransaction(make_plan(*args, **kwargs), write=False)
         except SessionExpiredError as expired:
-            await self._arun(self._plans.purge_sessions(expired.session_ids), write=True)
-            return await self._arun(make_plan(*args), write=False)
+            purge = self._plans.purge_sessions(expired.session_ids)
+            await self._atransaction(purge, write=True)
+            return await self._atransaction(make_plan(*args, **kwargs), write=False)
 
-    # -- sync -------------------------------------------------------------------------------
-
-    def append_turns(
-        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
-    ) -> list[Turn]:
-        """Store new turns at the end of a session (see :class:`MemoryStore`)."""
-        return self._run(self._plans.append_turns(session_id, drafts, user_id), write=True)
-
-    def count_turns(self, session_id: str) -> int:
-        """How many turns the session has."""
-        return self._read(self._plans.count_turns, session_id)
-
-    def get_turns(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Turn]:
-        """Turns with ``start <= id < stop``."""
-        return self._read(self._plans.get_turns, session_id, start, stop)
-
-    def get_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
-        """The existing turns with these ids, in id order."""
-        return self._read(self._plans.get_turns_by_ids, session_id, turn_ids)
-
-    def session_user(self, session_id: str) -> str | None:
-        """The session's owner."""
-        return self._read(self._plans.session_user, session_id)
-
-    def list_sessions(self, user_id: str) -> list[str]:
-        """The user's session ids, sorted."""
-        return self._read(self._plans.list_sessions, user_id)
-
-    def get_summary(self, session_id: str) -> RunningSummary:
-        """The session's rolling summary."""
-        return self._read(self._plans.get_summary, session_id)
-
-    def compare_and_set_summary(
-        self, session_id: str, expected_version: int, summary: RunningSummary
-    ) -> bool:
-        """Replace the summary if its version is still ``expected_version``."""
-        plan = self._plans.compare_and_set_summary(session_id, expected_version, summary)
-        return self._run(plan, write=True)
-
-    def get_entities(self, session_id: str) -> dict[str, Entity]:
-        """The session's entities by normalized name."""
-        return self._read(self._plans.get_entities, session_id)
-
-    def put_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
-        """Insert or replace entities."""
-        self._run(self._plans.put_entities(session_id, entities), write=True)
-
-    def put_vectors(self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Store one float32 vector per turn id (a turn's first vector is kept)."""
-        self._run(self._plans.put_vectors(session_id, turn_ids, vectors), write=True)
-
-    def get_vectors(self, session_id: str, start: int = 0) -> tuple[list[int], np.ndarray | None]:
-        """Vectors of turns with ``id >= start``."""
-        return self._read(self._plans.get_vectors, session_id, start)
-
-    def delete_session(self, session_id: str) -> ErasureReport:
-        """Remove every row of the session and report what was removed."""
-        return self._run(self._plans.delete_session(session_id), write=True)
-
-    def delete_user(self, user_id: str) -> ErasureReport:
-        """Remove every session of the user, in one transaction."""
-        return self._run(self._plans.delete_user(user_id), write=True)
-
-    def purge_expired(self) -> ErasureReport:
-        """Remove every expired session and report what was removed."""
-        return self._run(self._plans.purge_expired(), write=True)
+    async def _awrite(
+        self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
+        return await self._atransaction(make_plan(*args, **kwargs), write=True)
 
     def reencrypt(self) -> int:
-        """Re-seal every stored value under the first key (see :meth:`MemoryStore.reencrypt`).
+        """Re-encrypt every stored value under the first key (see :meth:`MemoryStore.reencrypt`).
 
         Works through each table in pages of rows, one transaction per page; each value is
         replaced only if it is unchanged since it was read, so writers may keep working.
         """
         self._plans.codec.require_key()
-        self._run(self._plans.reencrypt_key_check(), write=True)
+        self._write(self._plans.reencrypt_key_check)
         rewritten = 0
-        for table in RESEALED:
+        for table in REENCRYPTED:
             after: tuple[Any, ...] | None = None
             while True:
-                count, after = self._run(self._plans.reencrypt_page(table, after), write=True)
+                count, after = self._write(self._plans.reencrypt_page, table, after)
                 rewritten += count
                 if after is None:
                     break
         return rewritten
-
-    # -- async ------------------------------------------------------------------------------
-
-    async def aappend_turns(
-        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
-    ) -> list[Turn]:
-        """Async twin of :meth:`append_turns`."""
-        return await self._arun(self._plans.append_turns(session_id, drafts, user_id), write=True)
-
-    async def acount_turns(self, session_id: str) -> int:
-        """Async twin of :meth:`count_turns`."""
-        return await self._aread(self._plans.count_turns, session_id)
-
-    async def aget_turns(
-        self, session_id: str, start: int = 0, stop: int | None = None
-    ) -> list[Turn]:
-        """Async twin of :meth:`get_turns`."""
-        return await self._aread(self._plans.get_turns, session_id, start, stop)
-
-    async def aget_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
-        """Async twin of :meth:`get_turns_by_ids`."""
-        return await self._aread(self._plans.get_turns_by_ids, session_id, turn_ids)
-
-    async def asession_user(self, session_id: str) -> str | None:
-        """Async twin of :meth:`session_user`."""
-        return await self._aread(self._plans.session_user, session_id)
-
-    async def alist_sessions(self, user_id: str) -> list[str]:
-        """Async twin of :meth:`list_sessions`."""
-        return await self._aread(self._plans.list_sessions, user_id)
-
-    async def aget_summary(self, session_id: str) -> RunningSummary:
-        """Async twin of :meth:`get_summary`."""
-        return await self._aread(self._plans.get_summary, session_id)
-
-    async def acompare_and_set_summary(
-        self, session_id: str, expected_version: int, summary: RunningSummary
-    ) -> bool:
-        """Async twin of :meth:`compare_and_set_summary`."""
-        plan = self._plans.compare_and_set_summary(session_id, expected_version, summary)
-        return await self._arun(plan, write=True)
-
-    async def aget_entities(self, session_id: str) -> dict[str, Entity]:
-        """Async twin of :meth:`get_entities`."""
-        return await self._aread(self._plans.get_entities, session_id)
-
-    async def aput_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
-        """Async twin of :meth:`put_entities`."""
-        await self._arun(self._plans.put_entities(session_id, entities), write=True)
-
-    async def aput_vectors(
-        self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray
-    ) -> None:
-        """Async twin of :meth:`put_vectors`."""
-        await self._arun(self._plans.put_vectors(session_id, turn_ids, vectors), write=True)
-
-    async def aget_vectors(
-        self, session_id: str, start: int = 0
-    ) -> tuple[list[int], np.ndarray | None]:
-        """Async twin of :meth:`get_vectors`."""
-        return await self._aread(self._plans.get_vectors, session_id, start)
-
-    async def adelete_session(self, session_id: str) -> ErasureReport:
-        """Async twin of :meth:`delete_session`."""
-        return await self._arun(self._plans.delete_session(session_id), write=True)
-
-    async def adelete_user(self, user_id: str) -> ErasureReport:
-        """Async twin of :meth:`delete_user`."""
-        return await self._arun(self._plans.delete_user(user_id), write=True)
-
-    async def apurge_expired(self) -> ErasureReport:
-        """Async twin of :meth:`purge_expired`."""
-        return await self._arun(self._plans.purge_expired(), write=True)
 
 
 def execute(connection: Any, query: Query) -> Any:

@@ -1,10 +1,24 @@
 """The persistence boundary: everything the engine keeps goes through a :class:`MemoryStore`.
 
 A store keeps, per session: the turns (ids assigned by the store, from 0, without gaps), the
-owning user, the rolling summary (updated with a compare-and-set), the entities, and one float32
-vector per embedded turn. Methods are synchronous; each has an async twin that, by default, runs
-the synchronous method in the event loop's executor. A backend with a native async client
-overrides the twins.
+owning user, the *incarnation* (a token that changes when the session is erased and written
+again), the rolling summary (replaced by a compare-and-set), the entities, one float32 vector
+per embedded turn, and the fold lease (which worker is summarizing it now).
+
+**One shell.** :class:`MemoryStore` defines every operation once, with its async twin, over
+the store's *plans* (I/O-free generators, see :mod:`langchain_hybrid_memory._plans`): a backend
+supplies the plans (:class:`StorePlans`) and how a plan runs, in a read or a write, with its
+sync client and with its async client. ``InMemoryStore`` runs them on dictionaries,
+``SQLiteStore`` and ``PostgresStore`` on SQL, ``RedisStore`` on Redis commands and scripts.
+
+**Derived data follows its incarnation.** Vectors, summaries and the entities a summary batch
+states are computed from a session's turns, often by another worker and seconds later. Every
+write of them names the incarnation it was computed from and is refused (``False``) when the
+session was erased, or erased and written again, meanwhile; so erased text never comes back.
+
+**One fold per batch.** A worker about to send a batch of turns to the summarizer first takes
+the session's fold lease (:meth:`MemoryStore.acquire_fold`); a worker that finds it held moves
+on. The lease expires by itself, so a worker that dies while folding blocks nobody for long.
 
 Expiry: a store built with ``ttl_seconds`` lets a session expire that many seconds after its
 last write (every write slides it); an expired session reads as unknown (empty values) and its
@@ -14,22 +28,30 @@ data is removed, by the server (Redis), on access, or by :meth:`MemoryStore.purg
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 
 from langchain_hybrid_memory.errors import ConfigError
-from langchain_hybrid_memory.types import ErasureReport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from langchain_hybrid_memory.types import Entity, RunningSummary, Turn, TurnDraft
+    from langchain_hybrid_memory._plans import Plan
+    from langchain_hybrid_memory.types import (
+        Appended,
+        Entity,
+        EntityMention,
+        ErasureReport,
+        RunningSummary,
+        SessionHead,
+        Turn,
+        TurnDraft,
+    )
 
-__all__ = ["MemoryStore", "check_ttl", "check_vectors"]
+__all__ = ["MemoryStore", "StorePlans", "check_ttl", "check_vectors"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -73,17 +95,115 @@ def check_vectors(turn_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
     return matrix
 
 
-async def _in_executor(function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(function, *args, **kwargs))
+class StorePlans(Protocol):
+    """The operations of a store as plans: what a backend writes once for both drivers.
+
+    Each method returns a plan of the backend's own requests; :class:`MemoryStore` documents
+    what each operation does.
+    """
+
+    def append_turns(
+        self,
+        session_id: str,
+        drafts: Sequence[TurnDraft],
+        user_id: str | None,
+        mentions: Sequence[EntityMention],
+    ) -> Plan[Any, Appended]:
+        """Plan of :meth:`MemoryStore.append_turns`."""
+        ...
+
+    def head(self, session_id: str) -> Plan[Any, SessionHead]:
+        """Plan of :meth:`MemoryStore.head`."""
+        ...
+
+    def count_turns(self, session_id: str) -> Plan[Any, int]:
+        """Plan of :meth:`MemoryStore.count_turns`."""
+        ...
+
+    def session_user(self, session_id: str) -> Plan[Any, str | None]:
+        """Plan of :meth:`MemoryStore.session_user`."""
+        ...
+
+    def get_turns(self, session_id: str, start: int, stop: int | None) -> Plan[Any, list[Turn]]:
+        """Plan of :meth:`MemoryStore.get_turns`."""
+        ...
+
+    def get_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> Plan[Any, list[Turn]]:
+        """Plan of :meth:`MemoryStore.get_turns_by_ids`."""
+        ...
+
+    def list_sessions(self, user_id: str) -> Plan[Any, list[str]]:
+        """Plan of :meth:`MemoryStore.list_sessions`."""
+        ...
+
+    def get_entities(self, session_id: str) -> Plan[Any, dict[str, Entity]]:
+        """Plan of :meth:`MemoryStore.get_entities`."""
+        ...
+
+    def merge_entities(
+        self, session_id: str, mentions: Sequence[EntityMention], incarnation: str | None
+    ) -> Plan[Any, bool]:
+        """Plan of :meth:`MemoryStore.merge_entities`."""
+        ...
+
+    def compare_and_set_summary(
+        self,
+        session_id: str,
+        expected_version: int,
+        summary: RunningSummary,
+        *,
+        incarnation: str | None,
+        mentions: Sequence[EntityMention],
+        holder: str | None,
+    ) -> Plan[Any, bool]:
+        """Plan of :meth:`MemoryStore.compare_and_set_summary`."""
+        ...
+
+    def acquire_fold(
+        self, session_id: str, incarnation: str, holder: str, seconds: float
+    ) -> Plan[Any, bool]:
+        """Plan of :meth:`MemoryStore.acquire_fold`."""
+        ...
+
+    def release_fold(self, session_id: str, holder: str, keep_seconds: float) -> Plan[Any, None]:
+        """Plan of :meth:`MemoryStore.release_fold`."""
+        ...
+
+    def put_vectors(
+        self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray, incarnation: str | None
+    ) -> Plan[Any, bool]:
+        """Plan of :meth:`MemoryStore.put_vectors`."""
+        ...
+
+    def get_vectors(
+        self, session_id: str, start: int
+    ) -> Plan[Any, tuple[list[int], np.ndarray | None]]:
+        """Plan of :meth:`MemoryStore.get_vectors`."""
+        ...
+
+    def delete_session(self, session_id: str) -> Plan[Any, ErasureReport]:
+        """Plan of :meth:`MemoryStore.delete_session`."""
+        ...
+
+    def delete_user(self, user_id: str) -> Plan[Any, ErasureReport]:
+        """Plan of :meth:`MemoryStore.delete_user`."""
+        ...
+
+    def purge_expired(self) -> Plan[Any, ErasureReport]:
+        """Plan of :meth:`MemoryStore.purge_expired`."""
+        ...
 
 
 class MemoryStore(ABC):
     """Where sessions' turns, summaries, entities and vectors live.
 
-    Implementations must make :meth:`append_turns` atomic (ids without gaps or duplicates, even
-    with several writers) and must raise :class:`~langchain_hybrid_memory.errors.StoreError`
-    rather than report success for data that was not written.
+    Every operation is defined here once, sync and async, over the backend's plans. Appends
+    are atomic (ids without gaps or duplicates, even with several writers); a write that was
+    not made raises :class:`~langchain_hybrid_memory.errors.StoreError`, never reports success.
+
+    A backend implements :meth:`_read` and :meth:`_write` (run a plan in one read, or one
+    write, with its sync client), their async twins :meth:`_aread` and :meth:`_awrite`, and
+    :meth:`reencrypt` when it keeps anything at rest.
     """
 
     #: Short name used in error messages, e.g. ``"sqlite"``.
@@ -92,110 +212,355 @@ class MemoryStore(ABC):
     #: Seconds after its last write a session expires (``None``: never).
     ttl_seconds: float | None = None
 
-    # -- turns -----------------------------------------------------------------------------
+    #: The backend's operations as plans.
+    _plans: StorePlans
+
+    # -- what a backend supplies ------------------------------------------------------------
 
     @abstractmethod
+    def _read(
+        self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
+        """Run the plan ``make_plan(*args)`` as one read."""
+
+    @abstractmethod
+    def _write(
+        self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
+        """Run the plan ``make_plan(*args)`` as one atomic write."""
+
+    @abstractmethod
+    async def _aread(
+        self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
+        """Async twin of :meth:`_read`."""
+
+    @abstractmethod
+    async def _awrite(
+        self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _R:
+        """Async twin of :meth:`_write`."""
+
+    # -- turns -----------------------------------------------------------------------------
+
     def append_turns(
-        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
-    ) -> list[Turn]:
-        """Store new turns at the end of a session and return them with their ids.
+        self,
+        session_id: str,
+        drafts: Sequence[TurnDraft],
+        *,
+        user_id: str | None = None,
+        mentions: Sequence[EntityMention] = (),
+    ) -> Appended:
+        """Store new turns at the end of a session, with the entity facts they state.
 
         Args:
-            session_id: The session; created on first append.
+            session_id: The session; created on first append (with a new incarnation).
             drafts: The messages to store, in order.
             user_id: The owner; a session without owner takes it, a session owned by someone
                 else refuses the append.
+            mentions: Entity facts said in these turns, merged into the session's entities in
+                the same atomic write. Each mention's ``turn_id`` is the position of its turn
+                in ``drafts``; the store replaces it with the turn's id.
+
+        Returns:
+            The stored turns and the session right after the append.
 
         Raises:
-            SessionOwnershipError: The session belongs to another user.
+            SessionOwnershipError: The session belongs to another user; nothing stored.
             StoreError: Nothing was stored.
         """
+        return self._write(self._plans.append_turns, session_id, drafts, user_id, mentions)
 
-    @abstractmethod
+    async def aappend_turns(
+        self,
+        session_id: str,
+        drafts: Sequence[TurnDraft],
+        *,
+        user_id: str | None = None,
+        mentions: Sequence[EntityMention] = (),
+    ) -> Appended:
+        """Async twin of :meth:`append_turns`."""
+        return await self._awrite(self._plans.append_turns, session_id, drafts, user_id, mentions)
+
+    def head(self, session_id: str) -> SessionHead:
+        """The session's incarnation, owner, turn count and summary, in one read."""
+        return self._read(self._plans.head, session_id)
+
+    async def ahead(self, session_id: str) -> SessionHead:
+        """Async twin of :meth:`head`."""
+        return await self._aread(self._plans.head, session_id)
+
     def count_turns(self, session_id: str) -> int:
-        """How many turns the session has (which is also the next turn id)."""
+        """How many turns the session has (which is also the next turn id).
 
-    @abstractmethod
+        Like :meth:`session_user` and :meth:`list_sessions`, it reads no encrypted value, so it
+        works with any key (or none).
+        """
+        return self._read(self._plans.count_turns, session_id)
+
+    async def acount_turns(self, session_id: str) -> int:
+        """Async twin of :meth:`count_turns`."""
+        return await self._aread(self._plans.count_turns, session_id)
+
     def get_turns(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Turn]:
         """Turns with ``start <= id < stop`` (``stop=None``: to the end), in id order."""
+        return self._read(self._plans.get_turns, session_id, start, stop)
 
-    @abstractmethod
+    async def aget_turns(
+        self, session_id: str, start: int = 0, stop: int | None = None
+    ) -> list[Turn]:
+        """Async twin of :meth:`get_turns`."""
+        return await self._aread(self._plans.get_turns, session_id, start, stop)
+
     def get_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
         """The turns with these ids that exist, in id order."""
+        return self._read(self._plans.get_turns_by_ids, session_id, turn_ids)
+
+    async def aget_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
+        """Async twin of :meth:`get_turns_by_ids`."""
+        return await self._aread(self._plans.get_turns_by_ids, session_id, turn_ids)
 
     # -- sessions and users ----------------------------------------------------------------
 
-    @abstractmethod
     def session_user(self, session_id: str) -> str | None:
         """The user owning the session, or ``None``."""
+        return self._read(self._plans.session_user, session_id)
 
-    @abstractmethod
+    async def asession_user(self, session_id: str) -> str | None:
+        """Async twin of :meth:`session_user`."""
+        return await self._aread(self._plans.session_user, session_id)
+
     def list_sessions(self, user_id: str) -> list[str]:
         """The ids of the user's sessions, sorted."""
+        return self._read(self._plans.list_sessions, user_id)
+
+    async def alist_sessions(self, user_id: str) -> list[str]:
+        """Async twin of :meth:`list_sessions`."""
+        return await self._aread(self._plans.list_sessions, user_id)
 
     # -- summary and entities --------------------------------------------------------------
 
-    @abstractmethod
     def get_summary(self, session_id: str) -> RunningSummary:
         """The session's rolling summary (an empty one at version 0 before the first fold)."""
+        return self.head(session_id).summary
 
-    @abstractmethod
+    async def aget_summary(self, session_id: str) -> RunningSummary:
+        """Async twin of :meth:`get_summary`."""
+        return (await self.ahead(session_id)).summary
+
     def compare_and_set_summary(
-        self, session_id: str, expected_version: int, summary: RunningSummary
+        self,
+        session_id: str,
+        expected_version: int,
+        summary: RunningSummary,
+        *,
+        incarnation: str | None = None,
+        mentions: Sequence[EntityMention] = (),
+        holder: str | None = None,
     ) -> bool:
         """Replace the summary only if its stored version is ``expected_version``.
 
-        Returns:
-            Whether the summary was written; ``False`` means another writer folded first.
-        """
+        Args:
+            session_id: The session.
+            expected_version: The version the new summary was folded from.
+            summary: The new summary.
+            incarnation: When given, write only into this incarnation of the session.
+            mentions: Entity facts the folded batch states, merged in the same atomic write.
+            holder: The fold lease this worker holds, released by the write.
 
-    @abstractmethod
+        Returns:
+            Whether the summary was written; ``False`` means another writer folded first, or
+            the session is gone or another incarnation (nothing was written).
+        """
+        return self._write(
+            self._plans.compare_and_set_summary,
+            session_id,
+            expected_version,
+            summary,
+            incarnation=incarnation,
+            mentions=mentions,
+            holder=holder,
+        )
+
+    async def acompare_and_set_summary(
+        self,
+        session_id: str,
+        expected_version: int,
+        summary: RunningSummary,
+        *,
+        incarnation: str | None = None,
+        mentions: Sequence[EntityMention] = (),
+        holder: str | None = None,
+    ) -> bool:
+        """Async twin of :meth:`compare_and_set_summary`."""
+        return await self._awrite(
+            self._plans.compare_and_set_summary,
+            session_id,
+            expected_version,
+            summary,
+            incarnation=incarnation,
+            mentions=mentions,
+            holder=holder,
+        )
+
     def get_entities(self, session_id: str) -> dict[str, Entity]:
         """The session's entities, keyed by normalized name."""
+        return self._read(self._plans.get_entities, session_id)
 
-    @abstractmethod
-    def put_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
-        """Insert or replace entities (matched by normalized name)."""
+    async def aget_entities(self, session_id: str) -> dict[str, Entity]:
+        """Async twin of :meth:`get_entities`."""
+        return await self._aread(self._plans.get_entities, session_id)
+
+    def merge_entities(
+        self,
+        session_id: str,
+        mentions: Sequence[EntityMention],
+        *,
+        incarnation: str | None = None,
+    ) -> bool:
+        """Merge entity facts into an existing session's entities, atomically (no lost update).
+
+        See :func:`~langchain_hybrid_memory.entities.merge_mentions` for the merge rule.
+
+        Returns:
+            Whether the session exists (and is ``incarnation``, when given); ``False``: nothing
+            was written.
+        """
+        return self._write(self._plans.merge_entities, session_id, mentions, incarnation)
+
+    async def amerge_entities(
+        self,
+        session_id: str,
+        mentions: Sequence[EntityMention],
+        *,
+        incarnation: str | None = None,
+    ) -> bool:
+        """Async twin of :meth:`merge_entities`."""
+        return await self._awrite(self._plans.merge_entities, session_id, mentions, incarnation)
+
+    # -- folding ---------------------------------------------------------------------------
+
+    def acquire_fold(self, session_id: str, incarnation: str, holder: str, seconds: float) -> bool:
+        """Take the session's fold lease for ``seconds``, unless another worker holds it.
+
+        Args:
+            session_id: The session about to be summarized.
+            incarnation: The incarnation the batch was read from.
+            holder: A token naming this attempt (released with it).
+            seconds: How long the lease lasts unless released.
+
+        Returns:
+            Whether this worker may fold: the lease was free (or had expired) and the session
+            is still ``incarnation``.
+        """
+        return self._write(self._plans.acquire_fold, session_id, incarnation, holder, seconds)
+
+    async def aacquire_fold(
+        self, session_id: str, incarnation: str, holder: str, seconds: float
+    ) -> bool:
+        """Async twin of :meth:`acquire_fold`."""
+        return await self._awrite(
+            self._plans.acquire_fold, session_id, incarnation, holder, seconds
+        )
+
+    def release_fold(self, session_id: str, holder: str, *, keep_seconds: float = 0.0) -> None:
+        """Give up the fold lease ``holder`` holds (nothing if it holds none).
+
+        Args:
+            session_id: The session.
+            holder: The token the lease was taken with.
+            keep_seconds: Keep the lease this much longer instead (after a failed fold, so no
+                worker retries before the back-off has passed).
+        """
+        self._write(self._plans.release_fold, session_id, holder, keep_seconds)
+
+    async def arelease_fold(
+        self, session_id: str, holder: str, *, keep_seconds: float = 0.0
+    ) -> None:
+        """Async twin of :meth:`release_fold`."""
+        await self._awrite(self._plans.release_fold, session_id, holder, keep_seconds)
 
     # -- vectors ---------------------------------------------------------------------------
 
-    @abstractmethod
-    def put_vectors(self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Store one float32 vector per turn id (rows of ``vectors``)."""
+    def put_vectors(
+        self,
+        session_id: str,
+        turn_ids: Sequence[int],
+        vectors: np.ndarray,
+        *,
+        incarnation: str | None = None,
+    ) -> bool:
+        """Store one float32 vector per turn id (rows of ``vectors``); a turn keeps its first.
 
-    @abstractmethod
+        Returns:
+            Whether the session exists (and is ``incarnation``, when given); ``False``: nothing
+            was written.
+        """
+        return self._write(self._plans.put_vectors, session_id, turn_ids, vectors, incarnation)
+
+    async def aput_vectors(
+        self,
+        session_id: str,
+        turn_ids: Sequence[int],
+        vectors: np.ndarray,
+        *,
+        incarnation: str | None = None,
+    ) -> bool:
+        """Async twin of :meth:`put_vectors`."""
+        return await self._awrite(
+            self._plans.put_vectors, session_id, turn_ids, vectors, incarnation
+        )
+
     def get_vectors(self, session_id: str, start: int = 0) -> tuple[list[int], np.ndarray | None]:
         """Vectors of turns with ``id >= start``: their ids and a float32 matrix (or ``None``)."""
+        return self._read(self._plans.get_vectors, session_id, start)
+
+    async def aget_vectors(
+        self, session_id: str, start: int = 0
+    ) -> tuple[list[int], np.ndarray | None]:
+        """Async twin of :meth:`get_vectors`."""
+        return await self._aread(self._plans.get_vectors, session_id, start)
 
     # -- erasure ---------------------------------------------------------------------------
 
-    @abstractmethod
     def delete_session(self, session_id: str) -> ErasureReport:
         """Remove every trace of the session and report what was removed."""
+        return self._write(self._plans.delete_session, session_id)
+
+    async def adelete_session(self, session_id: str) -> ErasureReport:
+        """Async twin of :meth:`delete_session`."""
+        return await self._awrite(self._plans.delete_session, session_id)
 
     def delete_user(self, user_id: str) -> ErasureReport:
         """Remove every session of the user and report what was removed."""
-        report = ErasureReport()
-        for session_id in self.list_sessions(user_id):
-            report += self.delete_session(session_id)
-        return report
+        return self._write(self._plans.delete_user, user_id)
+
+    async def adelete_user(self, user_id: str) -> ErasureReport:
+        """Async twin of :meth:`delete_user`."""
+        return await self._awrite(self._plans.delete_user, user_id)
 
     def purge_expired(self) -> ErasureReport:
         """Remove every session whose TTL has passed and report what was removed.
 
         Stores whose server expires data itself (Redis) have nothing left to purge.
         """
-        return ErasureReport()
+        return self._write(self._plans.purge_expired)
+
+    async def apurge_expired(self) -> ErasureReport:
+        """Async twin of :meth:`purge_expired`."""
+        return await self._awrite(self._plans.purge_expired)
+
+    # -- key rotation and lifecycle --------------------------------------------------------
 
     def reencrypt(self) -> int:
-        """Re-seal every stored value under the first encryption key; how many were rewritten.
+        """Re-encrypt every stored value under the first encryption key; how many were rewritten.
 
         For key rotation: open the store with ``encryption_key=[new_key, old_key, ...]``, run
-        this, then drop the old keys. Sealed turns, summaries, entities and vectors move to the
-        first key (values already under it are left alone, so a second run rewrites nothing);
-        plain ones are sealed (vectors only with ``encrypt_vectors``), which encrypts a store
-        written without a key. Each value is replaced on its own, atomically, and only if it did
-        not change since it was read, so the store stays in use meanwhile.
+        this, then drop the old keys. Encrypted turns, summaries, entities and vectors move to
+        the first key (values already under it are left alone, so a second run rewrites
+        nothing); plain ones are encrypted (vectors only with ``encrypt_vectors``), which
+        encrypts a store written without a key. Each value is replaced on its own, atomically,
+        and only if it did not change since it was read, so the store stays in use meanwhile.
 
         A store that keeps nothing at rest (:class:`InMemoryStore`) has nothing to rewrite: 0.
 
@@ -205,90 +570,16 @@ class MemoryStore(ABC):
         """
         return 0
 
+    async def areencrypt(self) -> int:
+        """Async twin of :meth:`reencrypt` (a maintenance job: it runs in a worker thread)."""
+        return await asyncio.to_thread(self.reencrypt)
+
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing to close
         """Release connections; the store is unusable afterwards."""
 
-    # -- async twins -----------------------------------------------------------------------
-
-    async def aappend_turns(
-        self, session_id: str, drafts: Sequence[TurnDraft], *, user_id: str | None = None
-    ) -> list[Turn]:
-        """Async twin of :meth:`append_turns`."""
-        return await _in_executor(self.append_turns, session_id, drafts, user_id=user_id)
-
-    async def acount_turns(self, session_id: str) -> int:
-        """Async twin of :meth:`count_turns`."""
-        return await _in_executor(self.count_turns, session_id)
-
-    async def aget_turns(
-        self, session_id: str, start: int = 0, stop: int | None = None
-    ) -> list[Turn]:
-        """Async twin of :meth:`get_turns`."""
-        return await _in_executor(self.get_turns, session_id, start, stop)
-
-    async def aget_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> list[Turn]:
-        """Async twin of :meth:`get_turns_by_ids`."""
-        return await _in_executor(self.get_turns_by_ids, session_id, turn_ids)
-
-    async def asession_user(self, session_id: str) -> str | None:
-        """Async twin of :meth:`session_user`."""
-        return await _in_executor(self.session_user, session_id)
-
-    async def alist_sessions(self, user_id: str) -> list[str]:
-        """Async twin of :meth:`list_sessions`."""
-        return await _in_executor(self.list_sessions, user_id)
-
-    async def aget_summary(self, session_id: str) -> RunningSummary:
-        """Async twin of :meth:`get_summary`."""
-        return await _in_executor(self.get_summary, session_id)
-
-    async def acompare_and_set_summary(
-        self, session_id: str, expected_version: int, summary: RunningSummary
-    ) -> bool:
-        """Async twin of :meth:`compare_and_set_summary`."""
-        return await _in_executor(
-            self.compare_and_set_summary, session_id, expected_version, summary
-        )
-
-    async def aget_entities(self, session_id: str) -> dict[str, Entity]:
-        """Async twin of :meth:`get_entities`."""
-        return await _in_executor(self.get_entities, session_id)
-
-    async def aput_entities(self, session_id: str, entities: Sequence[Entity]) -> None:
-        """Async twin of :meth:`put_entities`."""
-        await _in_executor(self.put_entities, session_id, entities)
-
-    async def aput_vectors(
-        self, session_id: str, turn_ids: Sequence[int], vectors: np.ndarray
-    ) -> None:
-        """Async twin of :meth:`put_vectors`."""
-        await _in_executor(self.put_vectors, session_id, turn_ids, vectors)
-
-    async def aget_vectors(
-        self, session_id: str, start: int = 0
-    ) -> tuple[list[int], np.ndarray | None]:
-        """Async twin of :meth:`get_vectors`."""
-        return await _in_executor(self.get_vectors, session_id, start)
-
-    async def adelete_session(self, session_id: str) -> ErasureReport:
-        """Async twin of :meth:`delete_session`."""
-        return await _in_executor(self.delete_session, session_id)
-
-    async def adelete_user(self, user_id: str) -> ErasureReport:
-        """Async twin of :meth:`delete_user`."""
-        return await _in_executor(self.delete_user, user_id)
-
-    async def apurge_expired(self) -> ErasureReport:
-        """Async twin of :meth:`purge_expired`."""
-        return await _in_executor(self.purge_expired)
-
-    async def areencrypt(self) -> int:
-        """Async twin of :meth:`reencrypt`."""
-        return await _in_executor(self.reencrypt)
-
     async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
-        await _in_executor(self.close)
+        """Release every connection, the async clients' too; the store is unusable afterwards."""
+        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

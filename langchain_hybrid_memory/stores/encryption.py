@@ -4,7 +4,8 @@ A *sealed* value is ``fernet:`` followed by a Fernet token (AES-128-CBC and HMAC
 base64). The prefix tells a reader a sealed value from a plain one: plain turns, summaries and
 entities are JSON objects, which start with ``{``. The first key seals, every key opens
 (:class:`~cryptography.fernet.MultiFernet`), so keys rotate without downtime: put the new key first,
-keep the old ones while a store's ``reencrypt()`` re-seals what they sealed, then drop them.
+keep the old ones while a store's ``reencrypt()`` moves what they sealed to the new key, then
+drop them.
 
 Names that a store uses as lookup keys (an entity's normalized name) are not sealed but replaced by
 a keyed digest (HMAC-SHA256 under a key derived from the Fernet key), so equal names still find
@@ -16,7 +17,7 @@ Example:
     >>> sealed = Sealer(old).seal(b'{"text": "hi"}')
     >>> is_sealed(sealed), Sealer([new, old]).open(sealed, "turn")
     (True, b'{"text": "hi"}')
-    >>> rotated = Sealer([new, old]).rotate(sealed, "turn")
+    >>> rotated = Sealer([new, old]).reencrypt(sealed, "turn")
     >>> Sealer(new).open(rotated, "turn")
     b'{"text": "hi"}'
 """
@@ -112,8 +113,8 @@ class Sealer:
         except InvalidToken as exc:
             raise _wrong_key_error(what) from exc
 
-    def rotate(self, value: bytes, what: str) -> bytes | None:
-        """``value`` re-sealed under the first key, or ``None`` if it is sealed under it already.
+    def reencrypt(self, value: bytes, what: str) -> bytes | None:
+        """``value`` sealed again under the first key, or ``None`` if it is sealed under it already.
 
         Raises:
             DecryptionError: No key opens it.

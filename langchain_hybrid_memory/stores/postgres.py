@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from langchain_hybrid_memory.errors import ConfigError, MissingDependencyError, StoreError
 from langchain_hybrid_memory._plans import arun_plan, plan_name, run_plan
+from langchain_hybrid_memory.errors import ConfigError, MissingDependencyError, StoreError
+from langchain_hybrid_memory.stores._loops import PerLoop
+from langchain_hybrid_memory.stores._secrets import connection_error
 from langchain_hybrid_memory.stores._sql import (
     META_TABLE,
+    MIGRATIONS,
     SCHEMA_VERSION,
     TABLES,
     Dialect,
@@ -26,8 +29,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the import test
     raise MissingDependencyError.for_extra("psycopg and psycopg-pool", "postgres") from exc
 
 if TYPE_CHECKING:
-    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory._plans import Plan
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
 
 __all__ = ["PostgresStore"]
 
@@ -46,8 +49,9 @@ class PostgresStore(SQLStore):
     Every write is one transaction that locks the session's row (``SELECT ... FOR UPDATE``), so
     any number of workers can append to one session: ids stay contiguous, no turn is lost or
     duplicated, and the summary compare-and-set (by version) never overwrites a newer summary.
-    The schema and tables are created with ``IF NOT EXISTS`` under an advisory lock, so workers
-    starting together do not race; the schema version lives in ``<schema>.schema_version``.
+    The schema and tables are created (or upgraded from an older version) under an advisory
+    lock, so workers starting together do not race; the schema version lives in
+    ``<schema>.schema_version``.
 
     Args:
         conninfo_or_pool: A libpq connection string or URL (``postgresql://...``), or a
@@ -57,8 +61,10 @@ class PostgresStore(SQLStore):
             Expired sessions are never returned; they are deleted when accessed and by
             :meth:`purge_expired` (run it from a periodic job to reclaim space).
         async_pool: A ``psycopg_pool.AsyncConnectionPool`` for the async twins when a pool is
-            passed. With a connection string the store opens its own async pool, in the event
-            loop of the first async call. Without either, the async twins use the executor.
+            passed (left open by :meth:`aclose`). With a connection string the store opens an
+            async pool of its own in each event loop that uses it, closed by :meth:`aclose` or
+            when that loop shuts down. With neither, the async twins run the sync pool in a
+            worker thread.
         max_connections: Size of the pools the store creates.
         encryption_key: A Fernet key, or a list of them (the first seals, all open), to encrypt
             turns, summaries and entities at rest; ``None`` stores them as plain JSON. See
@@ -67,7 +73,7 @@ class PostgresStore(SQLStore):
 
     Raises:
         StoreError: The server cannot be reached, the schema cannot be created, or it holds a
-            newer schema version.
+            newer schema version (the message never shows the connection string).
         ConfigError: A bad schema name, TTL or encryption key.
 
     Example:
@@ -111,23 +117,25 @@ class PostgresStore(SQLStore):
         )
         self.schema = schema
         self._dialect = dialect
-        self._max_connections = max_connections
-        self._apool = async_pool
-        self._apool_lock = threading.Lock()
-        self._apool_open = False
+        self._given_apool = async_pool
+        self._apools: PerLoop[AsyncConnectionPool[Any]] | None = None
         if isinstance(conninfo_or_pool, str):
-            self._conninfo: str | None = conninfo_or_pool
-            self._owns_pools = True
+            conninfo = conninfo_or_pool
+            self._owns_pool = True
+            failure: StoreError | None = None
             try:
                 with psycopg.connect(
-                    conninfo_or_pool, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
+                    conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
                 ) as connection:
                     self._prepare(connection)
-            except psycopg.Error as exc:
-                msg = f"postgres store: cannot open the database: {exc}"
-                raise StoreError(msg) from exc
+            except (psycopg.Error, ValueError, TypeError) as exc:
+                failure = connection_error(
+                    "postgres store: cannot open the database", exc, conninfo
+                )
+            if failure is not None:  # raised here, not chained: the driver's message may hold
+                raise failure  # a piece of the password
             self._pool = ConnectionPool(
-                conninfo_or_pool,
+                conninfo,
                 min_size=1,
                 max_size=max_connections,
                 kwargs={"autocommit": True},
@@ -135,9 +143,22 @@ class PostgresStore(SQLStore):
                 name="hybrid-memory",
                 open=True,
             )
+            if async_pool is None:
+                self._apools = PerLoop(
+                    lambda: AsyncConnectionPool(
+                        conninfo,
+                        min_size=1,
+                        max_size=max_connections,
+                        kwargs={"autocommit": True},
+                        check=AsyncConnectionPool.check_connection,
+                        name="hybrid-memory-async",
+                        open=False,
+                    ),
+                    start=lambda pool: pool.open(),
+                    close=lambda pool: pool.close(),
+                )
         elif isinstance(conninfo_or_pool, ConnectionPool):
-            self._conninfo = None
-            self._owns_pools = False
+            self._owns_pool = False
             self._pool = conninfo_or_pool
             try:
                 with self._pool.connection() as connection:
@@ -153,7 +174,7 @@ class PostgresStore(SQLStore):
             raise ConfigError(msg)
 
     def _prepare(self, connection: psycopg.Connection[Any]) -> None:
-        """Create the schema and tables once, or check their version."""
+        """Create the schema and tables once, upgrade them, or check their version."""
         schema = f'"{self.schema}"'
         with connection.transaction():
             connection.execute(
@@ -172,18 +193,24 @@ class PostgresStore(SQLStore):
                     f"this library's {SCHEMA_VERSION}; upgrade langchain-hybrid-memory"
                 )
                 raise StoreError(msg)
-            if version < SCHEMA_VERSION:
+            if version == 0:
                 for statement in TABLES:
                     connection.execute(self._dialect.sql(statement))
+                logger.info("created the postgres memory schema, version %d", SCHEMA_VERSION)
+            else:
+                for old in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[old]:
+                        connection.execute(self._dialect.sql(statement))
+                    logger.info("upgraded the postgres memory schema to version %d", old + 1)
+            if version < SCHEMA_VERSION:
                 connection.execute(
                     f"INSERT INTO {schema}.schema_version (version) VALUES (%s)", (SCHEMA_VERSION,)
                 )
-                logger.info("created the postgres memory schema, version %d", SCHEMA_VERSION)
             connection.execute(self._dialect.sql(META_TABLE))
 
     # -- drivers ----------------------------------------------------------------------------
 
-    def _run(self, plan: Plan[Query, _R], *, write: bool) -> _R:
+    def _transaction(self, plan: Plan[Query, _R], *, write: bool) -> _R:
         try:
             with self._pool.connection() as connection, connection.transaction():
                 return run_plan(plan, lambda query: execute(connection, query))
@@ -191,10 +218,13 @@ class PostgresStore(SQLStore):
             msg = f"postgres store: {plan_name(plan)} failed: {exc}"
             raise StoreError(msg) from exc
 
-    async def _arun(self, plan: Plan[Query, _R], *, write: bool) -> _R:
-        pool = await self._async_pool()
-        if pool is None:
-            return await super()._arun(plan, write=write)
+    async def _atransaction(self, plan: Plan[Query, _R], *, write: bool) -> _R:
+        if self._given_apool is not None:
+            pool = self._given_apool
+        elif self._apools is not None:
+            pool = await self._apools.get()
+        else:  # a sync pool was passed without an async one
+            return await asyncio.to_thread(self._transaction, plan, write=write)
         try:
             async with pool.connection() as connection, connection.transaction():
                 return await arun_plan(plan, lambda query: _aexecute(connection, query))
@@ -202,38 +232,23 @@ class PostgresStore(SQLStore):
             msg = f"postgres store: {plan_name(plan)} failed: {exc}"
             raise StoreError(msg) from exc
 
-    async def _async_pool(self) -> AsyncConnectionPool[Any] | None:
-        if self._apool is None and self._conninfo is not None:
-            with self._apool_lock:
-                if self._apool is None:
-                    self._apool = AsyncConnectionPool(
-                        self._conninfo,
-                        min_size=1,
-                        max_size=self._max_connections,
-                        kwargs={"autocommit": True},
-                        check=AsyncConnectionPool.check_connection,
-                        name="hybrid-memory-async",
-                        open=False,
-                    )
-        if self._apool is not None and not self._apool_open:
-            await self._apool.open()
-            self._apool_open = True
-        return self._apool
-
     def close(self) -> None:
         """Close the pools this store created (pools passed in are left open).
 
-        An async pool can only be closed from its event loop: use :meth:`aclose` after using
-        the async twins.
+        An async pool can only be closed from its event loop: each closes when its loop shuts
+        down, or use :meth:`aclose`.
         """
-        if self._owns_pools:
+        if self._apools is not None:
+            self._apools.close_other_threads()
+        if self._owns_pool:
             self._pool.close()
 
     async def aclose(self) -> None:
-        """Close the pools this store created, the async one included."""
-        if self._owns_pools and self._apool is not None:
-            await self._apool.close()
-        self.close()
+        """Close the pools this store created, the async ones of every event loop included."""
+        if self._apools is not None:
+            await self._apools.aclose()
+        if self._owns_pool:
+            await asyncio.to_thread(self._pool.close)
 
     def __repr__(self) -> str:
         return f"PostgresStore(schema={self.schema!r}, ttl_seconds={self.ttl_seconds!r})"

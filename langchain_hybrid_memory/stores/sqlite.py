@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -9,10 +10,11 @@ import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from langchain_hybrid_memory.errors import StoreError
 from langchain_hybrid_memory._plans import plan_name, run_plan
+from langchain_hybrid_memory.errors import StoreError
 from langchain_hybrid_memory.stores._sql import (
     META_TABLE,
+    MIGRATIONS,
     SCHEMA_VERSION,
     TABLES,
     Dialect,
@@ -20,12 +22,13 @@ from langchain_hybrid_memory.stores._sql import (
     SQLStore,
     execute,
 )
+from langchain_hybrid_memory.types import ErasureReport
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory._plans import Plan
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
 
 __all__ = ["SQLiteStore"]
 
@@ -52,8 +55,13 @@ class SQLiteStore(SQLStore):
     Several processes (and threads) may use one file at once: writes take the database's write
     lock (``BEGIN IMMEDIATE``) and wait up to ``timeout`` seconds for it, so turn ids never
     repeat or skip; readers are not blocked by writers (WAL). Within a process one connection is
-    shared under a lock. The schema version is kept in ``PRAGMA user_version``; a file written
-    by a newer version of this library is refused.
+    shared under a lock; the async twins run it in a worker thread (``sqlite3`` has no async
+    interface). The schema version is kept in ``PRAGMA user_version``: an older file is
+    upgraded in place, a file written by a newer version of this library is refused.
+
+    Erased data does not linger in the file: deleted content is overwritten with zeros
+    (``PRAGMA secure_delete``), and each erasure checkpoints and truncates the write-ahead log
+    (unless another connection is still reading an older snapshot; see the README).
 
     Args:
         path: The database file (created if missing; its folder must exist), or ``":memory:"``.
@@ -76,7 +84,7 @@ class SQLiteStore(SQLStore):
         >>> from langchain_hybrid_memory.types import TurnDraft
         >>> store = SQLiteStore(":memory:")
         >>> draft = TurnDraft(HumanMessage("hi"), "hi", datetime.now(timezone.utc))
-        >>> [turn.id for turn in store.append_turns("s1", [draft, draft], user_id="ana")]
+        >>> [turn.id for turn in store.append_turns("s1", [draft, draft], user_id="ana").turns]
         [0, 1]
         >>> store.get_turns("s1")[1].message.content, store.list_sessions("ana")
         ('hi', ['s1'])
@@ -120,9 +128,10 @@ class SQLiteStore(SQLStore):
             raise StoreError(msg) from exc
 
     def _prepare(self) -> None:
-        """WAL mode, then create the tables once (in a write transaction) or check their version."""
+        """WAL mode and secure deletes, then create or upgrade the tables (in one write)."""
         connection = self._connection
         connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA secure_delete=ON")
         with _transaction(connection, "BEGIN IMMEDIATE"):
             (version,) = connection.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
@@ -131,14 +140,19 @@ class SQLiteStore(SQLStore):
                     f"library's {SCHEMA_VERSION}; upgrade langchain-hybrid-memory"
                 )
                 raise StoreError(msg)
-            if version < SCHEMA_VERSION:
+            if version == 0:
                 for statement in TABLES:
                     connection.execute(_SQLITE.sql(statement))
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 logger.info("created the sqlite memory schema, version %d", SCHEMA_VERSION)
+            else:
+                for old in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[old]:
+                        connection.execute(_SQLITE.sql(statement))
+                    logger.info("upgraded the sqlite memory schema to version %d", old + 1)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute(_SQLITE.sql(META_TABLE))
 
-    def _run(self, plan: Plan[Query, _R], *, write: bool) -> _R:
+    def _transaction(self, plan: Plan[Query, _R], *, write: bool) -> _R:
         with self._lock:
             if self._closed:
                 plan.close()
@@ -148,10 +162,17 @@ class SQLiteStore(SQLStore):
             try:
                 with _transaction(connection, "BEGIN IMMEDIATE" if write else "BEGIN"):
                     result = run_plan(plan, lambda query: execute(connection, query))
+                if isinstance(result, ErasureReport) and result.sessions:
+                    # push the erasure out of the write-ahead log, where the erased rows'
+                    # earlier versions still stand (best effort: a reader elsewhere may hold it)
+                    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             except sqlite3.Error as exc:
                 msg = f"sqlite store: {plan_name(plan)} failed: {exc}"
                 raise StoreError(msg) from exc
             return result
+
+    async def _atransaction(self, plan: Plan[Query, _R], *, write: bool) -> _R:
+        return await asyncio.to_thread(self._transaction, plan, write=write)
 
     def close(self) -> None:
         """Close the connection; the store is unusable afterwards."""

@@ -69,14 +69,15 @@ class SealedBackend(Backend):
         self.opened.append(store)
         return store
 
-    def raw_values(self) -> list[bytes]:
+    def raw_values(self, *, dumps: bool = True) -> list[bytes]:
         """Every value the stores left in storage, as the server holds it.
 
-        Redis: each key's name and ``DUMP``, and every element of it (``GET``, ``LRANGE``,
-        ``HGETALL``, ``SMEMBERS``). SQL: every column of every row, text as UTF-8.
+        Redis: each key's name and ``DUMP`` (unless ``dumps=False``: a hash's ``DUMP`` changes
+        order as Redis rehashes it, even on reads), and every element of it (``GET``,
+        ``LRANGE``, ``HGETALL``, ``SMEMBERS``). SQL: every column of every row, text as UTF-8.
         """
         if self.kind in ("redis", "redis-cluster"):
-            return self._redis_values()
+            return self._redis_values(dumps=dumps)
         if self.kind == "postgres":
             with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
                 return _sql_values(connection, f'"{self.namespace}".')
@@ -94,13 +95,14 @@ class SealedBackend(Backend):
             if candidate.exists()
         )
 
-    def _redis_values(self) -> list[bytes]:
+    def _redis_values(self, *, dumps: bool) -> list[bytes]:
         client = self.redis_client()
         values: list[bytes] = []
         try:
             for key in client.scan_iter(match=f"{self.namespace}:*"):
                 values.append(key)
-                values.append(client.dump(key) or b"")
+                if dumps:
+                    values.append(client.dump(key) or b"")
                 kind = client.type(key).decode()
                 if kind == "string":
                     values.append(client.get(key))

@@ -22,7 +22,13 @@ from langchain_hybrid_memory.stores import (
     SQLiteStore,
     open_store,
 )
-from langchain_hybrid_memory.types import Entity, EntityFact, RunningSummary, TurnDraft
+from langchain_hybrid_memory.types import (
+    Entity,
+    EntityFact,
+    EntityMention,
+    RunningSummary,
+    TurnDraft,
+)
 from tests.integration.backends import POSTGRES_URL, REDIS_URL, Backend
 from tests.unit.store_fixtures import (  # noqa: F401 - cluster_port is a fixture
     SealedBackend,
@@ -63,13 +69,19 @@ def drafts(messages: list[BaseMessage], start: datetime = T0) -> list[TurnDraft]
 SUMMARY = RunningSummary(f"Ana's passport is {SECRET}.", through_turn=3, version=1, updated_at=T0)
 PASSPORT = Entity(f"Passport {SECRET}", {"owner": EntityFact("Ana", 0, T0)}, (0,), T0)
 ANA = Entity("Ana", {"passport": EntityFact(SECRET, 0, T0)}, (0, 3), T0)
+# what merges into PASSPORT and ANA
+SAID = [
+    EntityMention(f"Passport {SECRET}", {"owner": "Ana"}, 0, T0),
+    EntityMention("Ana", {"passport": SECRET}, 0, T0),
+    EntityMention("Ana", {}, 3, T0),
+]
 VECTORS = np.random.default_rng(5).standard_normal((4, 16)).astype(np.float32)
 
 
 def fill(store, session_id: str = "s1", user_id: str | None = "ana") -> list:
-    turns = store.append_turns(session_id, drafts(secret_messages()), user_id=user_id)
+    turns = store.append_turns(session_id, drafts(secret_messages()), user_id=user_id).turns
     store.put_vectors(session_id, [0, 1, 2, 3], VECTORS)
-    store.put_entities(session_id, [PASSPORT, ANA])
+    store.merge_entities(session_id, SAID)
     assert store.compare_and_set_summary(session_id, 0, SUMMARY)
     return turns
 
@@ -161,7 +173,7 @@ def test_sealed_values_are_marked_and_vectors_differ_from_their_float32_bytes(se
     if sealed.kind == "redis":
         client = sealed.redis_client()
         store = RedisStore(client, prefix=sealed.namespace)
-        meta, turns, vectors, entities = store._plans.session_keys("s1")
+        meta, turns, vectors, entities, _ = store._plans.session_keys("s1")
         records = client.lrange(turns, 0, -1)
         blobs = [client.hget(vectors, i) for i in range(4)]
         summary = client.hget(meta, "summary")
@@ -211,9 +223,9 @@ def test_everything_reads_back_exactly_with_the_key(sealed):
 
 async def test_async_twins_seal_and_open_the_same_way(sealed):
     store = sealed.open()
-    turns = await store.aappend_turns("s1", drafts(secret_messages()), user_id="ana")
+    turns = (await store.aappend_turns("s1", drafts(secret_messages()), user_id="ana")).turns
     await store.aput_vectors("s1", [0, 1, 2, 3], VECTORS)
-    await store.aput_entities("s1", [PASSPORT, ANA])
+    await store.amerge_entities("s1", SAID)
     assert await store.acompare_and_set_summary("s1", 0, SUMMARY)
 
     assert await store.aget_turns("s1") == turns
@@ -227,7 +239,7 @@ async def test_async_twins_seal_and_open_the_same_way(sealed):
 
 def test_a_wrong_key_raises_decryption_error_and_changes_no_stored_byte(sealed):
     fill(sealed.open())
-    before = sorted(sealed.raw_values())
+    before = sorted(sealed.raw_values(dumps=False))
     wrong = sealed.open(keys=Fernet.generate_key())
 
     assert_nothing_readable(wrong)
@@ -236,13 +248,13 @@ def test_a_wrong_key_raises_decryption_error_and_changes_no_stored_byte(sealed):
 
     assert "old key" in str(failure.value)
     assert isinstance(failure.value, StoreError)
-    assert sorted(sealed.raw_values()) == before
+    assert sorted(sealed.raw_values(dumps=False)) == before
     assert wrong.count_turns("s1") == 4  # metadata stays readable
 
 
 def test_no_key_raises_decryption_error_that_asks_for_the_key(sealed):
     fill(sealed.open())
-    before = sorted(sealed.raw_values())
+    before = sorted(sealed.raw_values(dumps=False))
     keyless = sealed.open(keys=None)
 
     assert_nothing_readable(keyless)
@@ -250,7 +262,7 @@ def test_no_key_raises_decryption_error_that_asks_for_the_key(sealed):
         keyless.get_turns("s1")
     with pytest.raises(ConfigError, match="encryption key"):
         keyless.reencrypt()
-    assert sorted(sealed.raw_values()) == before
+    assert sorted(sealed.raw_values(dumps=False)) == before
 
 
 # -- rotation ---------------------------------------------------------------------------------
@@ -290,7 +302,7 @@ def test_reencrypt_with_a_key_encrypts_a_store_written_without_one(rotating):
 def test_writes_and_appends_during_a_rotation_are_kept(rotating):
     old = rotating.open()
     old.append_turns("busy", drafts([HumanMessage(f"old {i}") for i in range(300)]))
-    old.put_entities("busy", [ANA])
+    old.merge_entities("busy", SAID[1:])
     writer_store = rotating.open(keys=[KEY_B, KEY_A])
     rotator = rotating.open(keys=[KEY_B, KEY_A])
     appended: list[str] = []
@@ -303,8 +315,8 @@ def test_writes_and_appends_during_a_rotation_are_kept(rotating):
                 writer_store.append_turns("busy", drafts([HumanMessage(text)]))
                 appended.append(text)
                 if i % 10 == 0:
-                    moved = Entity("Ana", {"city": EntityFact(f"City {i}", None, T0)}, (), T0)
-                    writer_store.put_entities("busy", [moved])
+                    moved = EntityMention("Ana", {"city": f"City {i}"}, None, T0 + i * SECOND)
+                    writer_store.merge_entities("busy", [moved])
         except Exception as exc:  # noqa: BLE001 - handed to the test thread
             failures.append(exc)
 
@@ -327,13 +339,19 @@ def test_writes_and_appends_during_a_rotation_are_kept(rotating):
 
 def test_an_entity_written_under_a_new_key_replaces_its_older_form(rotating):
     rotating.open(keys=None).append_turns("s1", drafts([HumanMessage("hi")]))
-    rotating.open(keys=None).put_entities("s1", [ANA])  # stored under its plain name
-    rotating.open(keys=KEY_A).put_entities("s1", [ANA])  # under a digest of key A
-    later = Entity("Ana", {"city": EntityFact("Lisbon", None, T0)}, (), T0)
+    rotating.open(keys=None).merge_entities("s1", SAID[1:])  # stored under its plain name
+    rotating.open(keys=KEY_A).merge_entities("s1", SAID[1:])  # moved under a digest of key A
+    later = EntityMention("Ana", {"city": "Lisbon"}, None, T0 + SECOND)
 
-    rotating.open(keys=[KEY_B, KEY_A]).put_entities("s1", [later])
+    rotating.open(keys=[KEY_B, KEY_A]).merge_entities("s1", [later])
 
-    assert rotating.open(keys=[KEY_B]).get_entities("s1") == {"ana": later}
+    facts = {
+        "passport": EntityFact(SECRET, 0, T0),
+        "city": EntityFact("Lisbon", None, later.timestamp),
+    }
+    merged = Entity("Ana", facts, (0, 3), later.timestamp)
+    assert rotating.open(keys=[KEY_B]).get_entities("s1") == {"ana": merged}
+    assert not [value for value in rotating.raw_values() if value == b"ana"]
 
 
 async def test_the_async_rotation_twin_runs_reencrypt(tmp_path):
@@ -434,7 +452,7 @@ def write_everything(store, session_id: str = "s1") -> None:
         lambda: store.append_turns(session_id, drafts([HumanMessage("late")]), user_id="ana"),
         lambda: store.append_turns("new", drafts([HumanMessage("late")]), user_id="ana"),
         lambda: store.compare_and_set_summary(session_id, 1, SUMMARY),
-        lambda: store.put_entities(session_id, [ANA]),
+        lambda: store.merge_entities(session_id, SAID),
         lambda: store.put_vectors(session_id, [4], VECTORS[:1]),
     )
     for write in writes:
@@ -446,11 +464,11 @@ def write_everything(store, session_id: str = "s1") -> None:
 @pytest.mark.parametrize("keys", [None, KEY_B], ids=["no-key", "wrong-key"])
 def test_a_wrong_or_missing_key_refuses_every_write_before_writing_anything(sealed, keys):
     turns = fill(sealed.open())
-    before = sorted(sealed.raw_values())
+    before = sorted(sealed.raw_values(dumps=False))
 
     write_everything(sealed.open(keys=keys))
 
-    assert sorted(sealed.raw_values()) == before
+    assert sorted(sealed.raw_values(dumps=False)) == before
     assert_reads_back(sealed.open(), turns)  # the right key still reads everything
     assert sealed.open(keys=keys).count_turns("s1") == 4  # metadata stays readable
 
@@ -495,10 +513,10 @@ def test_a_wrong_key_is_refused_through_the_async_twins_too(sealed):
     import asyncio
 
     fill(sealed.open())
-    before = sorted(sealed.raw_values())
+    before = sorted(sealed.raw_values(dumps=False))
     wrong = sealed.open(keys=KEY_B)
 
     with pytest.raises(DecryptionError):
         asyncio.run(wrong.aappend_turns("s1", drafts([HumanMessage("late")]), user_id="ana"))
 
-    assert sorted(sealed.raw_values()) == before
+    assert sorted(sealed.raw_values(dumps=False)) == before

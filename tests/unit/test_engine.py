@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sqlite3
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
 from langchain_hybrid_memory import HybridMemory, HybridMemoryConfig
-from langchain_hybrid_memory.errors import HybridMemoryError
+from langchain_hybrid_memory.errors import HybridMemoryError, StoreError
 from tests.conversations import START, filler, times
 from tests.fakes import CountingEmbeddings, RecordingChatModel
 
@@ -376,9 +378,12 @@ def test_forget_session_erases_everything_and_reports_it(embeddings):
     report = memory.forget_session("s1")
 
     assert report.sessions == ("s1",)
-    assert (report.turns, report.vectors, report.entities) == (8, 8, 1)
+    # the window's 2 turns were still waiting for their vectors: never stored, never will be
+    assert (report.turns, report.vectors, report.entities) == (8, 6, 1)
     assert report.summaries == 1
+    memory.flush()
     assert memory.transcript("s1") == []
+    assert memory.store.get_vectors("s1") == ([], None)
     context = memory.build_context("s1", "allergic to peanuts")
     assert (context.recalled, context.entities, context.summary) == ((), (), "")
     assert len(memory.transcript("s2")) == 2
@@ -491,12 +496,12 @@ def test_a_session_erased_elsewhere_and_written_anew_is_reloaded(embeddings):
 
 def test_a_fault_after_the_turns_are_stored_is_not_raised(embeddings, caplog):
     memory = HybridMemory(embeddings=embeddings, window_turns=1)
-    original = memory.store.get_vectors
-    memory.store.get_vectors = lambda *a, **k: (_ for _ in ()).throw(OSError("disk hiccup"))  # type: ignore[method-assign]
+    original = memory.store.put_vectors
+    memory.store.put_vectors = lambda *a, **k: (_ for _ in ()).throw(OSError("disk hiccup"))  # type: ignore[method-assign]
     turns = memory.add_messages("s1", [HumanMessage("I live in Porto"), AIMessage("Nice")])
     assert len(turns) == 2
-    assert "indexing them failed" in caplog.text
-    memory.store.get_vectors = original  # type: ignore[method-assign]
+    assert "failed, will retry" in caplog.text
+    memory.store.put_vectors = original  # type: ignore[method-assign]
     assert memory.build_context("s1", "Where do I live?").recalled[0].turn.text == "I live in Porto"
     assert len(memory.transcript("s1")) == 2
 
@@ -583,17 +588,27 @@ def test_no_turn_is_both_in_the_window_and_recalled(embeddings, budget, sizes):
     assert context.tokens <= budget
 
 
-def test_caller_entities_survive_a_store_fault_and_are_merged_on_the_next_write(embeddings):
-    memory = HybridMemory(embeddings=embeddings)
-    original = memory.store.put_entities
-    memory.store.put_entities = lambda *a: (_ for _ in ()).throw(OSError("down"))  # type: ignore[method-assign]
+def test_caller_entities_are_stored_with_their_turns_or_not_at_all(embeddings, tmp_path):
+    path = tmp_path / "memory.db"
+    memory = HybridMemory(store=f"sqlite:///{path}", embeddings=embeddings)
+    memory.add_messages("s1", [HumanMessage("Hi")])
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("ALTER TABLE entities RENAME TO entities_away")
+        connection.commit()
+    with pytest.raises(StoreError):
+        memory.add_messages(
+            "s1", [HumanMessage("I live in Porto")], entities={"Ana": {"city": "Porto"}}
+        )
+    assert [m.text for m in memory.transcript("s1")] == ["Hi"]  # a retry stores it once
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("ALTER TABLE entities_away RENAME TO entities")
+        connection.commit()
     memory.add_messages(
         "s1", [HumanMessage("I live in Porto")], entities={"Ana": {"city": "Porto"}}
     )
-    assert memory.store.get_entities("s1") == {}
-    memory.store.put_entities = original  # type: ignore[method-assign]
-    memory.add_messages("s1", [AIMessage("Nice city")])
-    assert memory.store.get_entities("s1")["ana"].facts["city"].turn_id == 0
+    assert memory.store.get_entities("s1")["ana"].facts["city"].turn_id == 1
+    assert len(memory.transcript("s1")) == 2
+    memory.close()
 
 
 def _garden_session(memory: HybridMemory) -> None:

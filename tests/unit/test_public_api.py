@@ -7,13 +7,28 @@ from langchain_hybrid_memory import stores
 def test_the_public_surface_changes_only_on_purpose():
     assert sorted(langchain_hybrid_memory.__all__) == [
         "BudgetShares",
+        "ConfigError",
         "ConversationHybridMemory",
+        "DecryptionError",
+        "EmbeddingError",
+        "Entity",
+        "EntityFact",
+        "ErasureReport",
         "HybridChatMessageHistory",
         "HybridMemory",
         "HybridMemoryConfig",
         "HybridMemoryError",
         "HybridMemoryMiddleware",
+        "InvalidInputError",
+        "InvalidMessageTypeError",
         "MemoryContext",
+        "MissingDependencyError",
+        "RecalledTurn",
+        "RunningSummary",
+        "SessionOwnershipError",
+        "StoreError",
+        "SummarizerError",
+        "Turn",
         "__version__",
         "with_hybrid_memory",
     ]
@@ -25,6 +40,16 @@ def test_the_public_surface_changes_only_on_purpose():
         "SQLiteStore",
         "open_store",
     ]
+
+
+def test_every_type_a_public_method_returns_or_raises_is_public():
+    from langchain_hybrid_memory import errors
+
+    assert set(errors.__all__) <= set(langchain_hybrid_memory.__all__)
+    for name in ("Turn", "RecalledTurn", "ErasureReport", "RunningSummary", "MemoryContext"):
+        assert getattr(langchain_hybrid_memory, name).__module__.startswith(
+            "langchain_hybrid_memory."
+        )
 
 
 def test_the_version_has_one_source():

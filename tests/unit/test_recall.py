@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from langchain_hybrid_memory.lexical import LexicalIndex, tokenize
-from langchain_hybrid_memory._search import SessionIndex
+from langchain_hybrid_memory._search import SearchIndex
 
 TEXTS = [
     "My sister Marta's birthday is on 14 April",
@@ -17,15 +17,15 @@ TEXTS = [
 ]
 
 
-def build(embeddings) -> SessionIndex:
-    index = SessionIndex()
+def build(embeddings) -> SearchIndex:
+    index = SearchIndex()
     ids = list(range(len(TEXTS)))
     index.add_texts(ids, TEXTS)
     index.add_vectors(ids, np.asarray(embeddings.embed_documents(TEXTS)))
     return index
 
 
-def search(index: SessionIndex, embeddings, query: str, **kwargs):
+def search(index: SearchIndex, embeddings, query: str, **kwargs):
     return index.search(query, np.asarray(embeddings.embed_query(query)), k=3, **kwargs)
 
 
@@ -60,7 +60,7 @@ def test_scores_are_kept_for_inspection(embeddings):
 
 
 def test_turns_without_vectors_are_still_found_by_words(embeddings):
-    index = SessionIndex()
+    index = SearchIndex()
     index.add_texts([0, 1], ["The wifi password is kumquat", "We went hiking"])
     index.add_vectors([1], np.asarray([embeddings.embed_query("We went hiking")]))
     hits = index.search("kumquat", np.asarray(embeddings.embed_query("kumquat")), k=2)
@@ -86,7 +86,7 @@ def build_dialogue(embeddings, turns, start=None):
     from datetime import datetime, timedelta
 
     start = start or datetime(2023, 5, 8, 9, 0)
-    index = SessionIndex()
+    index = SearchIndex()
     ids = list(range(len(turns)))
     texts = [text for _, text, _ in turns]
     index.add_texts(

@@ -18,13 +18,15 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from langchain_hybrid_memory.errors import SessionOwnershipError, StoreError
 from langchain_hybrid_memory._inputs import message_text
+from langchain_hybrid_memory.errors import SessionOwnershipError, StoreError
 from langchain_hybrid_memory.types import (
     Entity,
     EntityFact,
+    EntityMention,
     ErasureReport,
     RunningSummary,
+    SessionHead,
     TurnDraft,
     entity_key,
 )
@@ -41,6 +43,8 @@ SQL_KINDS = ("sqlite", "postgres")
 
 ANA = Entity("Ana", {"city": EntityFact("Porto", 0, T0)}, (0,), T0)
 BOB = Entity("Bob", {}, (), T0)
+ANA_SAID = EntityMention("Ana", {"city": "Porto"}, 0, T0)  # what merges into ANA
+BOB_SAID = EntityMention("Bob", {}, None, T0)
 SUMMARY = RunningSummary("Ana lives in Porto.", through_turn=1, version=1, updated_at=T0)
 
 
@@ -74,7 +78,7 @@ def fill(store: MemoryStore, session_id: str, user_id: str | None, turns: int = 
         session_id, drafts(*[f"{session_id} turn {i}" for i in range(turns)]), user_id=user_id
     )
     store.put_vectors(session_id, [0, 1], np.ones((2, 8), dtype=np.float32))
-    store.put_entities(session_id, [ANA])
+    assert store.merge_entities(session_id, [ANA_SAID])
     assert store.compare_and_set_summary(session_id, 0, SUMMARY)
 
 
@@ -115,8 +119,8 @@ def store(backend) -> MemoryStore:
 def test_turns_come_back_exactly_as_appended_with_contiguous_ids(store):
     messages = varied_messages()
 
-    first = store.append_turns("s1", drafts(*messages[:3]))
-    second = store.append_turns("s1", drafts(*messages[3:], start=T0 + 3 * SECOND))
+    first = store.append_turns("s1", drafts(*messages[:3])).turns
+    second = store.append_turns("s1", drafts(*messages[3:], start=T0 + 3 * SECOND)).turns
 
     assert [turn.id for turn in first + second] == list(range(6))
     stored = store.get_turns("s1")
@@ -150,8 +154,11 @@ def test_an_unknown_session_reads_as_empty_and_ignores_side_writes(store):
     assert store.delete_session("nobody") == ErasureReport()
     assert store.delete_user("ana") == ErasureReport()
     assert not store.compare_and_set_summary("nobody", 0, SUMMARY)
-    store.put_entities("nobody", [ANA])
-    store.put_vectors("nobody", [0], np.ones((1, 4), dtype=np.float32))
+    assert not store.merge_entities("nobody", [ANA_SAID])
+    assert not store.put_vectors("nobody", [0], np.ones((1, 4), dtype=np.float32))
+    assert not store.acquire_fold("nobody", "", "me", 60)
+    store.release_fold("nobody", "me")
+    assert store.head("nobody") == SessionHead()
     assert_unknown(store, "nobody")
 
 
@@ -226,21 +233,133 @@ def test_of_concurrent_folds_of_one_batch_exactly_one_wins(store):
     assert store.get_summary("s1").text == f"fold by {winners[0]}"
 
 
-def test_entities_are_inserted_or_replaced_by_normalized_name(store):
+def test_entities_merge_by_normalized_name_and_newer_facts_win(store):
     store.append_turns("s1", drafts("a"))
-    store.put_entities("s1", [ANA, BOB])
+    assert store.merge_entities("s1", [ANA_SAID, BOB_SAID])
     assert store.get_entities("s1") == {"ana": ANA, "bob": BOB}
 
     later = T0 + 60 * SECOND
+    assert store.merge_entities(
+        "s1", [EntityMention(" ANA ", {"city": "Lisbon", "job": "nurse"}, 3, later)]
+    )
+    assert store.merge_entities("s1", [EntityMention("ana", {"city": "Faro"}, 1, T0 + SECOND)])
+
     moved = Entity(
-        " ANA ",
-        {"city": EntityFact("Lisbon", 3, later), "job": EntityFact("nurse", None, later)},
-        (0, 3),
+        "Ana",
+        {"city": EntityFact("Lisbon", 3, later), "job": EntityFact("nurse", 3, later)},
+        (0, 1, 3),
         later,
     )
-    store.put_entities("s1", [moved])
-
     assert store.get_entities("s1") == {"ana": moved, "bob": BOB}
+
+
+def test_entity_merges_from_many_threads_lose_no_fact(store):
+    store.append_turns("s1", drafts("a"))
+
+    def writer(n: int) -> None:
+        for i in range(5):
+            mention = EntityMention("Ana", {f"fact {n}-{i}": f"value {n}-{i}"}, 0, T0)
+            assert store.merge_entities("s1", [mention])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    facts = store.get_entities("s1")["ana"].facts
+    assert sorted(facts) == sorted(f"fact {n}-{i}" for n in range(6) for i in range(5))
+
+
+def test_appended_entities_are_written_with_their_turns_and_name_them(store):
+    store.append_turns("s1", drafts("hello", "hi"))
+    said = EntityMention("Ana", {"city": "Porto"}, 1, T0)  # the second of the new turns
+
+    appended = store.append_turns("s1", drafts("x", "I live in Porto"), mentions=[said])
+
+    assert [turn.id for turn in appended.turns] == [2, 3]
+    assert store.get_entities("s1")["ana"].facts["city"] == EntityFact("Porto", 3, T0)
+    assert store.get_entities("s1")["ana"].turn_ids == (3,)
+
+
+# -- incarnations and the fold lease --------------------------------------------------------
+
+
+def test_the_head_tells_incarnation_owner_count_and_summary(store):
+    appended = store.append_turns("s1", drafts("a", "b"), user_id="ana")
+    head = store.head("s1")
+
+    assert head == appended.head
+    assert head.exists and head.incarnation
+    assert (head.user_id, head.turn_count, head.summary) == ("ana", 2, RunningSummary())
+    assert store.compare_and_set_summary("s1", 0, SUMMARY, incarnation=head.incarnation)
+    assert store.head("s1").summary == SUMMARY
+    assert store.append_turns("s1", drafts("c")).head.incarnation == head.incarnation
+
+
+def test_work_computed_from_an_erased_session_never_reaches_its_next_incarnation(store):
+    old = store.append_turns("s1", drafts("erased text"), user_id="ana").head.incarnation
+    store.delete_user("ana")
+    new = store.append_turns("s1", drafts("new owner's text"), user_id="bob").head.incarnation
+    assert new != old
+
+    vector = np.ones((1, 4), dtype=np.float32)
+    assert not store.put_vectors("s1", [0], vector, incarnation=old)
+    assert not store.merge_entities("s1", [ANA_SAID], incarnation=old)
+    assert not store.compare_and_set_summary("s1", 0, SUMMARY, incarnation=old)
+    assert not store.acquire_fold("s1", old, "worker-1", 60)
+    assert store.get_vectors("s1") == ([], None)
+    assert store.get_entities("s1") == {}
+    assert store.get_summary("s1") == RunningSummary()
+
+    assert store.put_vectors("s1", [0], vector, incarnation=new)
+    assert store.merge_entities("s1", [ANA_SAID], incarnation=new)
+    assert store.compare_and_set_summary("s1", 0, SUMMARY, incarnation=new)
+    assert store.get_vectors("s1")[0] == [0]
+
+
+def test_one_worker_at_a_time_holds_the_fold_lease(store):
+    incarnation = store.append_turns("s1", drafts("a")).head.incarnation
+    assert store.acquire_fold("s1", incarnation, "worker-1", 60)
+    assert not store.acquire_fold("s1", incarnation, "worker-2", 60)
+    store.release_fold("s1", "worker-2")  # not its lease: nothing happens
+    assert not store.acquire_fold("s1", incarnation, "worker-2", 60)
+
+    store.release_fold("s1", "worker-1")
+    assert store.acquire_fold("s1", incarnation, "worker-2", 60)
+    # the summary's write releases the lease of the worker that folded
+    assert store.compare_and_set_summary(
+        "s1", 0, SUMMARY, incarnation=incarnation, holder="worker-2"
+    )
+    assert store.acquire_fold("s1", incarnation, "worker-3", 60)
+
+
+def test_a_fold_lease_expires_and_a_failed_fold_keeps_it_for_its_back_off(store):
+    incarnation = store.append_turns("s1", drafts("a")).head.incarnation
+    assert store.acquire_fold("s1", incarnation, "worker-1", 0.2)
+    store.release_fold("s1", "worker-1", keep_seconds=0.6)  # failed: back off
+    time.sleep(0.3)
+    assert not store.acquire_fold("s1", incarnation, "worker-2", 60)
+    time.sleep(0.5)
+    assert store.acquire_fold("s1", incarnation, "worker-2", 0.2)  # the back-off has passed
+    time.sleep(0.4)
+    assert store.acquire_fold("s1", incarnation, "worker-3", 60)  # worker-2's lease expired
+
+
+def test_of_many_threads_one_takes_the_fold_lease(store):
+    incarnation = store.append_turns("s1", drafts("a")).head.incarnation
+    won: list[str] = []
+
+    def take(name: str) -> None:
+        if store.acquire_fold("s1", incarnation, name, 60):
+            won.append(name)
+
+    threads = [threading.Thread(target=take, args=(f"w{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
 
 
 # -- vectors ----------------------------------------------------------------------------------
@@ -345,7 +464,7 @@ def test_ids_with_separators_quotes_newlines_and_unicode_stay_isolated(backend, 
             drafts(*[f"{session_id!r} turn {i}" for i in range(n % 3 + 1)]),
             user_id=user_id,
         )
-        store.put_entities(session_id, [Entity(f"E {session_id}", {}, (), T0)])
+        store.merge_entities(session_id, [EntityMention(f"E {session_id}", {}, None, T0)])
 
     for n, session_id in enumerate(ODD_IDS):
         texts = [turn.text for turn in store.get_turns(session_id)]
@@ -441,7 +560,9 @@ def test_a_write_the_server_refuses_raises_store_error_and_is_not_kept(persisten
 
 
 async def test_async_twins_do_what_the_sync_methods_do(store):
-    turns = await store.aappend_turns("s1", drafts("a", "b", "c"), user_id="ana")
+    appended = await store.aappend_turns("s1", drafts("a", "b", "c"), user_id="ana")
+    turns = appended.turns
+    incarnation = appended.head.incarnation
 
     assert [turn.id for turn in turns] == [0, 1, 2]
     assert store.get_turns("s1") == turns
@@ -452,9 +573,12 @@ async def test_async_twins_do_what_the_sync_methods_do(store):
     assert await store.alist_sessions("ana") == ["s1"]
     assert await store.acompare_and_set_summary("s1", 0, SUMMARY)
     assert await store.aget_summary("s1") == SUMMARY
-    await store.aput_entities("s1", [ANA])
+    assert await store.ahead("s1") == store.head("s1")
+    assert await store.amerge_entities("s1", [ANA_SAID], incarnation=incarnation)
     assert await store.aget_entities("s1") == {"ana": ANA}
-    await store.aput_vectors("s1", [1], np.ones((1, 4), dtype=np.float32))
+    assert await store.aacquire_fold("s1", incarnation, "me", 60)
+    await store.arelease_fold("s1", "me")
+    assert await store.aput_vectors("s1", [1], np.ones((1, 4), dtype=np.float32))
     ids, vectors = await store.aget_vectors("s1")
     assert (ids, vectors.tolist()) == ([1], [[1.0] * 4])
     assert await store.apurge_expired() == ErasureReport()

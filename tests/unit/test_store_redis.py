@@ -13,9 +13,9 @@ import pytest
 import redis
 from langchain_core.messages import HumanMessage
 
+from langchain_hybrid_memory._plans import run_plan
 from langchain_hybrid_memory.errors import SessionOwnershipError, StoreError
 from langchain_hybrid_memory.stores import RedisStore
-from langchain_hybrid_memory._plans import run_plan
 from langchain_hybrid_memory.types import TurnDraft
 from tests.integration.backends import REDIS_URL, Backend
 from tests.unit.store_fixtures import open_backend
@@ -76,16 +76,17 @@ def test_a_refused_append_leaves_the_session_out_of_the_refused_users_index(back
 def test_list_sessions_during_a_first_append_keeps_the_new_session(backend):
     store = backend.open()
     other = backend.open()
-    plan = store._plans.append_turns("sB", [DRAFT], "bob")
+    plan = store._plans.append_turns("sB", [DRAFT], "bob", [])
     request = next(plan)
-    while not (hasattr(request, "script") and request.script == "append"):
+    while not (hasattr(request, "name") and request.name == "append"):
         request = plan.send(store._execute(request))  # up to the index entry, before the script
 
     assert other.list_sessions("bob") == []  # the session does not exist yet
     with pytest.raises(StopIteration) as done:
-        plan.send(store._execute(request))
+        while True:
+            request = plan.send(store._execute(request))
 
-    assert [turn.id for turn in done.value.value] == [0]
+    assert [turn.id for turn in done.value.value.turns] == [0]
     assert store.session_user("sB") == "bob"
     assert other.list_sessions("bob") == ["sB"]
 
@@ -106,8 +107,8 @@ def test_list_sessions_drops_entries_of_sessions_another_user_owns(backend, clie
 
 def append_in_new_loops(store: Any, rounds: int = 3) -> list[list[int]]:
     async def one() -> list[int]:
-        turns = await asyncio.wait_for(store.aappend_turns("s1", [DRAFT], user_id="u"), 15)
-        return [turn.id for turn in turns]
+        appended = await asyncio.wait_for(store.aappend_turns("s1", [DRAFT], user_id="u"), 15)
+        return [turn.id for turn in appended.turns]
 
     return [asyncio.run(one()) for _ in range(rounds)]
 
@@ -140,8 +141,8 @@ def test_a_runtime_error_of_the_async_client_becomes_a_store_error(backend, monk
         raise RuntimeError("Event loop is closed")
 
     async def count() -> int:
-        client, _ = store._async_client()
-        monkeypatch.setattr(client, "execute_command", broken)
+        scripted = await store._scripted()
+        monkeypatch.setattr(scripted.client, "execute_command", broken)
         return await store.acount_turns("s1")
 
     with pytest.raises(StoreError, match="Event loop is closed") as failure:

@@ -1,0 +1,338 @@
+"""The embedding pipeline: turns waiting for a vector, shared model calls, the vector cache.
+
+Every text is embedded once. A turn still in the recent window is never recalled, so its vector
+is not needed yet: it waits in :class:`Indexer`'s queue and is embedded in the same model call
+as the next query (one call per chat turn), or by ``flush()``, many sessions per call. A text
+embedded as a query stays in the vector cache, so the user message it becomes is stored without
+a second model call.
+
+The queue is keyed by session *and incarnation*: what waits for a session that is erased, or
+erased and written again, is never stored into the new one (the store refuses vectors for
+another incarnation, and the queue drops them). It lives outside the per-session cache, so
+evicting a session's state drops no waiting work.
+
+Lock: one lock guards the queue and the vector cache; it is never held across a model call or
+a store call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from langchain_hybrid_memory._plans import twin
+from langchain_hybrid_memory._search import normalize_rows
+from langchain_hybrid_memory.errors import EmbeddingError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable
+
+    from langchain_core.embeddings import Embeddings
+
+    from langchain_hybrid_memory._plans import Call, Plan
+    from langchain_hybrid_memory._sessions import SessionState
+    from langchain_hybrid_memory.stores.base import MemoryStore
+    from langchain_hybrid_memory.types import Turn
+
+__all__ = ["Indexer"]
+
+logger = logging.getLogger(__name__)
+
+#: Most texts embedded in one model call.
+BATCH = 64
+
+
+class Indexer:
+    """Turns waiting for a vector, the model calls that embed them, and the vector cache.
+
+    Args:
+        store: Where vectors are stored.
+        embeddings: The LangChain embeddings.
+        symmetric: The model embeds a query like a document, so a query rides in the same
+            model call as the waiting turns and its vector is reused for the stored message.
+        cache_size: How many recent texts keep their vector in this process.
+        redact: Applied to every text before the model sees it (``None``: nothing).
+    """
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        embeddings: Embeddings,
+        *,
+        symmetric: bool,
+        cache_size: int,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:
+        self._store = store
+        self.embeddings = embeddings
+        self._symmetric = symmetric
+        self._cache_size = cache_size
+        self._redact = redact
+        self._lock = threading.Lock()
+        #: session id -> (incarnation, {turn id: text}) of turns waiting for a vector
+        self._waiting: dict[str, tuple[str, dict[int, str]]] = {}
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    # -- the queue --------------------------------------------------------------------------
+
+    def enqueue(self, session_id: str, incarnation: str, turns: Iterable[Turn]) -> None:
+        """Queue turns of one incarnation of a session for embedding."""
+        items = {turn.id: turn.text for turn in turns if turn.text.strip()}
+        if not items:
+            return
+        with self._lock:
+            queued = self._waiting.get(session_id)
+            if queued is None or queued[0] != incarnation:  # another life: its work is void
+                queued = self._waiting[session_id] = (incarnation, {})
+            queued[1].update(items)
+
+    def forget(self, session_ids: Collection[str]) -> None:
+        """Drop what waits for erased sessions, and the vector cache (it may hold their texts)."""
+        with self._lock:
+            for session_id in session_ids:
+                self._waiting.pop(session_id, None)
+            self._vectors.clear()
+
+    def waiting_sessions(self) -> list[tuple[str, str]]:
+        """The sessions (and incarnations) with turns waiting for a vector."""
+        with self._lock:
+            return [(s, queued[0]) for s, queued in self._waiting.items() if queued[1]]
+
+    def _take(
+        self, session_id: str, incarnation: str, before: int | None, limit: int | None
+    ) -> list[tuple[int, str]]:
+        """Waiting turns of the session: all, or those before ``before`` or with a cached vector."""
+        with self._lock:
+            queued = self._waiting.get(session_id)
+            if queued is None or queued[0] != incarnation:
+                return []
+            items = sorted(queued[1].items())
+            if before is not None:
+                items = [
+                    (turn_id, text)
+                    for turn_id, text in items
+                    if turn_id < before or self._embeddable(text) in self._vectors
+                ]
+        return items if limit is None else items[:limit]
+
+    def _done(self, session_id: str, incarnation: str, stored: dict[int, str]) -> None:
+        with self._lock:
+            queued = self._waiting.get(session_id)
+            if queued is None or queued[0] != incarnation:
+                return
+            for turn_id, text in stored.items():
+                if queued[1].get(turn_id) == text:
+                    del queued[1][turn_id]
+            if not queued[1]:
+                del self._waiting[session_id]
+
+    def _void(self, session_id: str, incarnation: str) -> None:
+        """Drop what waits for an incarnation that is gone."""
+        with self._lock:
+            queued = self._waiting.get(session_id)
+            if queued is not None and queued[0] == incarnation:
+                del self._waiting[session_id]
+
+    # -- embedding --------------------------------------------------------------------------
+
+    def _embeddable(self, text: str) -> str:
+        return self._redact(text) if self._redact is not None else text
+
+    def embed(self, texts: list[str]) -> Plan[Call, np.ndarray]:
+        """Embed texts in one model call, reusing cached vectors; normalized rows.
+
+        Raises:
+            EmbeddingError: The model answered with something other than one finite vector
+                per text (any other model failure is raised as it is).
+        """
+        keys = [self._embeddable(text) for text in texts]
+        with self._lock:
+            found: dict[str, np.ndarray] = {k: self._vectors[k] for k in keys if k in self._vectors}
+            for key in found:
+                self._vectors.move_to_end(key)
+        missing = list(dict.fromkeys(key for key in keys if key not in found))
+        if missing:
+            fresh = _checked((yield twin(self.embeddings, "embed_documents", missing)), missing)
+            new = dict(zip(missing, fresh, strict=True))
+            self._remember(new)
+            found.update(new)
+        return np.stack([found[key] for key in keys])
+
+    def query_vector(self, text: str) -> Plan[Call, np.ndarray | None]:
+        """The query's vector, from the cache when it rode with the waiting turns.
+
+        Returns ``None`` when it cannot be embedded: recall then searches by words only.
+        """
+        if not text.strip():
+            return None
+        if self._symmetric:
+            with self._lock:
+                cached = self._vectors.get(self._embeddable(text))
+            if cached is not None:
+                return cached
+        try:
+            if self._symmetric:
+                vectors = yield from self.embed([text])
+            else:
+                raw = yield twin(self.embeddings, "embed_query", self._embeddable(text))
+                vectors = _checked([raw], [text])
+        except Exception as exc:  # noqa: BLE001 - recall falls back to lexical search
+            logger.warning(
+                "embedding the query failed, recalling by words only: %s", type(exc).__name__
+            )
+            return None
+        vector: np.ndarray = vectors[0]
+        return vector
+
+    def _remember(self, vectors: dict[str, np.ndarray]) -> None:
+        if self._cache_size == 0:
+            return
+        with self._lock:
+            for text, vector in vectors.items():
+                self._vectors[text] = vector
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > self._cache_size:
+                self._vectors.popitem(last=False)
+
+    def store_waiting(
+        self,
+        state: SessionState,
+        *,
+        before: int | None = None,
+        query: str | None = None,
+        limit: int | None = None,
+    ) -> Plan[Call, bool]:
+        """Embed a session's waiting turns, store their vectors and index them.
+
+        Args:
+            state: The session's state (its incarnation is the one the vectors are for).
+            before: Embed only turns with a lower id, or whose vector is cached (the user
+                message just embedded as a query); the others keep waiting.
+            query: A query about to be searched: with a symmetric model it rides in the first
+                model call and lands in the vector cache.
+            limit: Most turns embedded by this call (``None``: all, in batches).
+
+        A model or store fault is logged and the turns keep waiting; it is never raised, as
+        the turns are stored already.
+
+        Returns:
+            ``False`` when the store refused the vectors: the session is gone, or is another
+            incarnation now (what waited for it is dropped).
+        """
+        session, incarnation = state.session_id, state.incarnation
+        items = self._take(session, incarnation, before, limit)
+        extra = [query] if query and query.strip() and self._symmetric else []
+        for start in range(0, max(len(items), len(extra)), BATCH):
+            batch = dict(items[start : start + BATCH])
+            try:
+                vectors = yield from self.embed([*batch.values(), *extra])
+                extra = []
+                if not batch:
+                    continue
+                state.check_dimension(vectors.shape[1])
+                ids = list(batch)
+                kept = yield twin(
+                    self._store,
+                    "put_vectors",
+                    session,
+                    ids,
+                    vectors[: len(ids)],
+                    incarnation=incarnation,
+                )
+            except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+                logger.warning(
+                    "embedding %d turn(s) of a session failed, will retry: %s",
+                    len(batch),
+                    type(exc).__name__,
+                )
+                return True
+            if not kept:
+                self._void(session, incarnation)
+                return False
+            state.add_vectors(ids, vectors[: len(ids)])
+            self._done(session, incarnation, batch)
+        return True
+
+    def store_all_waiting(
+        self, state_of: Callable[[str, str], SessionState | None]
+    ) -> Plan[Call, list[str]]:
+        """Embed what waits in every session, many sessions per model call, and store it.
+
+        Args:
+            state_of: The cached state of a session's incarnation, if any (its index gets the
+                vectors too).
+
+        A fault is logged and the turns keep waiting.
+
+        Returns:
+            The sessions whose vectors the store refused (gone, or another incarnation).
+        """
+        with self._lock:
+            queue = [
+                (session, incarnation, turn_id, text)
+                for session, (incarnation, items) in self._waiting.items()
+                for turn_id, text in sorted(items.items())
+            ]
+        gone: list[str] = []
+        for start in range(0, len(queue), BATCH):
+            chunk = queue[start : start + BATCH]
+            try:
+                vectors = yield from self.embed([text for *_, text in chunk])
+            except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+                logger.warning("embedding waiting turns failed, will retry: %s", type(exc).__name__)
+                return gone
+            rows: dict[tuple[str, str], list[int]] = {}
+            for row, (session, incarnation, _, _) in enumerate(chunk):
+                rows.setdefault((session, incarnation), []).append(row)
+            for (session, incarnation), picked in rows.items():
+                if session in gone:
+                    continue
+                batch = {chunk[r][2]: chunk[r][3] for r in picked}
+                state = state_of(session, incarnation)
+                try:
+                    if state is not None:
+                        state.check_dimension(vectors.shape[1])
+                    kept = yield twin(
+                        self._store,
+                        "put_vectors",
+                        session,
+                        list(batch),
+                        vectors[picked],
+                        incarnation=incarnation,
+                    )
+                except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+                    logger.warning(
+                        "storing %d vector(s) of a session failed, will retry: %s",
+                        len(batch),
+                        type(exc).__name__,
+                    )
+                    continue
+                if not kept:
+                    self._void(session, incarnation)
+                    gone.append(session)
+                    continue
+                if state is not None:
+                    state.add_vectors(list(batch), vectors[picked])
+                self._done(session, incarnation, batch)
+        return gone
+
+
+def _checked(vectors: object, texts: list[str]) -> np.ndarray:
+    """The model's answer as normalized float32 rows, one per text.
+
+    Raises:
+        EmbeddingError: Not one finite vector per text.
+    """
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        msg = "the embeddings returned something that is not a list of vectors"
+        raise EmbeddingError(msg) from exc
+    if matrix.ndim != 2 or matrix.shape[0] != len(texts) or not np.isfinite(matrix).all():
+        msg = f"the embeddings returned shape {matrix.shape} for {len(texts)} text(s)"
+        raise EmbeddingError(msg)
+    return normalize_rows(matrix)
