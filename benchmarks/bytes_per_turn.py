@@ -57,7 +57,7 @@ def fill(store: MemoryStore, count: int) -> int:
         )
         for i, text in enumerate(contents)
     ]
-    turns = store.append_turns("bytes", drafts, user_id="bench")
+    turns = store.append_turns("bytes", drafts, user_id="bench").turns
     vectors = rng.standard_normal((count, 384)).astype(np.float32)
     store.put_vectors("bytes", [t.id for t in turns], vectors)
     return sum(len(text.encode("utf-8")) for text in contents)

@@ -71,7 +71,7 @@ def fill(store: InMemoryStore, session: str, turns: int, dimension: int, seed: i
             )
             message = HumanMessage(text) if i % 2 == 0 else AIMessage(text)
             drafts.append(TurnDraft(message, text, start + timedelta(minutes=i)))
-        stored = store.append_turns(session, drafts)
+        stored = store.append_turns(session, drafts).turns
         vectors = rng.standard_normal((len(stored), dimension)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         store.put_vectors(session, [t.id for t in stored], vectors)

@@ -174,18 +174,18 @@ class Indexer:
                 cached = self._vectors.get(self._embeddable(text))
             if cached is not None:
                 return cached
+        key = self._embeddable(text)
         try:
-            if self._symmetric:
-                vectors = yield from self.embed([text])
-            else:
-                raw = yield twin(self.embeddings, "embed_query", self._embeddable(text))
-                vectors = _checked([raw], [text])
+            vector: np.ndarray = _checked(
+                [(yield twin(self.embeddings, "embed_query", key))], [key]
+            )[0]
         except Exception as exc:  # noqa: BLE001 - recall falls back to lexical search
             logger.warning(
                 "embedding the query failed, recalling by words only: %s", type(exc).__name__
             )
             return None
-        vector: np.ndarray = vectors[0]
+        if self._symmetric:  # the user message it becomes is stored without a model call
+            self._remember({key: vector})
         return vector
 
     def _remember(self, vectors: dict[str, np.ndarray]) -> None:
@@ -213,7 +213,7 @@ class Indexer:
             before: Embed only turns with a lower id, or whose vector is cached (the user
                 message just embedded as a query); the others keep waiting.
             query: A query about to be searched: with a symmetric model it rides in the first
-                model call and lands in the vector cache.
+                model call (if any turn waits) and lands in the vector cache.
             limit: Most turns embedded by this call (``None``: all, in batches).
 
         A model or store fault is logged and the turns keep waiting; it is never raised, as
@@ -226,13 +226,11 @@ class Indexer:
         session, incarnation = state.session_id, state.incarnation
         items = self._take(session, incarnation, before, limit)
         extra = [query] if query and query.strip() and self._symmetric else []
-        for start in range(0, max(len(items), len(extra)), BATCH):
+        for start in range(0, len(items), BATCH):
             batch = dict(items[start : start + BATCH])
             try:
                 vectors = yield from self.embed([*batch.values(), *extra])
                 extra = []
-                if not batch:
-                    continue
                 state.check_dimension(vectors.shape[1])
                 ids = list(batch)
                 kept = yield twin(
