@@ -10,7 +10,8 @@ that first used it, and can only be closed from that loop. A store used from sev
   ``loop.shutdown_asyncgens()`` before closing a loop, which finalizes the async generator that
   :class:`PerLoop` parks in each loop to guard its client.
 
-So a client is never left open behind a finished loop, where nothing could close it any more.
+A loop whose runner never shuts its async generators down leaves its client to ``aclose()``
+(or ``close()``), which closes it with the ``abandon`` callback, without its loop.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class _Entry(Generic[_T]):
     resource: _T
     ready: asyncio.Future[None]
     guard: AsyncGenerator[None, None] | None = None
+    closed: bool = False
 
 
 class PerLoop(Generic[_T]):
@@ -50,6 +52,7 @@ class PerLoop(Generic[_T]):
             it must not block).
         start: Awaited once per resource in its loop before first use (e.g. opening a pool).
         close: Awaited in the resource's loop to close it.
+        abandon: Closes a resource without its loop, whose loop closed without closing it.
 
     Example:
         >>> closed = []
@@ -68,10 +71,12 @@ class PerLoop(Generic[_T]):
         *,
         close: Callable[[_T], Awaitable[None]],
         start: Callable[[_T], Awaitable[None]] | None = None,
+        abandon: Callable[[_T], None] | None = None,
     ) -> None:
         self._create = create
         self._start = start
         self._close = close
+        self._abandon = abandon
         self._entries: dict[asyncio.AbstractEventLoop, _Entry[_T]] = {}
         self._lock = threading.Lock()
 
@@ -80,14 +85,13 @@ class PerLoop(Generic[_T]):
         loop = asyncio.get_running_loop()
         first = False
         with self._lock:
-            for gone in [old for old in self._entries if old.is_closed()]:
-                del self._entries[gone]  # its guard closed it at shutdown (or nothing could)
+            self._drop_closed_loops()
             entry = self._entries.get(loop)
             if entry is None:
                 entry = self._entries[loop] = _Entry(self._create(), loop.create_future())
                 first = True
         if first:
-            guard = self._guarded(entry.resource)
+            guard = self._guarded(entry)
             entry.guard = guard
             try:
                 await guard.__anext__()  # parked in this loop: finalized by its shutdown
@@ -101,21 +105,32 @@ class PerLoop(Generic[_T]):
         await entry.ready
         return entry.resource
 
-    async def _guarded(self, resource: _T) -> AsyncGenerator[None, None]:
+    async def _guarded(self, entry: _Entry[_T]) -> AsyncGenerator[None, None]:
         try:
             if self._start is not None:
-                await self._start(resource)
+                await self._start(entry.resource)
             yield
         finally:
             try:
-                await self._close(resource)
-            except Exception as exc:  # noqa: BLE001 - closing is best effort
-                logger.warning("closing an async store client failed: %s", type(exc).__name__)
+                await self._close(entry.resource)
+            except BaseException as exc:  # noqa: BLE001 - closing is best effort
+                logger.info("closing an async store client failed: %s", type(exc).__name__)
+                if self._abandon is not None:
+                    self._abandon(entry.resource)
+            entry.closed = True
+
+    def _drop_closed_loops(self) -> None:
+        """Forget the resources of closed loops, closing any their loop left open. Hold the lock."""
+        for loop in [loop for loop in self._entries if loop.is_closed()]:
+            entry = self._entries.pop(loop)
+            if not entry.closed and self._abandon is not None:
+                self._abandon(entry.resource)
 
     async def aclose(self) -> None:
         """Close every loop's resource: this loop's here, a running loop's on that loop."""
         here = asyncio.get_running_loop()
         with self._lock:
+            self._drop_closed_loops()
             entries = list(self._entries.items())
             self._entries.clear()
         for loop, entry in entries:
@@ -140,6 +155,7 @@ class PerLoop(Generic[_T]):
         except RuntimeError:
             here = None
         with self._lock:
+            self._drop_closed_loops()
             elsewhere = [
                 (loop, entry)
                 for loop, entry in self._entries.items()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_hybrid_memory._plans import arun_plan, plan_name, run_plan
@@ -118,7 +120,7 @@ class PostgresStore(SQLStore):
         self.schema = schema
         self._dialect = dialect
         self._given_apool = async_pool
-        self._apools: PerLoop[AsyncConnectionPool[Any]] | None = None
+        self._apools: PerLoop[_LoopPool] | None = None
         if isinstance(conninfo_or_pool, str):
             conninfo = conninfo_or_pool
             self._owns_pool = True
@@ -145,17 +147,10 @@ class PostgresStore(SQLStore):
             )
             if async_pool is None:
                 self._apools = PerLoop(
-                    lambda: AsyncConnectionPool(
-                        conninfo,
-                        min_size=1,
-                        max_size=max_connections,
-                        kwargs={"autocommit": True},
-                        check=AsyncConnectionPool.check_connection,
-                        name="hybrid-memory-async",
-                        open=False,
-                    ),
-                    start=lambda pool: pool.open(),
-                    close=lambda pool: pool.close(),
+                    lambda: _LoopPool.of(conninfo, max_connections),
+                    start=lambda loop_pool: loop_pool.pool.open(),
+                    close=lambda loop_pool: loop_pool.pool.close(),
+                    abandon=_LoopPool.abandon,
                 )
         elif isinstance(conninfo_or_pool, ConnectionPool):
             self._owns_pool = False
@@ -222,7 +217,7 @@ class PostgresStore(SQLStore):
         if self._given_apool is not None:
             pool = self._given_apool
         elif self._apools is not None:
-            pool = await self._apools.get()
+            pool = (await self._apools.get()).pool
         else:  # a sync pool was passed without an async one
             return await asyncio.to_thread(self._transaction, plan, write=write)
         try:
@@ -252,6 +247,44 @@ class PostgresStore(SQLStore):
 
     def __repr__(self) -> str:
         return f"PostgresStore(schema={self.schema!r}, ttl_seconds={self.ttl_seconds!r})"
+
+
+@dataclass(frozen=True)
+class _LoopPool:
+    """An event loop's async pool, and the connections it opened.
+
+    ``asyncio.run`` cancels every task of a loop before it shuts the loop's async generators
+    down, the pool's workers included, so the pool's own ``close()`` fails there; the
+    connections it opened are then closed one by one, without the loop (``abandon``).
+    """
+
+    pool: AsyncConnectionPool[Any]
+    connections: weakref.WeakSet[psycopg.AsyncConnection[Any]]
+
+    @classmethod
+    def of(cls, conninfo: str, max_connections: int) -> _LoopPool:
+        connections: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+
+        async def track(connection: psycopg.AsyncConnection[Any]) -> None:
+            connections.add(connection)
+
+        pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,
+            configure=track,
+            name="hybrid-memory-async",
+            open=False,
+        )
+        return cls(pool, connections)
+
+    def abandon(self) -> None:
+        """Close the connections without the pool's loop (closing the sockets)."""
+        for connection in list(self.connections):
+            if not connection.closed:
+                connection.pgconn.finish()
 
 
 async def _aexecute(connection: psycopg.AsyncConnection[Any], query: Query) -> Any:

@@ -13,8 +13,8 @@ import pytest
 from cryptography.fernet import Fernet
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
-from langchain_hybrid_memory.errors import ConfigError, DecryptionError, StoreError
 from langchain_hybrid_memory._inputs import message_text
+from langchain_hybrid_memory.errors import ConfigError, DecryptionError, StoreError
 from langchain_hybrid_memory.stores import (
     InMemoryStore,
     PostgresStore,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from langchain_hybrid_memory.lexical import LexicalIndex, tokenize
 from langchain_hybrid_memory._search import SearchIndex
+from langchain_hybrid_memory.lexical import LexicalIndex, tokenize
 
 TEXTS = [
     "My sister Marta's birthday is on 14 April",

@@ -290,7 +290,8 @@ def test_the_head_tells_incarnation_owner_count_and_summary(store):
     head = store.head("s1")
 
     assert head == appended.head
-    assert head.exists and head.incarnation
+    assert head.exists
+    assert head.incarnation
     assert (head.user_id, head.turn_count, head.summary) == ("ana", 2, RunningSummary())
     assert store.compare_and_set_summary("s1", 0, SUMMARY, incarnation=head.incarnation)
     assert store.head("s1").summary == SUMMARY

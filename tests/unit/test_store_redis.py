@@ -82,13 +82,20 @@ def test_list_sessions_during_a_first_append_keeps_the_new_session(backend):
         request = plan.send(store._execute(request))  # up to the index entry, before the script
 
     assert other.list_sessions("bob") == []  # the session does not exist yet
-    with pytest.raises(StopIteration) as done:
-        while True:
-            request = plan.send(store._execute(request))
+    appended = _finish(plan, request, store._execute)
 
-    assert [turn.id for turn in done.value.value.turns] == [0]
+    assert [turn.id for turn in appended.turns] == [0]
     assert store.session_user("sB") == "bob"
     assert other.list_sessions("bob") == ["sB"]
+
+
+def _finish(plan: Any, request: Any, execute: Any) -> Any:
+    """Run a plan stopped at ``request`` to its end; its result."""
+    while True:
+        try:
+            request = plan.send(execute(request))
+        except StopIteration as done:
+            return done.value
 
 
 def test_list_sessions_drops_entries_of_sessions_another_user_owns(backend, client):

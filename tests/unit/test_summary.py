@@ -11,8 +11,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import RunnableLambda
 
-from langchain_hybrid_memory.errors import SummarizerError
 from langchain_hybrid_memory._llm import format_turns
+from langchain_hybrid_memory.errors import SummarizerError
 from langchain_hybrid_memory.summary import ExtractiveSummarizer, LLMSummarizer
 from langchain_hybrid_memory.types import Turn
 from tests.fakes import RecordingChatModel
