@@ -228,31 +228,13 @@ class Indexer:
         extra = [query] if query and query.strip() and self._symmetric else []
         for start in range(0, len(items), BATCH):
             batch = dict(items[start : start + BATCH])
-            try:
-                vectors = yield from self.embed([*batch.values(), *extra])
-                extra = []
-                state.check_dimension(vectors.shape[1])
-                ids = list(batch)
-                kept = yield twin(
-                    self._store,
-                    "put_vectors",
-                    session,
-                    ids,
-                    vectors[: len(ids)],
-                    incarnation=incarnation,
-                )
-            except Exception as exc:  # noqa: BLE001 - the turns keep waiting
-                logger.warning(
-                    "embedding %d turn(s) of a session failed, will retry: %s",
-                    len(batch),
-                    type(exc).__name__,
-                )
+            vectors = yield from self._embedded([*batch.values(), *extra])
+            if vectors is None:
                 return True
-            if not kept:
-                self._void(session, incarnation)
-                return False
-            state.add_vectors(ids, vectors[: len(ids)])
-            self._done(session, incarnation, batch)
+            extra = []
+            stored = yield from self._put(session, incarnation, batch, vectors[: len(batch)], state)
+            if stored is not True:
+                return stored is None
         return True
 
     def store_all_waiting(
@@ -278,45 +260,67 @@ class Indexer:
         gone: list[str] = []
         for start in range(0, len(queue), BATCH):
             chunk = queue[start : start + BATCH]
-            try:
-                vectors = yield from self.embed([text for *_, text in chunk])
-            except Exception as exc:  # noqa: BLE001 - the turns keep waiting
-                logger.warning("embedding waiting turns failed, will retry: %s", type(exc).__name__)
+            vectors = yield from self._embedded([text for *_, text in chunk])
+            if vectors is None:
                 return gone
             rows: dict[tuple[str, str], list[int]] = {}
             for row, (session, incarnation, _, _) in enumerate(chunk):
                 rows.setdefault((session, incarnation), []).append(row)
             for (session, incarnation), picked in rows.items():
-                if session in gone:
-                    continue
-                batch = {chunk[r][2]: chunk[r][3] for r in picked}
-                state = state_of(session, incarnation)
-                try:
-                    if state is not None:
-                        state.check_dimension(vectors.shape[1])
-                    kept = yield twin(
-                        self._store,
-                        "put_vectors",
-                        session,
-                        list(batch),
-                        vectors[picked],
-                        incarnation=incarnation,
+                if session not in gone:
+                    batch = {chunk[r][2]: chunk[r][3] for r in picked}
+                    state = state_of(session, incarnation)
+                    stored = yield from self._put(
+                        session, incarnation, batch, vectors[picked], state
                     )
-                except Exception as exc:  # noqa: BLE001 - the turns keep waiting
-                    logger.warning(
-                        "storing %d vector(s) of a session failed, will retry: %s",
-                        len(batch),
-                        type(exc).__name__,
-                    )
-                    continue
-                if not kept:
-                    self._void(session, incarnation)
-                    gone.append(session)
-                    continue
-                if state is not None:
-                    state.add_vectors(list(batch), vectors[picked])
-                self._done(session, incarnation, batch)
+                    if stored is False:
+                        gone.append(session)
         return gone
+
+    def _embedded(self, texts: list[str]) -> Plan[Call, np.ndarray | None]:
+        """:meth:`embed`, or ``None`` when the model fails (logged: the turns keep waiting)."""
+        try:
+            return (yield from self.embed(texts))
+        except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+            logger.warning("embedding waiting turns failed, will retry: %s", type(exc).__name__)
+            return None
+
+    def _put(
+        self,
+        session_id: str,
+        incarnation: str,
+        batch: dict[int, str],
+        vectors: np.ndarray,
+        state: SessionState | None,
+    ) -> Plan[Call, bool | None]:
+        """Store the vectors of some waiting turns of one session, and index them.
+
+        Returns:
+            ``True`` when stored; ``False`` when the store refused them, the session being gone
+            or another incarnation (what waited for it is dropped); ``None`` when storing
+            failed (logged: the turns keep waiting).
+        """
+        ids = list(batch)
+        try:
+            if state is not None:
+                state.check_dimension(vectors.shape[1])
+            kept = yield twin(
+                self._store, "put_vectors", session_id, ids, vectors, incarnation=incarnation
+            )
+        except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+            logger.warning(
+                "storing %d vector(s) of a session failed, will retry: %s",
+                len(ids),
+                type(exc).__name__,
+            )
+            return None
+        if not kept:
+            self._void(session_id, incarnation)
+            return False
+        if state is not None:
+            state.add_vectors(ids, vectors)
+        self._done(session_id, incarnation, batch)
+        return True
 
 
 def _checked(vectors: object, texts: list[str]) -> np.ndarray:

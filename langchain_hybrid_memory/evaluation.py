@@ -395,12 +395,14 @@ class EvaluationReport:
         """The figures of one budget.
 
         Raises:
-            KeyError: The budget was not evaluated.
+            InvalidInputError: The budget was not evaluated.
         """
         for scores in self.budgets:
             if scores.budget == budget:
                 return scores
-        raise KeyError(budget)
+        evaluated = [scores.budget for scores in self.budgets]
+        msg = f"budget {budget!r} was not evaluated; the report has {evaluated}"
+        raise InvalidInputError(msg)
 
     def rows(self) -> list[tuple[int, float, int, int]]:
         """One row per budget for a table: budget, mean recall (3 decimals), mean tokens, questions.

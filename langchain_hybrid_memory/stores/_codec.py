@@ -172,7 +172,7 @@ def dump_vectors(turn_ids: Sequence[int], vectors: np.ndarray) -> list[bytes]:
     """One float32 byte string per row, checking there is one row per turn id.
 
     Raises:
-        ValueError: ``vectors`` is not a matrix with one row per turn id.
+        InvalidInputError: ``vectors`` is not a matrix with one row per turn id.
 
     Example:
         >>> blobs = dump_vectors([0, 1], np.eye(2))

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 
-from langchain_hybrid_memory.errors import ConfigError
+from langchain_hybrid_memory.errors import ConfigError, InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -82,16 +82,20 @@ def check_vectors(turn_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
     """``vectors`` as a float32 matrix with one row per turn id.
 
     Raises:
-        ValueError: ``vectors`` is not a matrix with one row per turn id.
+        InvalidInputError: ``vectors`` is not a matrix of numbers with one row per turn id.
 
     Example:
         >>> check_vectors([0, 1], np.eye(2)).dtype
         dtype('float32')
     """
-    matrix = np.asarray(vectors, dtype=np.float32)
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        msg = "vectors must be a matrix of numbers"
+        raise InvalidInputError(msg) from exc
     if matrix.ndim != 2 or matrix.shape[0] != len(turn_ids):
         msg = f"expected one vector per turn id ({len(turn_ids)}), got shape {matrix.shape}"
-        raise ValueError(msg)
+        raise InvalidInputError(msg)
     return matrix
 
 
