@@ -40,13 +40,14 @@ from langchain_hybrid_memory.stores._codec import Codec
 from langchain_hybrid_memory.types import Appended, ErasureReport, SessionHead, Turn
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import numpy as np
 
     from langchain_hybrid_memory._plans import Plan
     from langchain_hybrid_memory.stores._codec import FieldChange
-    from langchain_hybrid_memory.types import Entity, EntityMention, RunningSummary, TurnDraft
+    from langchain_hybrid_memory.stores.base import FoldCommit
+    from langchain_hybrid_memory.types import Entity, EntityMention, TurnDraft
 
 __all__ = ["Batch", "Command", "RedisPlans", "Request", "Script"]
 
@@ -88,6 +89,11 @@ Request = Command | Batch | Script
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _any_if_none(incarnation: str | None) -> str:
+    """An incarnation as the scripts take it: ``"*"`` for any."""
+    return "*" if incarnation is None else incarnation
 
 
 def _change_args(changes: Sequence[FieldChange]) -> list[Any]:
@@ -194,14 +200,44 @@ class RedisPlans:
                 "redis store: the write succeeded but %s failed: %s", what, type(exc).__name__
             )
 
-    def _entity_changes(
-        self, session_id: str, mentions: Sequence[EntityMention]
-    ) -> Plan[Request, list[FieldChange]]:
-        """Read the session's entities and work out what merging ``mentions`` changes."""
-        if not mentions:
-            return []
-        rows = yield Command(("HGETALL", self.session_keys(session_id)[3]))
-        return self.codec.entity_changes(list(rows.items()), mentions)
+    def _merging(
+        self,
+        session_id: str,
+        mentions: Sequence[EntityMention],
+        script: Callable[[int, list[Any]], Script],
+        *,
+        after_turns: bool = False,
+    ) -> Plan[Request, list[Any]]:
+        """Run a session script that also merges ``mentions`` into the session's entities.
+
+        The merge is computed from the entities as read, and the script applies it only if no
+        other writer changed them since (else this reads them again and retries).
+
+        Args:
+            session_id: The session.
+            mentions: The facts to merge (none: the script runs once, with no change).
+            script: The script, given the turn count read (-1 when not read) and the entity
+                changes as script arguments.
+            after_turns: The mentions' turn ids are positions after the session's last turn
+                (an append's): the turn count is read too, and the script checks it.
+
+        Returns:
+            The script's answer.
+        """
+        keys = self.session_keys(session_id)
+        for _ in range(_MERGE_ATTEMPTS):
+            count, said, rows = -1, mentions, {}
+            if mentions and after_turns:
+                count = int((yield Command(("LLEN", keys[1]))))
+                said = [replace(m, turn_id=count + (m.turn_id or 0)) for m in mentions]
+            if mentions:
+                rows = yield Command(("HGETALL", keys[3]))
+            changes = self.codec.entity_changes(list(rows.items()), said) if mentions else []
+            answer: list[Any] = yield script(count, _change_args(changes))
+            if answer[0] != _CONFLICT:
+                return answer
+        msg = "redis store: the session's entities kept changing; nothing was written"
+        raise StoreError(msg)
 
     # -- turns ------------------------------------------------------------------------------
 
@@ -219,13 +255,10 @@ class RedisPlans:
             yield from self._list(user_id, session_id)
         now = datetime.now(UTC).isoformat()
         incarnation = uuid.uuid4().hex
-        for _ in range(_MERGE_ATTEMPTS):
-            expected, changes = -1, []
-            if mentions:
-                expected = int((yield Command(("LLEN", self.session_keys(session_id)[1]))))
-                shifted = [replace(m, turn_id=expected + (m.turn_id or 0)) for m in mentions]
-                changes = yield from self._entity_changes(session_id, shifted)
-            answer = yield self._script(
+        answer = yield from self._merging(
+            session_id,
+            mentions,
+            lambda expected, changes: self._script(
                 "append",
                 session_id,
                 self.ttl_ms,
@@ -235,13 +268,10 @@ class RedisPlans:
                 expected,
                 len(records),
                 *records,
-                *_change_args(changes),
-            )
-            if answer[0] != _CONFLICT:
-                break
-        else:
-            msg = "redis store: the session's entities kept changing; nothing was stored"
-            raise StoreError(msg)
+                *changes,
+            ),
+            after_turns=True,
+        )
         if answer[0] == -1:
             if user_id is not None:
                 yield from self._after_write(
@@ -350,58 +380,44 @@ class RedisPlans:
     ) -> Plan[Request, bool]:
         """Plan of :meth:`MemoryStore.merge_entities`."""
         yield from self._check_key()
-        for _ in range(_MERGE_ATTEMPTS):
-            changes = yield from self._entity_changes(session_id, mentions)
-            answer = yield self._script(
-                "merge_entities",
-                session_id,
-                self.ttl_ms,
-                "*" if incarnation is None else incarnation,
-                *_change_args(changes),
+        answer = yield from self._merging(
+            session_id,
+            mentions,
+            lambda _, changes: self._script(
+                "merge_entities", session_id, self.ttl_ms, _any_if_none(incarnation), *changes
+            ),
+        )
+        if answer[0]:
+            yield from self._after_write(
+                self._slide_index(answer[1]), "refreshing the user's index"
             )
-            if answer[0] != _CONFLICT:
-                if answer[0]:
-                    yield from self._after_write(
-                        self._slide_index(answer[1]), "refreshing the user's index"
-                    )
-                return bool(answer[0])
-        msg = "redis store: the session's entities kept changing; nothing was merged"
-        raise StoreError(msg)
+        return bool(answer[0])
 
-    def compare_and_set_summary(
-        self,
-        session_id: str,
-        expected_version: int,
-        summary: RunningSummary,
-        *,
-        incarnation: str | None,
-        mentions: Sequence[EntityMention],
-        holder: str | None,
-    ) -> Plan[Request, bool]:
+    def compare_and_set_summary(self, session_id: str, commit: FoldCommit) -> Plan[Request, bool]:
         """Plan of :meth:`MemoryStore.compare_and_set_summary`."""
+        summary = commit.summary
         record = self.codec.dump_summary(summary)
         yield from self._check_key()
-        for _ in range(_MERGE_ATTEMPTS):
-            changes = yield from self._entity_changes(session_id, mentions)
-            answer = yield self._script(
+        answer = yield from self._merging(
+            session_id,
+            commit.mentions,
+            lambda _, changes: self._script(
                 "set_summary",
                 session_id,
                 self.ttl_ms,
-                "*" if incarnation is None else incarnation,
-                expected_version,
+                _any_if_none(commit.incarnation),
+                commit.expected_version,
                 summary.version,
                 record,
-                holder or "",
-                *_change_args(changes),
+                commit.holder or "",
+                *changes,
+            ),
+        )
+        if answer[0]:
+            yield from self._after_write(
+                self._slide_index(answer[1]), "refreshing the user's index"
             )
-            if answer[0] != _CONFLICT:
-                if answer[0]:
-                    yield from self._after_write(
-                        self._slide_index(answer[1]), "refreshing the user's index"
-                    )
-                return bool(answer[0])
-        msg = "redis store: the session's entities kept changing; the summary was not written"
-        raise StoreError(msg)
+        return bool(answer[0])
 
     def acquire_fold(
         self, session_id: str, incarnation: str, holder: str, seconds: float
@@ -436,7 +452,7 @@ class RedisPlans:
             "put_vectors",
             session_id,
             self.ttl_ms,
-            "*" if incarnation is None else incarnation,
+            _any_if_none(incarnation),
             *fields,
         )
         if answer[0]:

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from langchain_hybrid_memory._plans import Plan
+    from langchain_hybrid_memory.stores.base import FoldCommit
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
-    from langchain_hybrid_memory.types import Entity, EntityMention, RunningSummary, TurnDraft
+    from langchain_hybrid_memory.types import Entity, EntityMention, TurnDraft
 
 __all__ = [
     "META_TABLE",
@@ -447,31 +448,22 @@ class SQLPlans:
         yield self._slide(session_id)
         return True
 
-    def compare_and_set_summary(
-        self,
-        session_id: str,
-        expected_version: int,
-        summary: RunningSummary,
-        *,
-        incarnation: str | None,
-        mentions: Sequence[EntityMention],
-        holder: str | None,
-    ) -> Plan[Query, bool]:
+    def compare_and_set_summary(self, session_id: str, commit: FoldCommit) -> Plan[Query, bool]:
         """Plan of :meth:`MemoryStore.compare_and_set_summary`."""
-        record = self.codec.dump_summary(summary)
+        record = self.codec.dump_summary(commit.summary)
         yield from self._check_key()
-        if not (yield from self._lock_live(session_id, incarnation)):
+        if not (yield from self._lock_live(session_id, commit.incarnation)):
             return False
-        if holder is not None:
-            yield from self.release_fold(session_id, holder, 0.0)
+        if commit.holder is not None:
+            yield from self.release_fold(session_id, commit.holder, 0.0)
         changed = yield self._q(
             "UPDATE {t}sessions SET summary = %s, summary_version = %s, expires_at = {expiry} "
             "WHERE session_id = %s AND summary_version = %s",
-            (record, summary.version, self.ttl_seconds, session_id, expected_version),
+            (record, commit.summary.version, self.ttl_seconds, session_id, commit.expected_version),
         )
         if changed != 1:
             return False
-        yield from self._merge(session_id, mentions)
+        yield from self._merge(session_id, commit.mentions)
         return True
 
     def acquire_fold(

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import numpy as np
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
         TurnDraft,
     )
 
-__all__ = ["MemoryStore", "StorePlans", "check_ttl", "check_vectors"]
+__all__ = ["FoldCommit", "MemoryStore", "StorePlans", "check_ttl", "check_vectors"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -97,6 +98,26 @@ def check_vectors(turn_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
         msg = f"expected one vector per turn id ({len(turn_ids)}), got shape {matrix.shape}"
         raise InvalidInputError(msg)
     return matrix
+
+
+@dataclass(frozen=True)
+class FoldCommit:
+    """A folded summary to write, and what goes with it in the same atomic write.
+
+    Attributes:
+        expected_version: The version the new summary was folded from: the write happens only
+            if the stored summary is still at it.
+        summary: The new summary.
+        incarnation: When given, write only into this incarnation of the session.
+        mentions: Entity facts the folded batch states, merged in the same write.
+        holder: The fold lease the writer holds, released by the write.
+    """
+
+    expected_version: int
+    summary: RunningSummary
+    incarnation: str | None = None
+    mentions: Sequence[EntityMention] = ()
+    holder: str | None = None
 
 
 class StorePlans(Protocol):
@@ -150,16 +171,7 @@ class StorePlans(Protocol):
         """Plan of :meth:`MemoryStore.merge_entities`."""
         ...
 
-    def compare_and_set_summary(
-        self,
-        session_id: str,
-        expected_version: int,
-        summary: RunningSummary,
-        *,
-        incarnation: str | None,
-        mentions: Sequence[EntityMention],
-        holder: str | None,
-    ) -> Plan[Any, bool]:
+    def compare_and_set_summary(self, session_id: str, commit: FoldCommit) -> Plan[Any, bool]:
         """Plan of :meth:`MemoryStore.compare_and_set_summary`."""
         ...
 
@@ -376,15 +388,8 @@ class MemoryStore(ABC):
             Whether the summary was written; ``False`` means another writer folded first, or
             the session is gone or another incarnation (nothing was written).
         """
-        return self._write(
-            self._plans.compare_and_set_summary,
-            session_id,
-            expected_version,
-            summary,
-            incarnation=incarnation,
-            mentions=mentions,
-            holder=holder,
-        )
+        commit = FoldCommit(expected_version, summary, incarnation, mentions, holder)
+        return self._write(self._plans.compare_and_set_summary, session_id, commit)
 
     async def acompare_and_set_summary(
         self,
@@ -397,15 +402,8 @@ class MemoryStore(ABC):
         holder: str | None = None,
     ) -> bool:
         """Async twin of :meth:`compare_and_set_summary`."""
-        return await self._awrite(
-            self._plans.compare_and_set_summary,
-            session_id,
-            expected_version,
-            summary,
-            incarnation=incarnation,
-            mentions=mentions,
-            holder=holder,
-        )
+        commit = FoldCommit(expected_version, summary, incarnation, mentions, holder)
+        return await self._awrite(self._plans.compare_and_set_summary, session_id, commit)
 
     def get_entities(self, session_id: str) -> dict[str, Entity]:
         """The session's entities, keyed by normalized name."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from langchain_hybrid_memory._plans import Plan
+    from langchain_hybrid_memory.stores.base import FoldCommit
     from langchain_hybrid_memory.types import Entity, EntityMention, TurnDraft
 
 __all__ = ["InMemoryStore"]
@@ -162,26 +163,17 @@ class _InMemoryPlans:
         sessions.touch(session)
         return True
 
-    def compare_and_set_summary(
-        self,
-        session_id: str,
-        expected_version: int,
-        summary: RunningSummary,
-        *,
-        incarnation: str | None,
-        mentions: Sequence[EntityMention],
-        holder: str | None,
-    ) -> Plan[None, bool]:
+    def compare_and_set_summary(self, session_id: str, commit: FoldCommit) -> Plan[None, bool]:
         sessions: _Sessions = yield None
-        session = sessions.live(session_id, incarnation)
+        session = sessions.live(session_id, commit.incarnation)
         if session is None:
             return False
-        if holder is not None and session.fold_holder == holder:
+        if commit.holder is not None and session.fold_holder == commit.holder:
             session.fold_holder, session.fold_until = None, 0.0
-        if session.summary.version != expected_version:
+        if session.summary.version != commit.expected_version:
             return False
-        session.summary = summary
-        _merge(session, mentions)
+        session.summary = commit.summary
+        _merge(session, commit.mentions)
         sessions.touch(session)
         return True
 
