@@ -112,7 +112,7 @@ class _InMemoryPlans:
         _merge(session, [replace(m, turn_id=first + (m.turn_id or 0)) for m in mentions])
         sessions.touch(session)
         sessions.by_id[session_id] = session
-        return Appended([_copied(turn) for turn in turns], session.head())
+        return Appended(turns, session.head())
 
     def head(self, session_id: str) -> Plan[None, SessionHead]:
         sessions: _Sessions = yield None
@@ -132,7 +132,7 @@ class _InMemoryPlans:
     def get_turns(self, session_id: str, start: int, stop: int | None) -> Plan[None, list[Turn]]:
         sessions: _Sessions = yield None
         session = sessions.live(session_id)
-        return [_copied(t) for t in session.turns[max(0, start) : stop]] if session else []
+        return session.turns[max(0, start) : stop] if session else []
 
     def get_turns_by_ids(self, session_id: str, turn_ids: Sequence[int]) -> Plan[None, list[Turn]]:
         sessions: _Sessions = yield None
@@ -140,7 +140,7 @@ class _InMemoryPlans:
         if session is None:
             return []
         count = len(session.turns)
-        return [_copied(session.turns[i]) for i in sorted(set(turn_ids)) if 0 <= i < count]
+        return [session.turns[i] for i in sorted(set(turn_ids)) if 0 <= i < count]
 
     def list_sessions(self, user_id: str) -> Plan[None, list[str]]:
         sessions: _Sessions = yield None
@@ -255,8 +255,9 @@ class InMemoryStore(MemoryStore):
 
     Not persistent: nothing is written anywhere, so there is nothing to encrypt at rest (the
     persistent stores take ``encryption_key``); :meth:`reencrypt` rewrites nothing. Messages are
-    copied in and out, so changing a message object after storing it (or a returned one)
-    never changes what is stored.
+    copied when stored, so changing a message object after storing it changes nothing stored.
+    The turns it returns share the stored messages (a context reads tens of them, copying would
+    cost more than the rest of its work): treat them as read-only.
 
     Args:
         ttl_seconds: A session expires this long after its last write (``None``: never); it is
@@ -301,11 +302,8 @@ def _merge(session: _Session, mentions: Sequence[EntityMention]) -> None:
 
 
 def _copy(message: Any) -> Any:
+    """A deep copy: later changes to the caller's message never reach the store."""
     return message.model_copy(deep=True)
-
-
-def _copied(turn: Turn) -> Turn:
-    return replace(turn, message=_copy(turn.message))
 
 
 def _expired(session: _Session, now: float) -> bool:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_hybrid_memory._plans import arun_plan, plan_name, run_plan
@@ -26,11 +25,14 @@ from langchain_hybrid_memory.stores._sql import (
 
 try:
     import psycopg
+    from psycopg import pq
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 except ImportError as exc:  # pragma: no cover - exercised by the import test
     raise MissingDependencyError.for_extra("psycopg and psycopg-pool", "postgres") from exc
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from langchain_hybrid_memory._plans import Plan
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
 
@@ -63,11 +65,12 @@ class PostgresStore(SQLStore):
             Expired sessions are never returned; they are deleted when accessed and by
             :meth:`purge_expired` (run it from a periodic job to reclaim space).
         async_pool: A ``psycopg_pool.AsyncConnectionPool`` for the async twins when a pool is
-            passed (left open by :meth:`aclose`). With a connection string the store opens an
-            async pool of its own in each event loop that uses it, closed by :meth:`aclose` or
-            when that loop shuts down. With neither, the async twins run the sync pool in a
-            worker thread.
-        max_connections: Size of the pools the store creates.
+            passed (left open by :meth:`aclose`). With a connection string the store opens its own
+            async connections in each event loop that uses it (at most ``max_connections``),
+            closed by :meth:`aclose` or when that loop ends. With neither, the async twins run
+            the sync pool in a worker thread.
+        max_connections: Most connections the store opens: for its sync pool, and for each
+            event loop using the async twins.
         encryption_key: A Fernet key, or a list of them (the first seals, all open), to encrypt
             turns, summaries and entities at rest; ``None`` stores them as plain JSON. See
             :meth:`reencrypt` for rotation.
@@ -120,7 +123,7 @@ class PostgresStore(SQLStore):
         self.schema = schema
         self._dialect = dialect
         self._given_apool = async_pool
-        self._apools: PerLoop[_LoopPool] | None = None
+        self._apools: PerLoop[_LoopConnections] | None = None
         if isinstance(conninfo_or_pool, str):
             conninfo = conninfo_or_pool
             self._owns_pool = True
@@ -147,10 +150,9 @@ class PostgresStore(SQLStore):
             )
             if async_pool is None:
                 self._apools = PerLoop(
-                    lambda: _LoopPool.of(conninfo, max_connections),
-                    start=lambda loop_pool: loop_pool.pool.open(),
-                    close=lambda loop_pool: loop_pool.pool.close(),
-                    abandon=_LoopPool.abandon,
+                    lambda: _LoopConnections(conninfo, max_connections),
+                    close=_LoopConnections.aclose,
+                    abandon=_LoopConnections.abandon,
                 )
         elif isinstance(conninfo_or_pool, ConnectionPool):
             self._owns_pool = False
@@ -214,10 +216,11 @@ class PostgresStore(SQLStore):
             raise StoreError(msg) from exc
 
     async def _atransaction(self, plan: Plan[Query, _R], *, write: bool) -> _R:
+        pool: AsyncConnectionPool[Any] | _LoopConnections
         if self._given_apool is not None:
             pool = self._given_apool
         elif self._apools is not None:
-            pool = (await self._apools.get()).pool
+            pool = await self._apools.get()
         else:  # a sync pool was passed without an async one
             return await asyncio.to_thread(self._transaction, plan, write=write)
         try:
@@ -249,42 +252,66 @@ class PostgresStore(SQLStore):
         return f"PostgresStore(schema={self.schema!r}, ttl_seconds={self.ttl_seconds!r})"
 
 
-@dataclass(frozen=True)
-class _LoopPool:
-    """An event loop's async pool, and the connections it opened.
+class _LoopConnections:
+    """The async connections of one event loop: a pool with no task of its own.
 
-    ``asyncio.run`` cancels every task of a loop before it shuts the loop's async generators
-    down, the pool's workers included, so the pool's own ``close()`` fails there; the
-    connections it opened are then closed one by one, without the loop (``abandon``).
+    Not ``psycopg_pool.AsyncConnectionPool``: its worker and scheduler tasks catch
+    ``CancelledError``, so a pool still open when ``asyncio.run`` ends its loop (which cancels
+    every task before anything can close the pool) can hang that ``asyncio.run`` for good. These
+    connections are opened by the coroutine that needs one, at most ``max_size`` at a time, kept
+    while idle, and closed with the loop (or by the store's ``aclose()``). A connection that
+    failed, or is left inside a transaction, is closed rather than kept.
+
+    Args:
+        conninfo: The connection string.
+        max_size: Most connections open at once in this loop.
     """
 
-    pool: AsyncConnectionPool[Any]
-    connections: weakref.WeakSet[psycopg.AsyncConnection[Any]]
+    def __init__(self, conninfo: str, max_size: int) -> None:
+        self._conninfo = conninfo
+        self._slots = asyncio.Semaphore(max_size)
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._open: set[psycopg.AsyncConnection[Any]] = set()
+        self._closed = False
 
-    @classmethod
-    def of(cls, conninfo: str, max_connections: int) -> _LoopPool:
-        connections: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for one transaction, returned (or closed) afterwards."""
+        async with self._slots:
+            while self._idle and (self._idle[-1].closed or self._idle[-1].broken):
+                self._open.discard(self._idle.pop())
+            if self._idle:
+                connection = self._idle.pop()
+            else:
+                connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                self._open.add(connection)
+            reusable = False
+            try:
+                yield connection
+                reusable = connection.info.transaction_status == pq.TransactionStatus.IDLE
+            finally:
+                if reusable and not self._closed and not connection.broken:
+                    self._idle.append(connection)
+                else:
+                    self._open.discard(connection)
+                    await connection.close()
 
-        async def track(connection: psycopg.AsyncConnection[Any]) -> None:
-            connections.add(connection)
-
-        pool = AsyncConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=max_connections,
-            kwargs={"autocommit": True},
-            check=AsyncConnectionPool.check_connection,
-            configure=track,
-            name="hybrid-memory-async",
-            open=False,
-        )
-        return cls(pool, connections)
+    async def aclose(self) -> None:
+        """Close every connection (in their loop)."""
+        self._closed = True
+        self._idle.clear()
+        for connection in list(self._open):
+            await connection.close()
+        self._open.clear()
 
     def abandon(self) -> None:
-        """Close the connections without the pool's loop (closing the sockets)."""
-        for connection in list(self.connections):
+        """Close the connections without their loop (closing the sockets), once it is gone."""
+        self._closed = True
+        for connection in list(self._open):
             if not connection.closed:
                 connection.pgconn.finish()
+        self._open.clear()
+        self._idle.clear()
 
 
 async def _aexecute(connection: psycopg.AsyncConnection[Any], query: Query) -> Any:
