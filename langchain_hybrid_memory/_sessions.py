@@ -83,7 +83,9 @@ class SessionState:
         with self._lock:
             return self._index.indexed_through + 1
 
-    def add_turns(self, turns: Sequence[Turn], *, count_from: int = 0) -> list[Turn] | None:
+    def add_turns(
+        self, turns: Sequence[Turn], *, count_from: int = 0, count_until: int | None = None
+    ) -> list[Turn] | None:
         """Index turns the store holds, in id order.
 
         Turns already in the cache are skipped; turns that would leave a gap after the cached
@@ -92,7 +94,9 @@ class SessionState:
         Args:
             turns: Turns in id order.
             count_from: Count the tokens of turns from this id on (the older ones are
-                summarized already).
+                summarized already)...
+            count_until: ... up to this id (``None``: all); a fold that needs more counts
+                reads them.
 
         Returns:
             The added turns, or ``None`` when they do not follow the cached ones.
@@ -110,7 +114,7 @@ class SessionState:
             self._roles.extend(turn.role for turn in fresh)
             if self._count_text is not None:
                 for turn in fresh:
-                    if turn.id >= count_from:
+                    if count_from <= turn.id and (count_until is None or turn.id < count_until):
                         self._tokens[turn.id] = self._count_text(turn.text)
             return fresh
 
@@ -204,6 +208,8 @@ class Sessions:
         capacity: How many sessions keep their state (``index_cache_size``).
         keep_roles: How many of the latest turns' roles a state keeps.
         count_text: Counts a text's tokens for summarizer batches (``None``: by turns only).
+        count_ahead: How many turns after the summary a session loaded from the store counts
+            (``summary_batch``: the most the next fold looks at).
     """
 
     def __init__(
@@ -213,8 +219,10 @@ class Sessions:
         capacity: int,
         keep_roles: int,
         count_text: Callable[[str], int] | None,
+        count_ahead: int,
     ) -> None:
         self._store = store
+        self._count_ahead = count_ahead
         self._capacity = capacity
         self._keep_roles = keep_roles
         self._count_text = count_text
@@ -268,7 +276,12 @@ class Sessions:
         turns = yield twin(self._store, "get_turns", session_id, start)
         ids, vectors = yield twin(self._store, "get_vectors", session_id, start)
         count_from = head.summary.through_turn + 1
-        added = yield cpu(state.add_turns, turns, count_from=count_from)
+        added = yield cpu(
+            state.add_turns,
+            turns,
+            count_from=count_from,
+            count_until=count_from + self._count_ahead,
+        )
         if added is None:  # another step filled the cache meanwhile, past a gap: start over
             return state, []
         if vectors is not None and len(ids):

@@ -204,6 +204,7 @@ class HybridMemory:
             capacity=config.index_cache_size,
             keep_roles=config.window_turns + 2 * WINDOW_SLACK,
             count_text=None if config.summary_batch_tokens is None else count_text,
+            count_ahead=config.summary_batch,
         )
         self._indexer = Indexer(
             self.store,

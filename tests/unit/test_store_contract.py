@@ -337,13 +337,13 @@ def test_one_worker_at_a_time_holds_the_fold_lease(store):
 
 def test_a_fold_lease_expires_and_a_failed_fold_keeps_it_for_its_back_off(store):
     incarnation = store.append_turns("s1", drafts("a")).head.incarnation
-    assert store.acquire_fold("s1", incarnation, "worker-1", 0.2)
-    store.release_fold("s1", "worker-1", keep_seconds=0.6)  # failed: back off
-    time.sleep(0.3)
+    assert store.acquire_fold("s1", incarnation, "worker-1", 0.3)
+    store.release_fold("s1", "worker-1", keep_seconds=2.0)  # failed: back off
+    time.sleep(0.6)  # the lease alone would have expired by now; the back-off has not
     assert not store.acquire_fold("s1", incarnation, "worker-2", 60)
-    time.sleep(0.5)
-    assert store.acquire_fold("s1", incarnation, "worker-2", 0.2)  # the back-off has passed
-    time.sleep(0.4)
+    time.sleep(1.6)
+    assert store.acquire_fold("s1", incarnation, "worker-2", 0.3)  # the back-off has passed
+    time.sleep(0.6)
     assert store.acquire_fold("s1", incarnation, "worker-3", 60)  # worker-2's lease expired
 
 
