@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from langchain_hybrid_memory._plans import run_calls, twin
-from langchain_hybrid_memory._sessions import read_window
 from langchain_hybrid_memory.types import RunningSummary
 from langchain_hybrid_memory.window import full_batch_length
 
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
     from langchain_hybrid_memory._plans import Call, Plan
-    from langchain_hybrid_memory._sessions import SessionState
+    from langchain_hybrid_memory._sessions import Sessions, SessionState
     from langchain_hybrid_memory.config import HybridMemoryConfig
     from langchain_hybrid_memory.entities import EntityExtractor
     from langchain_hybrid_memory.stores.base import MemoryStore
@@ -71,6 +70,7 @@ class Folder:
 
     Args:
         store: The store (it holds the summaries and the fold leases).
+        sessions: The per-session states (where the window starts).
         summarizer: Folds a batch into the previous summary.
         extractor: Extracts a batch's entities with a call of its own (``None``: the
             summarizer's answer carries them, or nobody extracts them).
@@ -82,6 +82,7 @@ class Folder:
     def __init__(
         self,
         store: MemoryStore,
+        sessions: Sessions,
         summarizer: Summarizer,
         extractor: EntityExtractor | None,
         config: HybridMemoryConfig,
@@ -90,6 +91,7 @@ class Folder:
         redact: Callable[[str], str] | None = None,
     ) -> None:
         self._store = store
+        self._sessions = sessions
         self.summarizer = summarizer
         self.extractor = extractor
         self._config = config
@@ -209,12 +211,10 @@ class Folder:
     ) -> Plan[Call, _Batch | None]:
         """The next full batch waiting for the summarizer, or ``None``."""
         config = self._config
-        count = head.turn_count
-        if window_start is None and state is not None:
-            window_start = state.window_start(count, config.window_turns)
         if window_start is None:
-            window = yield from read_window(self._store, session_id, count, config.window_turns)
-            window_start = window[0].id if window else count
+            window_start = yield from self._sessions.window_start(
+                session_id, head.turn_count, state
+            )
         first = head.summary.through_turn + 1
         stop = min(window_start, first + config.summary_batch)
         if stop <= first:

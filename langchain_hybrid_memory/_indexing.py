@@ -9,7 +9,8 @@ a second model call.
 The queue is keyed by session *and incarnation*: what waits for a session that is erased, or
 erased and written again, is never stored into the new one (the store refuses vectors for
 another incarnation, and the queue drops them). It lives outside the per-session cache, so
-evicting a session's state drops no waiting work.
+evicting a session's state drops no waiting work; it is bounded all the same
+(:data:`MAX_WAITING` texts): past that, the sessions that waited longest are embedded at once.
 
 Lock: one lock guards the queue and the vector cache; it is never held across a model call or
 a store call.
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 #: Most texts embedded in one model call.
 BATCH = 64
+#: Most texts waiting for a vector in a process; past it the oldest sessions' are embedded.
+MAX_WAITING = 2048
 
 
 class Indexer:
@@ -73,8 +76,10 @@ class Indexer:
         self._cache_size = cache_size
         self._redact = redact
         self._lock = threading.Lock()
-        #: session id -> (incarnation, {turn id: text}) of turns waiting for a vector
+        #: session id -> (incarnation, {turn id: text}) of turns waiting for a vector, the
+        #: session that waited longest first
         self._waiting: dict[str, tuple[str, dict[int, str]]] = {}
+        self._count = 0  # texts in _waiting
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # -- the queue --------------------------------------------------------------------------
@@ -87,20 +92,24 @@ class Indexer:
         with self._lock:
             queued = self._waiting.get(session_id)
             if queued is None or queued[0] != incarnation:  # another life: its work is void
+                self._drop(session_id)
                 queued = self._waiting[session_id] = (incarnation, {})
+            before = len(queued[1])
             queued[1].update(items)
+            self._count += len(queued[1]) - before
 
     def forget(self, session_ids: Collection[str]) -> None:
         """Drop what waits for erased sessions, and the vector cache (it may hold their texts)."""
         with self._lock:
             for session_id in session_ids:
-                self._waiting.pop(session_id, None)
+                self._drop(session_id)
             self._vectors.clear()
 
-    def waiting_sessions(self) -> list[tuple[str, str]]:
-        """The sessions (and incarnations) with turns waiting for a vector."""
-        with self._lock:
-            return [(s, queued[0]) for s, queued in self._waiting.items() if queued[1]]
+    def _drop(self, session_id: str) -> None:
+        """Forget what waits for a session. Hold the lock."""
+        queued = self._waiting.pop(session_id, None)
+        if queued is not None:
+            self._count -= len(queued[1])
 
     def _take(
         self, session_id: str, incarnation: str, before: int | None, limit: int | None
@@ -127,6 +136,7 @@ class Indexer:
             for turn_id, text in stored.items():
                 if queued[1].get(turn_id) == text:
                     del queued[1][turn_id]
+                    self._count -= 1
             if not queued[1]:
                 del self._waiting[session_id]
 
@@ -135,7 +145,7 @@ class Indexer:
         with self._lock:
             queued = self._waiting.get(session_id)
             if queued is not None and queued[0] == incarnation:
-                del self._waiting[session_id]
+                self._drop(session_id)
 
     # -- embedding --------------------------------------------------------------------------
 
@@ -238,13 +248,17 @@ class Indexer:
         return True
 
     def store_all_waiting(
-        self, state_of: Callable[[str, str], SessionState | None]
+        self,
+        state_of: Callable[[str, str], SessionState | None],
+        *,
+        at_most: int | None = None,
     ) -> Plan[Call, list[str]]:
         """Embed what waits in every session, many sessions per model call, and store it.
 
         Args:
             state_of: The cached state of a session's incarnation, if any (its index gets the
                 vectors too).
+            at_most: Embed only this many texts, of the sessions that waited longest.
 
         A fault is logged and the turns keep waiting.
 
@@ -256,7 +270,7 @@ class Indexer:
                 (session, incarnation, turn_id, text)
                 for session, (incarnation, items) in self._waiting.items()
                 for turn_id, text in sorted(items.items())
-            ]
+            ][:at_most]
         gone: list[str] = []
         for start in range(0, len(queue), BATCH):
             chunk = queue[start : start + BATCH]
@@ -276,6 +290,18 @@ class Indexer:
                     if stored is False:
                         gone.append(session)
         return gone
+
+    def relieve(self, state_of: Callable[[str, str], SessionState | None]) -> Plan[Call, list[str]]:
+        """Keep the queue within :data:`MAX_WAITING`: embed the longest-waiting sessions' texts.
+
+        Returns:
+            The sessions whose vectors the store refused (see :meth:`store_all_waiting`).
+        """
+        with self._lock:
+            excess = self._count - MAX_WAITING
+        if excess <= 0:
+            return []
+        return (yield from self.store_all_waiting(state_of, at_most=excess + BATCH))
 
     def _embedded(self, texts: list[str]) -> Plan[Call, np.ndarray | None]:
         """:meth:`embed`, or ``None`` when the model fails (logged: the turns keep waiting)."""

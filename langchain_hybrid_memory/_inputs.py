@@ -18,9 +18,9 @@ from langchain_hybrid_memory.types import TurnDraft
 __all__ = [
     "check_count",
     "check_id",
-    "check_name",
     "check_optional_id",
     "check_query",
+    "check_storable_text",
     "last_user_text",
     "message_text",
     "prepare_drafts",
@@ -79,7 +79,7 @@ def check_count(value: object, name: str) -> int:
     return value
 
 
-def check_name(value: str, what: str) -> str:
+def check_storable_text(value: str, what: str) -> str:
     """Return ``value`` if every store can hold it as a name: no NUL, valid Unicode.
 
     For entity names and facts: an entity's name is also its lookup key, which PostgreSQL
@@ -89,7 +89,7 @@ def check_name(value: str, what: str) -> str:
         InvalidInputError: A NUL character or a lone surrogate.
 
     Example:
-        >>> check_name("Ana", "entity name")
+        >>> check_storable_text("Ana", "entity name")
         'Ana'
     """
     if "\x00" in value:

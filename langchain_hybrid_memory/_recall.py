@@ -126,9 +126,10 @@ class Recall:
             head = yield twin(self._store, "head", other)
             if not head.exists or head.user_id != user_id:
                 continue  # erased or taken over since it was listed
-            state, fresh = yield from self._sessions.loaded(head, other)
-            self._indexer.enqueue(other, state.incarnation, fresh)
+            state = yield from self._sessions.loaded(head, other)
             # its last window may still wait for a vector (embedded once, here)
-            yield from self._indexer.store_waiting(state, limit=CATCH_UP)
+            if not (yield from self._indexer.store_waiting(state, limit=CATCH_UP)):
+                self._sessions.forget([other])  # erased meanwhile
+                continue
             found += yield from self.find(state, text, vector, k=k, fill_chars=fill_chars)
         return found

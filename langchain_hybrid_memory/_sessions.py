@@ -42,6 +42,8 @@ __all__ = ["SessionState", "Sessions", "read_window"]
 
 #: Turns read beyond the window, so a tool call just before it is usually found in one read.
 WINDOW_SLACK = 8
+#: A load of more turns than this is read and decoded in a worker thread (async).
+BULK_READ = 256
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,8 @@ class Sessions:
         count_text: Counts a text's tokens for summarizer batches (``None``: by turns only).
         count_ahead: How many turns after the summary a session loaded from the store counts
             (``summary_batch``: the most the next fold looks at).
+        window_turns: The recent window's length (``window_turns`` of the configuration).
+        unembedded: Receives the turns a load finds without a vector (to embed them).
     """
 
     def __init__(
@@ -220,9 +224,13 @@ class Sessions:
         keep_roles: int,
         count_text: Callable[[str], int] | None,
         count_ahead: int,
+        window_turns: int,
+        unembedded: Callable[[str, str, list[Turn]], None],
     ) -> None:
         self._store = store
         self._count_ahead = count_ahead
+        self._window_turns = window_turns
+        self._unembedded = unembedded
         self._capacity = capacity
         self._keep_roles = keep_roles
         self._count_text = count_text
@@ -258,23 +266,24 @@ class Sessions:
             for session_id in session_ids:
                 self._states.pop(session_id, None)
 
-    def loaded(
-        self, head: SessionHead, session_id: str
-    ) -> Plan[Call, tuple[SessionState, list[Turn]]]:
+    def loaded(self, head: SessionHead, session_id: str) -> Plan[Call, SessionState]:
         """The session's state, brought up to ``head``: turns and vectors it lacks are read.
 
         A session new to this process is loaded whole from its stored turns and vectors,
-        without calling the embedding model.
-
-        Returns:
-            The state, and the turns added to it that have text but no vector yet (to embed).
+        without calling the embedding model; a large load is read and decoded in a worker
+        thread (async), as decoding is CPU work. Turns found without a vector go to
+        ``unembedded``.
         """
         state = self.state(session_id, head.incarnation or "")
         start = state.next_turn
         if start >= head.turn_count:
-            return state, []
-        turns = yield twin(self._store, "get_turns", session_id, start)
-        ids, vectors = yield twin(self._store, "get_vectors", session_id, start)
+            return state
+        if head.turn_count - start > BULK_READ:
+            turns = yield cpu(self._store.get_turns, session_id, start)
+            ids, vectors = yield cpu(self._store.get_vectors, session_id, start)
+        else:
+            turns = yield twin(self._store, "get_turns", session_id, start)
+            ids, vectors = yield twin(self._store, "get_vectors", session_id, start)
         count_from = head.summary.through_turn + 1
         added = yield cpu(
             state.add_turns,
@@ -282,11 +291,21 @@ class Sessions:
             count_from=count_from,
             count_until=count_from + self._count_ahead,
         )
-        if added is None:  # another step filled the cache meanwhile, past a gap: start over
-            return state, []
         if vectors is not None and len(ids):
-            state.add_vectors(ids, vectors)
-        return state, [t for t in added if t.text.strip() and not state.has_vector(t.id)]
+            yield cpu(state.add_vectors, ids, vectors)
+        missing = [t for t in added or [] if t.text.strip() and not state.has_vector(t.id)]
+        self._unembedded(session_id, state.incarnation, missing)
+        return state
+
+    def window_start(
+        self, session_id: str, count: int, state: SessionState | None = None
+    ) -> Plan[Call, int]:
+        """The id of the recent window's first turn, from the state's roles or the store."""
+        start = None if state is None else state.window_start(count, self._window_turns)
+        if start is None:
+            window = yield from read_window(self._store, session_id, count, self._window_turns)
+            start = window[0].id if window else count
+        return start
 
 
 def read_window(

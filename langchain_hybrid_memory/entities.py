@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from langchain_hybrid_memory._inputs import check_name
+from langchain_hybrid_memory._inputs import check_storable_text
 from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
 from langchain_hybrid_memory.errors import InvalidInputError, SummarizerError
 from langchain_hybrid_memory.lexical import tokenize
@@ -84,7 +84,7 @@ def mentions_from_mapping(
             raise InvalidInputError(msg)
         clean = _clean_facts(facts)
         for text in [name, *clean, *clean.values()]:
-            check_name(text, f"entity {name!r}" if text != name else "an entity name")
+            check_storable_text(text, f"entity {name!r}" if text != name else "an entity name")
         mentions.append(EntityMention(_clean(name, _MAX_NAME_CHARS), clean, turn_id, timestamp))
     return mentions
 

@@ -199,13 +199,6 @@ class HybridMemory:
         self.summarizer = summarizer or self._default_summarizer()
         count_text = partial(text_tokens, self.token_counter)
         config = self.config
-        self._sessions = Sessions(
-            self.store,
-            capacity=config.index_cache_size,
-            keep_roles=config.window_turns + 2 * WINDOW_SLACK,
-            count_text=None if config.summary_batch_tokens is None else count_text,
-            count_ahead=config.summary_batch,
-        )
         self._indexer = Indexer(
             self.store,
             embeddings,
@@ -213,8 +206,18 @@ class HybridMemory:
             cache_size=config.embedding_cache_size,
             redact=self._redaction("embed"),
         )
+        self._sessions = Sessions(
+            self.store,
+            capacity=config.index_cache_size,
+            keep_roles=config.window_turns + 2 * WINDOW_SLACK,
+            count_text=None if config.summary_batch_tokens is None else count_text,
+            count_ahead=config.summary_batch,
+            window_turns=config.window_turns,
+            unembedded=self._indexer.enqueue,
+        )
         self._folder = Folder(
             self.store,
+            self._sessions,
             self.summarizer,
             entity_extractor,
             config,
@@ -397,18 +400,20 @@ class HybridMemory:
         state = self._sessions.state(session_id, head.incarnation or "")
         added = state.add_turns(appended.turns, count_from=head.summary.through_turn + 1)
         if added is None:  # others wrote since this process last looked: read what it lacks
-            state, added = yield from self._sessions.loaded(head, session_id)
-        self._indexer.enqueue(session_id, state.incarnation, added)
-        count = head.turn_count
-        window_start = state.window_start(count, self.config.window_turns)
-        if window_start is None:
-            window = yield from read_window(self.store, session_id, count, self.config.window_turns)
-            window_start = window[0].id if window else count
+            state = yield from self._sessions.loaded(head, session_id)
+        else:
+            self._indexer.enqueue(session_id, state.incarnation, added)
+        window_start = yield from self._sessions.window_start(session_id, head.turn_count, state)
         # Window turns are never recalled: their vectors wait for the next query, which embeds
         # them in the same model call.
         if not (yield from self._indexer.store_waiting(state, before=window_start)):
             self._sessions.forget([session_id])  # erased meanwhile
+        yield from self._relieve()
         return state, window_start
+
+    def _relieve(self) -> Plan[Call, None]:
+        """Keep the turns waiting for a vector in this process within their bound."""
+        self._sessions.forget((yield from self._indexer.relieve(self._sessions.cached)))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -416,8 +421,8 @@ class HybridMemory:
         """The session's head (its owner checked) and its state, brought up to date."""
         head: SessionHead = yield twin(self.store, "head", session_id)
         owner = _check_owner(session_id, head, user_id)
-        state, added = yield from self._sessions.loaded(head, session_id)
-        self._indexer.enqueue(session_id, state.incarnation, added)
+        state = yield from self._sessions.loaded(head, session_id)
+        yield from self._relieve()
         return _Read(head, owner, state)
 
     def _searched(
@@ -620,7 +625,8 @@ class HybridMemory:
 
         With ``user_id``, the session must belong to that user (or to nobody); so for
         :meth:`turns`, :meth:`latest_turns`, :meth:`summary`, :meth:`export_session` and
-        :meth:`forget_session`.
+        :meth:`forget_session`. Treat the messages as read-only: the in-memory store hands out
+        the objects it keeps.
         """
         return [turn.message for turn in self.turns(session_id, user_id=user_id)]
 

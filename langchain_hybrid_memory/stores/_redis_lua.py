@@ -70,8 +70,9 @@ local changes = 7 + records
 if tonumber(ARGV[5]) >= 0 then
   if first ~= tonumber(ARGV[5]) or not entities_unchanged(changes) then return {-2} end
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('EXISTS', KEYS[1]) == 0 then  -- a new session (or a new life of an expired one)
   redis.call('HSET', KEYS[1], 'incarnation', ARGV[4], 'created', ARGV[3])
+  redis.call('DEL', KEYS[5])  -- a fold lease of its last life, outliving it by its own expiry
 end
 for i = 7, 6 + records do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 local claimed = 0

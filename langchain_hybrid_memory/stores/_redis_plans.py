@@ -29,6 +29,7 @@ the session or the session stays listed: ``list_sessions`` and the next ``forget
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -49,13 +50,18 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.stores.base import FoldCommit
     from langchain_hybrid_memory.types import Entity, EntityMention, TurnDraft
 
-__all__ = ["Batch", "Command", "RedisPlans", "Request", "Script"]
+__all__ = ["Batch", "Command", "Pause", "RedisPlans", "Request", "Script"]
 
 logger = logging.getLogger(__name__)
 
 _FIELDS_PER_HMGET = 1000
-#: Times an entity merge is read again after another writer changed the entities meanwhile.
+#: Times an entity merge is read again after another writer changed the entities meanwhile,
+#: pausing between attempts (random, up to a bound doubling from the first to the last).
 _MERGE_ATTEMPTS = 50
+_FIRST_PAUSE = 0.001
+_MAX_PAUSE = 0.05
+#: Times the user's index is written again after an append gave the session its owner.
+_LIST_ATTEMPTS = 3
 REENCRYPT_PAGE = 200
 _HASH_VALUES = {"vectors": "vector", "entities": "entity"}  # hash key suffix: what it holds
 _CONFLICT = -2  # a script's answer: the entities changed since they were read
@@ -76,6 +82,13 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """Wait before trying again (sleep, or ``asyncio.sleep``); answered with ``None``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Script:
     """One of :data:`~langchain_hybrid_memory.stores._redis_lua.SCRIPTS` over some keys."""
 
@@ -84,7 +97,7 @@ class Script:
     args: tuple[Any, ...]
 
 
-Request = Command | Batch | Script
+Request = Command | Batch | Script | Pause
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -180,6 +193,28 @@ class RedisPlans:
         if owned:
             yield Batch((("SADD", key, *owned), self._index_expiry(key)))
 
+    def _listed_again(self, user_id: str, session_id: str) -> Plan[Request, None]:
+        """List a session again after the append that gave it its owner (see the docstring).
+
+        The append succeeded and must not be reported as failed; a failure here is retried,
+        then logged with the ids an operator needs to list the session by hand.
+        """
+        for attempt in range(_LIST_ATTEMPTS):
+            try:
+                yield from self._list(user_id, session_id)
+            except Exception as exc:  # noqa: BLE001 - the write itself succeeded
+                if attempt == _LIST_ATTEMPTS - 1:
+                    logger.error(
+                        "redis store: the append succeeded but listing session %r in user %r's "
+                        "index failed (%s): add it to %s",
+                        session_id,
+                        user_id,
+                        type(exc).__name__,
+                        self.user_key(user_id),
+                    )
+            else:
+                return
+
     def _slide_index(self, owner: bytes | str | None) -> Plan[Request, None]:
         """Give the owner's index the session's expiry (a later one than any older session's)."""
         user = _text(owner)
@@ -225,7 +260,9 @@ class RedisPlans:
             The script's answer.
         """
         keys = self.session_keys(session_id)
-        for _ in range(_MERGE_ATTEMPTS):
+        for attempt in range(_MERGE_ATTEMPTS):
+            if attempt:  # another writer won the last round: let it finish, with jitter
+                yield Pause(random.uniform(0, min(_MAX_PAUSE, _FIRST_PAUSE * 2**attempt)))
             count, said, rows = -1, mentions, {}
             if mentions and after_turns:
                 count = int((yield Command(("LLEN", keys[1]))))
@@ -281,7 +318,7 @@ class RedisPlans:
             raise SessionOwnershipError(msg)
         first, owner, current, claimed, summary = answer
         if claimed and user_id is not None:  # listed again, after the owner is set
-            yield from self._after_write(self._list(user_id, session_id), "listing the session")
+            yield from self._listed_again(user_id, session_id)
         elif user_id is None:
             yield from self._after_write(self._slide_index(owner), "refreshing the user's index")
         turns = [

@@ -28,7 +28,7 @@ from abc import abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
-from langchain_hybrid_memory.errors import SessionOwnershipError
+from langchain_hybrid_memory.errors import SessionOwnershipError, StoreError
 from langchain_hybrid_memory.stores._codec import Codec
 from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
 from langchain_hybrid_memory.types import Appended, ErasureReport, SessionHead, Turn
@@ -109,6 +109,8 @@ META_TABLE = "CREATE TABLE IF NOT EXISTS {t}store_meta (name TEXT PRIMARY KEY, v
 _KEY_CHECK = "key_check"
 
 _IDS_PER_QUERY = 500
+#: Times a read that met expired sessions purges them and reads again.
+_READ_ATTEMPTS = 5
 
 #: Tables holding encrypted values: their key columns and the value column.
 REENCRYPTED: dict[str, tuple[tuple[str, ...], str]] = {
@@ -400,17 +402,20 @@ class SQLPlans:
         records = [self.codec.dump_turn(draft) for draft in drafts]
         yield from self._check_key()
         yield from self.purge_sessions([session_id])
-        yield self._q(
-            "INSERT INTO {t}sessions (session_id, incarnation) VALUES (%s, %s) "
-            "ON CONFLICT (session_id) DO NOTHING",
-            (session_id, uuid.uuid4().hex),
-        )
-        owner, first, incarnation, summary = yield self._q(
-            "SELECT user_id, next_turn, COALESCE(incarnation, ''), summary "
-            "FROM {t}sessions WHERE session_id = %s{lock}",
-            (session_id,),
-            "one",
-        )
+        row = None
+        while row is None:  # an erasure elsewhere may delete the row between the two statements
+            yield self._q(
+                "INSERT INTO {t}sessions (session_id, incarnation) VALUES (%s, %s) "
+                "ON CONFLICT (session_id) DO NOTHING",
+                (session_id, uuid.uuid4().hex),
+            )
+            row = yield self._q(
+                "SELECT user_id, next_turn, COALESCE(incarnation, ''), summary "
+                "FROM {t}sessions WHERE session_id = %s{lock}",
+                (session_id,),
+                "one",
+            )
+        owner, first, incarnation, summary = row
         if user_id is not None and owner not in (None, user_id):
             msg = f"session {session_id!r} belongs to another user"
             raise SessionOwnershipError(msg)
@@ -693,11 +698,12 @@ class SQLStore(MemoryStore):
     def _read(
         self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> _R:
-        try:
-            return self._transaction(make_plan(*args, **kwargs), write=False)
-        except SessionExpiredError as expired:
-            self._transaction(self._plans.purge_sessions(expired.session_ids), write=True)
-            return self._transaction(make_plan(*args, **kwargs), write=False)
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                return self._transaction(make_plan(*args, **kwargs), write=False)
+            except SessionExpiredError as expired:
+                self._transaction(self._plans.purge_sessions(expired.session_ids), write=True)
+        raise _still_expiring()
 
     def _write(
         self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
@@ -707,12 +713,13 @@ class SQLStore(MemoryStore):
     async def _aread(
         self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> _R:
-        try:
-            return await self._atransaction(make_plan(*args, **kwargs), write=False)
-        except SessionExpiredError as expired:
-            purge = self._plans.purge_sessions(expired.session_ids)
-            await self._atransaction(purge, write=True)
-            return await self._atransaction(make_plan(*args, **kwargs), write=False)
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                return await self._atransaction(make_plan(*args, **kwargs), write=False)
+            except SessionExpiredError as expired:
+                purge = self._plans.purge_sessions(expired.session_ids)
+                await self._atransaction(purge, write=True)
+        raise _still_expiring()
 
     async def _awrite(
         self, make_plan: Callable[_P, Plan[Any, _R]], /, *args: _P.args, **kwargs: _P.kwargs
@@ -736,6 +743,11 @@ class SQLStore(MemoryStore):
                 if after is None:
                     break
         return rewritten
+
+
+def _still_expiring() -> StoreError:
+    msg = f"sql store: sessions kept expiring while being read ({_READ_ATTEMPTS} attempts)"
+    return StoreError(msg)
 
 
 def execute(connection: Any, query: Query) -> Any:

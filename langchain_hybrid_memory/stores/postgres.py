@@ -259,8 +259,9 @@ class _LoopConnections:
     ``CancelledError``, so a pool still open when ``asyncio.run`` ends its loop (which cancels
     every task before anything can close the pool) can hang that ``asyncio.run`` for good. These
     connections are opened by the coroutine that needs one, at most ``max_size`` at a time, kept
-    while idle, and closed with the loop (or by the store's ``aclose()``). A connection that
-    failed, or is left inside a transaction, is closed rather than kept.
+    while idle and checked before reuse (as the sync pool checks its own), and closed with the
+    loop (or by the store's ``aclose()``). A connection that failed, or is left inside a
+    transaction, is closed rather than kept.
 
     Args:
         conninfo: The connection string.
@@ -278,12 +279,11 @@ class _LoopConnections:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A connection for one transaction, returned (or closed) afterwards."""
         async with self._slots:
-            while self._idle and (self._idle[-1].closed or self._idle[-1].broken):
-                self._open.discard(self._idle.pop())
-            if self._idle:
-                connection = self._idle.pop()
-            else:
-                connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            connection = await self._reusable()
+            if connection is None:
+                connection = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
+                )
                 self._open.add(connection)
             reusable = False
             try:
@@ -295,6 +295,19 @@ class _LoopConnections:
                 else:
                     self._open.discard(connection)
                     await connection.close()
+
+    async def _reusable(self) -> psycopg.AsyncConnection[Any] | None:
+        """An idle connection that still works (checked as the sync pool checks its own)."""
+        while self._idle:
+            connection = self._idle.pop()
+            try:
+                await AsyncConnectionPool.check_connection(connection)
+            except psycopg.Error:
+                self._open.discard(connection)
+                await connection.close()
+            else:
+                return connection
+        return None
 
     async def aclose(self) -> None:
         """Close every connection (in their loop)."""

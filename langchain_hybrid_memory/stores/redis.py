@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -25,6 +26,7 @@ from langchain_hybrid_memory.stores._redis_lua import SCRIPTS
 from langchain_hybrid_memory.stores._redis_plans import (
     REENCRYPT_PAGE,
     Batch,
+    Pause,
     RedisPlans,
     Request,
     Script,
@@ -69,6 +71,9 @@ class _Scripted:
         return cls(client, {name: client.register_script(src) for name, src in SCRIPTS.items()})
 
     async def execute(self, request: Request) -> Any:
+        if isinstance(request, Pause):
+            await asyncio.sleep(request.seconds)
+            return None
         if isinstance(request, Script):
             return await self.scripts[request.name](keys=request.keys, args=request.args)
         if isinstance(request, Batch):
@@ -146,13 +151,13 @@ class RedisStore(MemoryStore):
         # a redis.asyncio client only works in the loop that first used it: with a URL each
         # loop gets one of its own; a passed one serves the first loop that uses it
         self._aclients: PerLoop[_Scripted] | None = None
-        self._given_aclient: _AsyncClient | None = async_client
+        self._given = None if async_client is None else _Scripted.of(async_client)
         self._given_loop: asyncio.AbstractEventLoop | None = None
         self._given_lock = threading.Lock()
         if isinstance(client_or_url, str):
             url = client_or_url
             self._client = _sync_client_from_url(url)
-            self._given_aclient = None
+            self._given = None
             self._aclients = PerLoop(
                 lambda: _Scripted.of(_async_client_from_url(url)),
                 close=lambda scripted: scripted.client.aclose(),
@@ -165,7 +170,7 @@ class RedisStore(MemoryStore):
                 f"got {type(client_or_url).__name__}"
             )
             raise ConfigError(msg)
-        for client in (self._client, self._given_aclient):
+        for client in (self._client, None if self._given is None else self._given.client):
             if client is not None and client.get_connection_kwargs().get("decode_responses"):
                 msg = "redis store: the client must be created with decode_responses=False"
                 raise ConfigError(msg)
@@ -182,6 +187,9 @@ class RedisStore(MemoryStore):
     # -- drivers ----------------------------------------------------------------------------
 
     def _execute(self, request: Request) -> Any:
+        if isinstance(request, Pause):
+            time.sleep(request.seconds)
+            return None
         if isinstance(request, Script):
             return self._scripts[request.name](keys=request.keys, args=request.args)
         if isinstance(request, Batch):
@@ -204,10 +212,10 @@ class RedisStore(MemoryStore):
             return await self._aclients.get()
         loop = asyncio.get_running_loop()
         with self._given_lock:
-            if self._given_aclient is None or self._given_loop not in (None, loop):
+            if self._given is None or self._given_loop not in (None, loop):
                 return None
             self._given_loop = loop
-            return _Scripted.of(self._given_aclient)
+            return self._given
 
     async def _arun(self, plan: Plan[Request, _R]) -> _R:
         try:

@@ -109,6 +109,7 @@ class SQLiteStore(SQLStore):
             encrypt_vectors=encrypt_vectors,
         )
         self.path = os.fspath(path)
+        self._timeout = timeout
         self._lock = threading.RLock()
         self._closed = False
         try:
@@ -162,14 +163,29 @@ class SQLiteStore(SQLStore):
             try:
                 with _transaction(connection, "BEGIN IMMEDIATE" if write else "BEGIN"):
                     result = run_plan(plan, lambda query: execute(connection, query))
-                if isinstance(result, ErasureReport) and result.sessions:
-                    # push the erasure out of the write-ahead log, where the erased rows'
-                    # earlier versions still stand (best effort: a reader elsewhere may hold it)
-                    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             except sqlite3.Error as exc:
                 msg = f"sqlite store: {plan_name(plan)} failed: {exc}"
                 raise StoreError(msg) from exc
+            if isinstance(result, ErasureReport) and result.sessions:
+                self._checkpoint()
             return result
+
+    def _checkpoint(self) -> None:
+        """Push an erasure out of the write-ahead log and truncate the log.
+
+        Earlier versions of the erased rows stand in the log until then. Best effort, waiting
+        for no one: while another connection reads an older snapshot, the log keeps what that
+        reader needs until a later checkpoint. Caller holds ``self._lock``.
+        """
+        connection = self._connection
+        try:
+            connection.execute("PRAGMA busy_timeout = 0")
+            try:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                connection.execute(f"PRAGMA busy_timeout = {round(self._timeout * 1000)}")
+        except sqlite3.Error as exc:
+            logger.info("sqlite store: checkpoint after an erasure failed: %s", exc)
 
     async def _atransaction(self, plan: Plan[Query, _R], *, write: bool) -> _R:
         return await asyncio.to_thread(self._transaction, plan, write=write)

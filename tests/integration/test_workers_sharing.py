@@ -7,13 +7,21 @@ same application would see.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from langchain_hybrid_memory import HybridMemory, SessionOwnershipError
+from langchain_hybrid_memory import _indexing as indexing
+from langchain_hybrid_memory.stores import PostgresStore
+from langchain_hybrid_memory.types import EntityMention, SessionHead, TurnDraft
+from tests.integration.backends import POSTGRES_URL, Backend
 from tests.unit.store_fixtures import cluster_port, open_backend  # noqa: F401 - fixture
 
 if TYPE_CHECKING:
@@ -21,7 +29,6 @@ if TYPE_CHECKING:
 
     from langchain_core.embeddings import Embeddings
 
-    from tests.integration.backends import Backend
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +105,108 @@ def test_a_session_another_worker_gave_to_a_user_is_refused_to_everyone_else(bac
     assert second.store.list_sessions("bob") == []
     first.close()
     second.close()
+
+
+# -- found in review: races and faults the first version of the redesign got wrong ----------
+
+
+def test_appends_racing_the_erasure_of_their_session_store_or_erase_never_crash(backend):
+    """An append and an erasure of one existing session, 100 times: each either wins or
+    loses cleanly (PostgreSQL once raised a raw TypeError when the erasure came between the
+    append's two statements)."""
+    appender, eraser = backend.open(), backend.open()
+    failures: list[BaseException] = []
+    draft = TurnDraft(HumanMessage("again"), "again", datetime.now(UTC))
+    for n in range(100):
+        session = f"race-{n}"
+        appender.append_turns(session, [draft], user_id="ana")
+
+        def append(session: str = session) -> None:
+            try:
+                appender.append_turns(session, [draft], user_id="ana")
+            except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+                failures.append(exc)
+
+        thread = threading.Thread(target=append)
+        thread.start()
+        eraser.delete_session(session)
+        thread.join()
+        turns = [turn.id for turn in eraser.get_turns(session)]
+        assert turns in ([], [0], [0, 1])  # erased, re-created, or appended before the erasure
+    assert failures == []
+
+
+def test_appends_carrying_entities_all_land_under_contention(backend):
+    """Many writers appending with entities to one hot session: none is refused (Redis merges
+    entities optimistically and once gave up under contention)."""
+    failures: list[BaseException] = []
+    now = datetime.now(UTC)
+
+    def writer(n: int) -> None:
+        store = backend.open()
+        try:
+            for i in range(15):
+                store.append_turns(
+                    "hot",
+                    [TurnDraft(HumanMessage(f"w{n} {i}"), f"w{n} {i}", now)],
+                    user_id="team",
+                    mentions=[EntityMention("Team", {f"w{n}": str(i)}, 0, now)],
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    reader = backend.open()
+    assert reader.count_turns("hot") == 12 * 15
+    facts = reader.get_entities("hot")["team"].facts
+    assert {name: fact.value for name, fact in facts.items()} == {f"w{n}": "14" for n in range(12)}
+
+
+def test_the_turns_waiting_for_a_vector_stay_bounded(backend, embeddings, monkeypatch):
+    """Thousands of sessions each leave their last turns waiting for the next query; past the
+    queue's bound the sessions that waited longest are embedded, so memory stays bounded."""
+    monkeypatch.setattr(indexing, "MAX_WAITING", 6)
+    monkeypatch.setattr(indexing, "BATCH", 2)
+    memory = HybridMemory(
+        store=backend.open(), embeddings=embeddings, window_turns=4, index_cache_size=2
+    )
+    for n in range(8):
+        memory.add_messages(f"s{n}", [HumanMessage(f"hello {n}"), AIMessage(f"hi {n}")])
+
+    stored = [bool(memory.store.get_vectors(f"s{n}")[0]) for n in range(8)]
+    assert stored[:3] == [True, True, True], "the sessions that waited longest were embedded"
+    assert stored[-1] is False, "the newest session's turns still wait for its next query"
+    memory.flush()
+    assert all(memory.store.get_vectors(f"s{n}")[0] for n in range(8))
+    memory.close()
+
+
+def test_async_connections_killed_by_the_server_are_replaced(tmp_path, embeddings):
+    """PostgreSQL: idle async connections that the server dropped (a restart, a proxy's idle
+    timeout) are checked before reuse, as the sync pool's are."""
+    backend = Backend("postgres", tmp_path)
+    try:
+        tag = f"hmtest_{uuid.uuid4().hex[:8]}"
+        store = PostgresStore(f"{POSTGRES_URL}?application_name={tag}", schema=backend.namespace)
+
+        async def main() -> None:
+            await store.ahead("s")  # this loop's connection, kept idle
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (tag,),
+                )
+            assert (await store.ahead("s")) == SessionHead()
+            await store.aclose()
+
+        asyncio.run(main())
+        store.close()
+    finally:
+        backend.cleanup()
