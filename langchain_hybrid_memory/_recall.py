@@ -131,5 +131,8 @@ class Recall:
             if not (yield from self._indexer.store_waiting(state, limit=CATCH_UP)):
                 self._sessions.forget([other])  # erased meanwhile
                 continue
-            found += yield from self.find(state, text, vector, k=k, fill_chars=fill_chars)
+            hits = yield from self.find(state, text, vector, k=k, fill_chars=fill_chars)
+            after = yield twin(self._store, "head", other)
+            if after.incarnation == head.incarnation:  # not erased (nor taken over) meanwhile
+                found += hits
         return found

@@ -116,7 +116,11 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
         said_in = item.get("turn")
         usable = isinstance(said_in, int) and not isinstance(said_in, bool)
         turn = by_id.get(said_in, turns[-1]) if usable else turns[-1]  # type: ignore[arg-type]
-        clean = {_storable(key): _storable(value) for key, value in _clean_facts(facts).items()}
+        try:
+            said = _clean_facts(facts)
+        except InvalidInputError:
+            continue  # an LLM's odd value: skip the item, keep the batch
+        clean = {_storable(key): _storable(value) for key, value in said.items()}
         clean = {key: value for key, value in clean.items() if key.strip() and value.strip()}
         name = _storable(_clean(name, _MAX_NAME_CHARS))
         if clean and name.strip():
@@ -125,12 +129,23 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
 
 
 def _clean_facts(facts: Mapping[Any, Any]) -> dict[str, str]:
-    """Facts as short single-line strings; empty names and values are dropped."""
-    return {
-        _clean(str(key), _MAX_NAME_CHARS): _clean(str(value), _MAX_VALUE_CHARS)
-        for key, value in facts.items()
-        if value is not None and str(value).strip() and str(key).strip()
-    }
+    """Facts as short single-line strings; empty names and values are dropped.
+
+    Raises:
+        InvalidInputError: A name or value that cannot be written as text.
+    """
+    clean: dict[str, str] = {}
+    try:
+        for key, value in facts.items():
+            if value is None:
+                continue
+            name, text = _clean(str(key), _MAX_NAME_CHARS), _clean(str(value), _MAX_VALUE_CHARS)
+            if name and text:
+                clean[name] = text
+    except Exception as exc:  # anything a value's __str__ may raise
+        msg = f"entity facts must be names and values that read as text ({type(exc).__name__})"
+        raise InvalidInputError(msg) from exc
+    return clean
 
 
 def _clean(text: str, max_chars: int) -> str:

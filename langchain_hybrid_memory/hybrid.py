@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import faiss
 from langchain_core.messages import message_to_dict
@@ -46,11 +46,16 @@ from langchain_hybrid_memory.budget import (
 from langchain_hybrid_memory.config import HybridMemoryConfig
 from langchain_hybrid_memory.context import MemoryContext
 from langchain_hybrid_memory.entities import EntityExtractor, mentions_from_mapping, rank_entities
-from langchain_hybrid_memory.errors import ConfigError, InvalidInputError, SessionOwnershipError
+from langchain_hybrid_memory.errors import (
+    ConfigError,
+    InvalidInputError,
+    SessionOwnershipError,
+    StoreError,
+)
 from langchain_hybrid_memory.redaction import PIIRedactor
 from langchain_hybrid_memory.stores import open_store
 from langchain_hybrid_memory.summary import ExtractiveSummarizer, LLMSummarizer, Summarizer
-from langchain_hybrid_memory.types import TurnDraft
+from langchain_hybrid_memory.types import ErasureReport, TurnDraft
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -70,7 +75,6 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.types import (
         Appended,
         EntityMention,
-        ErasureReport,
         RecalledTurn,
         RunningSummary,
         SessionHead,
@@ -87,6 +91,11 @@ DEFAULT_RECALL_K = 8
 #: Characters per token assumed when reading recalled turns until they would fill the whole
 #: budget (a usual figure for English; the budget then decides exactly what fits).
 _CHARS_PER_TOKEN = 4
+#: Times a reading step (or an erasure) starts over when the session it read was erased and
+#: written again meanwhile.
+_READ_ATTEMPTS = 3
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -486,17 +495,19 @@ class HybridMemory:
             SessionOwnershipError: The session belongs to another user.
             StoreError: The store failed.
         """
-        return run_calls(self._context(*self._check_read(session_id, query, user_id)))
+        args = self._check_read(session_id, query, user_id)
+        return run_calls(self._consistent(args[0], lambda: self._context(*args)))
 
     async def abuild_context(
         self, session_id: str, query: str | None = None, *, user_id: str | None = None
     ) -> MemoryContext:
         """Async twin of :meth:`build_context`."""
-        return await arun_calls(self._context(*self._check_read(session_id, query, user_id)))
+        args = self._check_read(session_id, query, user_id)
+        return await arun_calls(self._consistent(args[0], lambda: self._context(*args)))
 
     def _context(
         self, session_id: str, query: str | None, user_id: str | None
-    ) -> Plan[Call, MemoryContext]:
+    ) -> Plan[Call, tuple[MemoryContext, str | None]]:
         config = self.config
         read = yield from self._read(session_id, user_id)
         count = read.head.turn_count
@@ -530,7 +541,7 @@ class HybridMemory:
             recall_k=config.recall_k,
             recall_max_chars=config.recall_max_chars,
         )
-        return MemoryContext(
+        context = MemoryContext(
             session_id=session_id,
             query=text,
             summary=fitted.summary,
@@ -542,6 +553,34 @@ class HybridMemory:
             tokens=fitted.tokens,
             token_budget=config.token_budget,
         )
+        return context, read.head.incarnation
+
+    def _consistent(
+        self, session_id: str, step: Callable[[], Plan[Call, tuple[_T, str | None]]]
+    ) -> Plan[Call, _T]:
+        """Run a reading step until the session stayed one incarnation throughout.
+
+        A step checks the session's owner on its first read (the head) and reads the rest by
+        session id, so an erasure, and a new session of the same id (maybe another user's), may
+        come in between. The head is read again at the end: the same incarnation means no
+        erasure happened meanwhile (a new life of the session gets a new random token), so
+        every read saw that one life; otherwise the step starts over, owner check included.
+
+        Args:
+            session_id: The session the step reads.
+            step: Makes the step: a plan returning its result and the incarnation it started
+                from (``None``: no session).
+
+        Raises:
+            StoreError: The session was erased and written again during every attempt.
+        """
+        for _ in range(_READ_ATTEMPTS):
+            result, incarnation = yield from step()
+            after: SessionHead = yield twin(self.store, "head", session_id)
+            if after.incarnation == incarnation:
+                return result
+        msg = f"session {session_id!r} kept being erased and written again while being read"
+        raise StoreError(msg)
 
     def _recall_limit(self) -> int:
         """How many turns recall returns unless told otherwise."""
@@ -572,7 +611,8 @@ class HybridMemory:
             InvalidInputError: A bad id, query or ``k``.
             SessionOwnershipError: The session belongs to another user.
         """
-        return run_calls(self._recalled(session_id, query, k, user_id, exclude_window))
+        step = partial(self._recalled, session_id, query, k, user_id, exclude_window)
+        return run_calls(self._consistent(check_id(session_id, "session_id"), step))
 
     async def arecall(
         self,
@@ -584,11 +624,12 @@ class HybridMemory:
         exclude_window: bool = False,
     ) -> list[RecalledTurn]:
         """Async twin of :meth:`recall`."""
-        return await arun_calls(self._recalled(session_id, query, k, user_id, exclude_window))
+        step = partial(self._recalled, session_id, query, k, user_id, exclude_window)
+        return await arun_calls(self._consistent(check_id(session_id, "session_id"), step))
 
     def _recalled(
         self, session_id: str, query: str, k: int | None, user_id: str | None, exclude: bool
-    ) -> Plan[Call, list[RecalledTurn]]:
+    ) -> Plan[Call, tuple[list[RecalledTurn], str | None]]:
         session, text, user = self._check_read(session_id, query, user_id)
         limit = self._recall_limit() if k is None else check_count(k, "k")
         read = yield from self._read(session, user)
@@ -597,11 +638,10 @@ class HybridMemory:
             count = read.head.turn_count
             window = yield from read_window(self.store, session, count, self.config.window_turns)
         text, vector = yield from self._searched(read, window, text or "")
-        return (
-            yield from self._found(
-                read, session, text, vector, k=limit, exclude={turn.id for turn in window}
-            )
+        found = yield from self._found(
+            read, session, text, vector, k=limit, exclude={turn.id for turn in window}
         )
+        return found, read.head.incarnation
 
     def _check_read(
         self, session_id: object, query: object, user_id: object
@@ -664,11 +704,17 @@ class HybridMemory:
         self, session_id: str, count: int | None, user_id: str | None
     ) -> Plan[Call, list[Turn]]:
         """The last ``count`` turns (``None``: all of them)."""
+        session = check_id(session_id, "session_id")
+        return (yield from self._consistent(session, lambda: self._tail(session, count, user_id)))
+
+    def _tail(
+        self, session_id: str, count: int | None, user_id: str | None
+    ) -> Plan[Call, tuple[list[Turn], str | None]]:
         session, head = yield from self._owned(session_id, user_id)
         total = head.turn_count
         start = 0 if count is None else max(0, total - count)
         turns: list[Turn] = yield twin(self.store, "get_turns", session, start, total)
-        return turns
+        return turns, head.incarnation
 
     def summary(self, session_id: str, *, user_id: str | None = None) -> RunningSummary:
         """The session's rolling summary as stored."""
@@ -782,10 +828,23 @@ class HybridMemory:
         return await arun_calls(self._forget_session(session_id, user_id))
 
     def _forget_session(self, session_id: str, user_id: str | None) -> Plan[Call, ErasureReport]:
-        session, _ = yield from self._owned(session_id, user_id)
-        report: ErasureReport = yield twin(self.store, "delete_session", session)
-        self._drop([session])
-        return report
+        for _ in range(_READ_ATTEMPTS):
+            session, head = yield from self._owned(session_id, user_id)
+            if user_id is None:
+                report: ErasureReport = yield twin(self.store, "delete_session", session)
+            elif not head.exists:
+                return ErasureReport()  # nothing of this user's to erase (yet)
+            else:
+                # erase the life of the session whose owner was checked, never a new one that
+                # another user's first append may create between the check and the erasure
+                report = yield twin(
+                    self.store, "delete_session", session, incarnation=head.incarnation
+                )
+            if report.sessions or user_id is None:
+                self._drop([session])
+                return report
+        msg = f"session {session_id!r} kept being erased and written again while being erased"
+        raise StoreError(msg)
 
     def forget_user(self, user_id: str) -> ErasureReport:
         """Erase every session of the user, with everything derived from them.

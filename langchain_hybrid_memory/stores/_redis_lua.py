@@ -150,13 +150,17 @@ slide()
 return {1, redis.call('HGET', KEYS[1], 'user') or ''}
 """
 
-# ARGV[1]: the owner the session must have, or '' for any.
-# Returns {1, turns, vectors, summaries, entities, owner} when deleted; {0} when there is no
-# such session, {0, owner} when it has another owner ('': none yet).
+# ARGV[1]: the owner the session must have, or '' for any; ARGV[2]: the incarnation it must
+# be, or '*' for any. Returns {1, turns, vectors, summaries, entities, owner} when deleted; {0}
+# when there is no such session (or it is another incarnation), {0, owner} when it has another
+# owner ('': none yet).
 _DELETE = """
 if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) == 0 then return {0} end
 local owner = redis.call('HGET', KEYS[1], 'user') or ''
 if ARGV[1] ~= '' and owner ~= ARGV[1] then return {0, owner} end
+if ARGV[2] ~= '*' and (redis.call('HGET', KEYS[1], 'incarnation') or '') ~= ARGV[2] then
+  return {0}
+end
 local version = tonumber(redis.call('HGET', KEYS[1], 'summary_version') or '0')
 local counts = {1, redis.call('LLEN', KEYS[2]), redis.call('HLEN', KEYS[3]),
                 version > 0 and 1 or 0, redis.call('HLEN', KEYS[4]), owner}

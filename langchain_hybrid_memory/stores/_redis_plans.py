@@ -524,9 +524,11 @@ class RedisPlans:
 
     # -- erasure ----------------------------------------------------------------------------
 
-    def delete_session(self, session_id: str) -> Plan[Request, ErasureReport]:
+    def delete_session(
+        self, session_id: str, incarnation: str | None
+    ) -> Plan[Request, ErasureReport]:
         """Plan of :meth:`MemoryStore.delete_session`."""
-        answer = yield self._script("delete", session_id, "")
+        answer = yield self._script("delete", session_id, "", _any_if_none(incarnation))
         if not answer[0]:
             return ErasureReport()
         _, turns, vectors, summaries, entities, owner = answer
@@ -547,7 +549,7 @@ class RedisPlans:
         report = ErasureReport()
         unlisted: list[str] = []
         for session_id in members:
-            answer = yield self._script("delete", session_id, user_id)
+            answer = yield self._script("delete", session_id, user_id, "*")
             if answer[0]:
                 _, turns, vectors, summaries, entities, _ = answer
                 report += ErasureReport((session_id,), turns, vectors, summaries, entities)

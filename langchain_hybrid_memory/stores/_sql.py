@@ -614,14 +614,17 @@ class SQLPlans:
 
     # -- erasure ----------------------------------------------------------------------------
 
-    def delete_session(self, session_id: str) -> Plan[Query, ErasureReport]:
+    def delete_session(
+        self, session_id: str, incarnation: str | None = None
+    ) -> Plan[Query, ErasureReport]:
         """Plan of :meth:`MemoryStore.delete_session`: every row of the session, counted."""
         row = yield self._q(
-            "SELECT summary_version FROM {t}sessions WHERE session_id = %s{lock}",
+            "SELECT summary_version, COALESCE(incarnation, '') FROM {t}sessions "
+            "WHERE session_id = %s{lock}",
             (session_id,),
             "one",
         )
-        if row is None:
+        if row is None or incarnation not in (None, row[1]):
             return ErasureReport()
         counts = {}
         for table in ("turns", "vectors", "entities"):

@@ -197,7 +197,7 @@ class StorePlans(Protocol):
         """Plan of :meth:`MemoryStore.get_vectors`."""
         ...
 
-    def delete_session(self, session_id: str) -> Plan[Any, ErasureReport]:
+    def delete_session(self, session_id: str, incarnation: str | None) -> Plan[Any, ErasureReport]:
         """Plan of :meth:`MemoryStore.delete_session`."""
         ...
 
@@ -525,13 +525,21 @@ class MemoryStore(ABC):
 
     # -- erasure ---------------------------------------------------------------------------
 
-    def delete_session(self, session_id: str) -> ErasureReport:
-        """Remove every trace of the session and report what was removed."""
-        return self._write(self._plans.delete_session, session_id)
+    def delete_session(self, session_id: str, *, incarnation: str | None = None) -> ErasureReport:
+        """Remove every trace of the session and report what was removed.
 
-    async def adelete_session(self, session_id: str) -> ErasureReport:
+        Args:
+            session_id: The session.
+            incarnation: When given, remove the session only if it is still this incarnation
+                (the one whose owner the caller checked), never a newer one.
+        """
+        return self._write(self._plans.delete_session, session_id, incarnation)
+
+    async def adelete_session(
+        self, session_id: str, *, incarnation: str | None = None
+    ) -> ErasureReport:
         """Async twin of :meth:`delete_session`."""
-        return await self._awrite(self._plans.delete_session, session_id)
+        return await self._awrite(self._plans.delete_session, session_id, incarnation)
 
     def delete_user(self, user_id: str) -> ErasureReport:
         """Remove every session of the user and report what was removed."""

@@ -236,8 +236,10 @@ class _InMemoryPlans:
             return [], None
         return list(ids), np.stack(session.vectors[first:])
 
-    def delete_session(self, session_id: str) -> Plan[None, ErasureReport]:
+    def delete_session(self, session_id: str, incarnation: str | None) -> Plan[None, ErasureReport]:
         sessions: _Sessions = yield None
+        if sessions.live(session_id, incarnation) is None:
+            return ErasureReport()
         return sessions.drop([session_id])
 
     def delete_user(self, user_id: str) -> Plan[None, ErasureReport]:

@@ -13,6 +13,8 @@ Only plain lists, hashes, sets and strings are used: any Redis 6+ works, no modu
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -69,6 +71,32 @@ class _Scripted:
     @classmethod
     def of(cls, client: _AsyncClient) -> _Scripted:
         return cls(client, {name: client.register_script(src) for name, src in SCRIPTS.items()})
+
+    def abandon(self) -> None:
+        """Close the client's connections without its event loop, which closed without it.
+
+        redis-py closes a connection only from its loop; when that loop is gone, the sockets
+        are shut down instead (the server closes its end at once; the file descriptors follow
+        with the objects). This reaches into redis-py's pools: there is no public way.
+        """
+        client = self.client
+        connections: list[Any]
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            connections = [
+                c for node in client.get_nodes() for c in getattr(node, "_connections", ())
+            ]
+        else:
+            pool = client.connection_pool
+            connections = [
+                *getattr(pool, "_available_connections", ()),
+                *getattr(pool, "_in_use_connections", ()),
+            ]
+        for connection in connections:
+            writer = getattr(connection, "_writer", None)
+            sock = None if writer is None else writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     async def execute(self, request: Request) -> Any:
         if isinstance(request, Pause):
@@ -161,6 +189,7 @@ class RedisStore(MemoryStore):
             self._aclients = PerLoop(
                 lambda: _Scripted.of(_async_client_from_url(url)),
                 close=lambda scripted: scripted.client.aclose(),
+                abandon=_Scripted.abandon,
             )
         elif isinstance(client_or_url, _SyncClient):
             self._client = client_or_url

@@ -9,6 +9,7 @@ The memory is opened from a URL, so it owns its store.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -158,3 +159,28 @@ def test_aclose_in_a_new_event_loop_after_async_use_leaves_no_connection(server,
     asyncio.run(memory.aclose())
 
     assert server.settled(before) == before, "connections of a finished event loop left open"
+
+
+def test_aclose_closes_the_connections_of_a_loop_closed_without_shutting_them_down(
+    server, embeddings
+):
+    """A thread that runs the async twins on a loop of its own and closes it bluntly
+    (``run_until_complete`` then ``close``, no ``shutdown_asyncgens``) leaves clients nothing
+    could close from their loop: ``aclose`` closes them without it."""
+    before = server.connections()
+    memory = open_memory(server, embeddings)
+    session, user = f"s-{server.tag}", f"u-{server.tag}"
+
+    def blunt_loop() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(use_every_async_twin(memory, session, user))
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=blunt_loop)
+    thread.start()
+    thread.join()
+    asyncio.run(memory.aclose())
+
+    assert server.settled(before) == before, "connections of a bluntly closed loop left open"

@@ -27,7 +27,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from langchain_hybrid_memory import HybridMemory
-from langchain_hybrid_memory.errors import InvalidInputError, StoreError
+from langchain_hybrid_memory.errors import InvalidInputError, SessionOwnershipError, StoreError
 from langchain_hybrid_memory.types import TurnDraft
 from tests.integration.backends import POSTGRES_URL
 from tests.unit.store_fixtures import cluster_port, open_backend  # noqa: F401 - fixture
@@ -386,3 +386,88 @@ def test_an_entity_the_store_cannot_hold_is_refused_and_never_blocks_later_entit
     assert names["Bob"].facts["city"].value == "Lisbon"
     assert refused, "an entity the store cannot hold was accepted (it can never be written)"
     assert turns_after_refusal == 0, "refused, but the turns were stored"
+
+
+# -- found by adversarial testing: reads and erasures racing a takeover of the session --------
+
+U2_TEXTS = ("u2 private: my PIN is 4242", "Noted, your PIN is safe.")
+
+
+def take_over(erasing: HybridMemory) -> None:
+    """Another worker erases the first user and hands the session's id to a second user."""
+    erasing.forget_user("u1")
+    erasing.add_messages(
+        SESSION, conversation(U2_TEXTS), user_id="u2", entities={"Bob": {"pin": "4242"}}
+    )
+
+
+def once_before(store: MemoryStore, method: str, action: Any) -> None:
+    """Run ``action`` right before the store's first call of ``method`` (then call it)."""
+    real = getattr(store, method)
+    done: list[bool] = []
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        if not done:
+            done.append(True)
+            action()
+        return real(*args, **kwargs)
+
+    setattr(store, method, patched)
+
+
+@pytest.mark.parametrize("read", ["build_context", "recall", "transcript", "latest_turns"])
+def test_a_read_never_returns_what_a_new_owner_wrote_during_it(backend, embeddings, read):
+    """A user's read that a takeover of the session interrupts (after its owner check, before
+    its other reads) returns the first user's data or refuses: never the new owner's."""
+    reader, other = worker(backend, embeddings), worker(backend, embeddings)
+    other.add_messages(SESSION, conversation(ERASED_TEXTS), user_id="u1")
+    once_before(reader.store, "get_turns", lambda: take_over(other))
+    calls = {
+        "build_context": lambda: reader.build_context(SESSION, "my PIN?", user_id="u1").to_text(),
+        "recall": lambda: str(reader.recall(SESSION, "my PIN?", user_id="u1")),
+        "transcript": lambda: str(reader.transcript(SESSION, user_id="u1")),
+        "latest_turns": lambda: str(reader.latest_turns(SESSION, 10, user_id="u1")),
+    }
+    try:
+        seen = calls[read]()
+    except SessionOwnershipError:
+        seen = ""
+    assert "4242" not in seen
+    reader.close()
+    other.close()
+
+
+def test_an_erasure_never_reaches_the_session_another_user_created_meanwhile(backend, embeddings):
+    eraser, other = worker(backend, embeddings), worker(backend, embeddings)
+    other.add_messages(SESSION, conversation(ERASED_TEXTS), user_id="u1")
+    once_before(eraser.store, "delete_session", lambda: take_over(other))
+
+    with contextlib.suppress(SessionOwnershipError):
+        eraser.forget_session(SESSION, user_id="u1")
+
+    assert [m.text for m in other.transcript(SESSION, user_id="u2")] == list(U2_TEXTS)
+    eraser.close()
+    other.close()
+
+
+def test_user_scope_recall_never_returns_another_users_session_taken_over_during_it(
+    backend, embeddings
+):
+    reader = worker(backend, embeddings, recall_scope="user")
+    other = worker(backend, embeddings)
+    other.add_messages("first", conversation(ERASED_TEXTS), user_id="u1")
+    other.add_messages("second", conversation(NEW_TEXTS), user_id="u1")
+    real = reader.store.get_turns_by_ids
+
+    def takeover_then_read(session_id: str, turn_ids: Any) -> Any:
+        if session_id == "second" and other.store.session_user("second") == "u1":
+            other.forget_session("second", user_id="u1")
+            other.add_messages("second", conversation(U2_TEXTS), user_id="u2")
+        return real(session_id, turn_ids)
+
+    reader.store.get_turns_by_ids = takeover_then_read  # type: ignore[method-assign]
+    found = reader.recall("first", "my PIN is 4242", k=20, user_id="u1")
+
+    assert not [item for item in found if "4242" in item.turn.text]
+    reader.close()
+    other.close()

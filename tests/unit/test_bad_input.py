@@ -103,3 +103,27 @@ def test_an_unknown_store_url_is_a_store_error():
     with pytest.raises(StoreError, match="ftp") as caught:
         HybridMemory("ftp://user:secret@host/db", embeddings=None)
     assert "secret" not in str(caught.value)
+
+
+def _deep(levels: int) -> dict[str, object]:
+    nested: dict[str, object] = {}
+    for _ in range(levels):
+        nested = {"x": nested}
+    return nested
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        msg = "no text for this"
+        raise RuntimeError(msg)
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [{"age": 10**5000}, {"nested": _deep(3000)}, {"odd": _Unprintable()}, {_Unprintable(): "x"}],
+    ids=["huge int", "deep dict", "value without text", "name without text"],
+)
+def test_entity_facts_that_do_not_read_as_text_are_refused(memory, facts):
+    with pytest.raises(InvalidInputError):
+        memory.add_messages("s2", [HumanMessage("hi")], entities={"Ana": facts})
+    assert memory.transcript("s2") == []
