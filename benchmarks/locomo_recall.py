@@ -40,6 +40,7 @@ from rich.progress import (
 from rich.table import Table
 
 from langchain_hybrid_memory import BudgetShares, HybridMemory, HybridMemoryConfig, __version__
+from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, EMBEDDINGS
 from langchain_hybrid_memory.evaluation import (
     CATEGORY_NAMES,
     DEFAULT_BUDGETS,
@@ -80,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: docs/benchmarks/locomo_recall.md)",
     )
     parser.add_argument("--window", type=int, help="window_turns (default: 4)")
+    parser.add_argument(
+        "--embeddings",
+        choices=sorted(EMBEDDINGS),
+        default=DEFAULT_EMBEDDINGS,
+        help=f"the packaged embeddings to run (default: {DEFAULT_EMBEDDINGS})",
+    )
     parser.add_argument("--dense-weight", type=float, help="dense_weight (default: the engine's)")
     parser.add_argument(
         "--shares",
@@ -92,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def memory_settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
+    settings: dict[str, Any] = {"embeddings": args.embeddings}
     if args.window is not None:
         settings["window_turns"] = args.window
     if args.dense_weight is not None:
@@ -211,7 +218,8 @@ def markdown(
         "## How it was run",
         "",
         f"- Memory: `HybridMemory` with `llm=None` (offline extractive summarizer), local "
-        f"all-MiniLM-L6-v2 embeddings, {meta['config']} (the engine's defaults, a window of 4 "
+        f"all-MiniLM-L6-v2 embeddings (`{meta.get('embeddings', DEFAULT_EMBEDDINGS)}`), "
+        f"{meta['config']} (the engine's defaults, a window of 4 "
         "messages, and the command's options). "
         "With `recall_k=None` recall reads ranked turns until they would fill the budget (at most "
         "`recall_candidates`) and the budget decides how many fit; the questions come after the "
@@ -339,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/locomo_recall.py", *(argv or sys.argv[1:])])
     meta: dict[str, Any] = {
         "command": command,
+        "embeddings": args.embeddings,
         "data": data_text,
         "data_sha256": file_sha256(args.data),
         "config": config_text,

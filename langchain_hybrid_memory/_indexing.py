@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from langchain_hybrid_memory._plans import twin
+from langchain_hybrid_memory._plans import cpu, twin
 from langchain_hybrid_memory._search import normalize_rows
 from langchain_hybrid_memory.errors import EmbeddingError
 
@@ -166,7 +166,11 @@ class Indexer:
                 self._vectors.move_to_end(key)
         missing = list(dict.fromkeys(key for key in keys if key not in found))
         if missing:
-            fresh = _checked((yield twin(self.embeddings, "embed_documents", missing)), missing)
+            array = getattr(self.embeddings, "embed_array", None)  # the packaged ONNX model's
+            call = (
+                cpu(array, missing) if array else twin(self.embeddings, "embed_documents", missing)
+            )
+            fresh = _checked((yield call), missing)
             new = dict(zip(missing, fresh, strict=True))
             self._remember(new)
             found.update(new)

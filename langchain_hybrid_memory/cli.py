@@ -30,11 +30,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
+from langchain_hybrid_memory._model_cache import CACHE_ENV, FORMATS, exported
 from langchain_hybrid_memory._version import __version__
 from langchain_hybrid_memory.errors import HybridMemoryError
 
@@ -400,7 +402,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--limit", type=_positive, help="evaluate only the first N conversations")
     evaluate.set_defaults(run=run_eval)
+
+    export_model = commands.add_parser(
+        "export-model",
+        help="export the default embedding model to ONNX into the cache, ahead of time",
+        description="Export all-MiniLM-L6-v2 to ONNX (fp32 and int8) into the model cache "
+        f"(${CACHE_ENV}, else the user's cache folder), as the first use would. Run it where "
+        "torch is installed (e.g. when building a container image); processes that find the "
+        "cache need neither torch nor transformers.",
+    )
+    export_model.add_argument(
+        "--cache-dir", type=Path, help=f"the cache folder (default: ${CACHE_ENV} or the user's)"
+    )
+    export_model.set_defaults(run=run_export_model)
     return parser
+
+
+def run_export_model(args: argparse.Namespace, console: Console) -> int:
+    """Export the ONNX models into the cache and print where they are."""
+    from rich.markup import escape
+
+    for onnx_format in FORMATS:
+        path = exported(onnx_format, cache_dir=args.cache_dir)
+        console.print(f"{onnx_format}: {escape(str(path))} ({path.stat().st_size:,} bytes)")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

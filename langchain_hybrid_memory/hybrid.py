@@ -131,7 +131,9 @@ class HybridMemory:
             (``"memory://"``); default: in this process's memory.
         llm: Any LangChain runnable taking a prompt string (chat model, LLM, LCEL chain) used to
             summarize and extract entities; ``None`` uses the offline extractive summarizer.
-        embeddings: Any LangChain ``Embeddings``; ``None`` uses the local all-MiniLM-L6-v2.
+        embeddings: Any LangChain ``Embeddings``, or the name of a packaged one (see
+            :data:`~langchain_hybrid_memory.embeddings.EMBEDDINGS`); ``None`` uses
+            ``"minilm-onnx-int8"``: the local all-MiniLM-L6-v2 on ONNX Runtime.
         config: Settings; keyword ``settings`` override single fields.
         token_counter: Counts tokens of a list of messages; default
             ``langchain_core.messages.utils.count_tokens_approximately``.
@@ -165,7 +167,7 @@ class HybridMemory:
         store: MemoryStore | str | None = None,
         *,
         llm: Runnable[Any, Any] | None = None,
-        embeddings: Embeddings | None = None,
+        embeddings: Embeddings | str | None = None,
         config: HybridMemoryConfig | None = None,
         token_counter: Callable[[Sequence[BaseMessage]], int] | None = None,
         summarizer: Summarizer | None = None,
@@ -198,10 +200,10 @@ class HybridMemory:
         if self.config.faiss_threads is not None:
             faiss.omp_set_num_threads(self.config.faiss_threads)
         self.llm = llm
-        if embeddings is None:
-            from langchain_hybrid_memory.embeddings import LocalMiniLMEmbeddings
+        if embeddings is None or isinstance(embeddings, str):
+            from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, embeddings_named
 
-            embeddings = LocalMiniLMEmbeddings()
+            embeddings = embeddings_named(embeddings or DEFAULT_EMBEDDINGS)
         self.embeddings = embeddings
         self.token_counter = token_counter or count_tokens_approximately
         self.entity_extractor = entity_extractor

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from langchain_hybrid_memory.embeddings import LocalMiniLMEmbeddings
+from langchain_hybrid_memory.embeddings import OnnxMiniLMEmbeddings
 
 
 @pytest.fixture(scope="session")
-def embeddings() -> LocalMiniLMEmbeddings:
-    """The real local all-MiniLM-L6-v2 model, loaded once for the whole run."""
-    model = LocalMiniLMEmbeddings()
+def embeddings() -> OnnxMiniLMEmbeddings:
+    """The default embeddings (all-MiniLM-L6-v2, int8, on ONNX Runtime), loaded once."""
+    model = OnnxMiniLMEmbeddings()
     model.embed_query("warm up")
     return model

@@ -100,7 +100,7 @@ def test_help_explains_every_command(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("demo", "inspect", "sessions", "forget", "export", "eval"):
+    for command in ("demo", "inspect", "sessions", "forget", "export", "eval", "export-model"):
         assert command in out
     assert DEFAULT_STORE.startswith("sqlite:///")
 
@@ -192,3 +192,13 @@ def test_store_errors_are_one_line(capsys):
     assert main(["sessions", "--user", "ana", "--store", "redis://127.0.0.1:1/0"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_export_model_fills_the_cache_folder_it_is_given(tmp_path, capsys):
+    assert main(["export-model", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for onnx_format in ("fp32", "int8"):
+        assert f"{onnx_format}:" in out
+    models = sorted(tmp_path.rglob("model.onnx"))
+    assert [model.parent.name for model in models] == ["fp32", "int8"]
+    assert all(str(model) in out.replace("\n", "") for model in models)
