@@ -1,40 +1,46 @@
 """The embedding pipeline: turns waiting for a vector, shared model calls, the vector cache.
 
-Every text is embedded once. A turn still in the recent window is never recalled, so its vector
-is not needed yet: it waits in :class:`Indexer`'s queue and is embedded in the same model call
-as the next query (one call per chat turn), or by ``flush()``, many sessions per call. A text
-embedded as a query stays in the vector cache, so the user message it becomes is stored without
-a second model call.
+Every text is embedded once, in calls shared with every other request of the process
+(:mod:`~langchain_hybrid_memory._batching`). A turn still in the recent window is never
+recalled, so nobody waits for its vector: stored turns wait in :class:`Indexer`'s queue, and a
+background thread embeds them, many sessions per call, in the batcher's background lane, then
+stores their vectors (``embed_in_background``). What a context needs now (the query, and turns
+that left the window while still waiting) goes in the urgent lane. Without the background
+thread the waiting turns are embedded in the same model call as the session's next query, or by
+``flush()``. A text embedded as a query stays in the vector cache, so the user message it
+becomes is stored without a second model call.
 
 The queue is keyed by session *and incarnation*: what waits for a session that is erased, or
 erased and written again, is never stored into the new one (the store refuses vectors for
 another incarnation, and the queue drops them). It lives outside the per-session cache, so
 evicting a session's state drops no waiting work; it is bounded all the same
 (:data:`MAX_WAITING` texts): past that, the sessions that waited longest are embedded at once.
+A process that ends before its waiting turns are embedded loses nothing: the turns are stored,
+and whichever process loads the session next embeds them.
 
-Lock: one lock guards the queue and the vector cache; it is never held across a model call or
-a store call.
+Lock: one lock guards the queue, the vector cache and the background thread's state; it is
+never held across a model call or a store call.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from langchain_hybrid_memory._plans import cpu, twin
+from langchain_hybrid_memory._batching import BACKGROUND_BATCH, IDLE_SECONDS, batcher_for
+from langchain_hybrid_memory._plans import Call, run_calls, twin
 from langchain_hybrid_memory._search import normalize_rows
 from langchain_hybrid_memory.errors import EmbeddingError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable, Sequence
 
     from langchain_core.embeddings import Embeddings
 
-    from langchain_hybrid_memory._plans import Call, Plan
+    from langchain_hybrid_memory._plans import Plan
     from langchain_hybrid_memory._sessions import SessionState
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.types import Turn
@@ -47,6 +53,8 @@ logger = logging.getLogger(__name__)
 BATCH = 64
 #: Most texts waiting for a vector in a process; past it the oldest sessions' are embedded.
 MAX_WAITING = 2048
+#: Longest pause of the background thread after a failure (it doubles from half a second).
+MAX_BACKOFF_SECONDS = 30.0
 
 
 class Indexer:
@@ -59,6 +67,7 @@ class Indexer:
             model call as the waiting turns and its vector is reused for the stored message.
         cache_size: How many recent texts keep their vector in this process.
         redact: Applied to every text before the model sees it (``None``: nothing).
+        background: Embed waiting turns in a background thread (see :meth:`start_background`).
     """
 
     def __init__(
@@ -69,18 +78,29 @@ class Indexer:
         symmetric: bool,
         cache_size: int,
         redact: Callable[[str], str] | None = None,
+        background: bool = False,
     ) -> None:
         self._store = store
         self.embeddings = embeddings
+        self.batcher = batcher_for(embeddings, _embed_rows)
+        self.batcher.reserve(cache_size)
+        self.background = background
+        #: set by start_background: the cached state of a session's incarnation, and what to
+        #: call with the sessions whose vectors the store refused
+        self._state_of: Callable[[str, str], SessionState | None] | None = None
+        self._gone: Callable[[list[str]], None] | None = None
+        self._drainer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._faults = 0  # model or store faults so far (the background thread backs off)
         self._symmetric = symmetric
-        self._cache_size = cache_size
+        self._use_cache = cache_size > 0
         self._redact = redact
         self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # wakes the background thread
         #: session id -> (incarnation, {turn id: text}) of turns waiting for a vector, the
         #: session that waited longest first
         self._waiting: dict[str, tuple[str, dict[int, str]]] = {}
         self._count = 0  # texts in _waiting
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # -- the queue --------------------------------------------------------------------------
 
@@ -103,7 +123,7 @@ class Indexer:
         with self._lock:
             for session_id in session_ids:
                 self._drop(session_id)
-            self._vectors.clear()
+        self.batcher.clear_cache()
 
     def _drop(self, session_id: str) -> None:
         """Forget what waits for a session. Hold the lock."""
@@ -124,7 +144,7 @@ class Indexer:
                 items = [
                     (turn_id, text)
                     for turn_id, text in items
-                    if turn_id < before or self._embeddable(text) in self._vectors
+                    if turn_id < before or self._cached(text) is not None
                 ]
         return items if limit is None else items[:limit]
 
@@ -152,65 +172,82 @@ class Indexer:
     def _embeddable(self, text: str) -> str:
         return self._redact(text) if self._redact is not None else text
 
-    def embed(self, texts: list[str]) -> Plan[Call, np.ndarray]:
-        """Embed texts in one model call, reusing cached vectors; normalized rows.
+    def _cached(self, text: str) -> np.ndarray | None:
+        """The text's vector if the batcher's cache holds it (and this memory uses it)."""
+        return self.batcher.cached(self._embeddable(text)) if self._use_cache else None
+
+    def embed(self, texts: list[str], *, urgent: bool = True) -> Plan[Call, np.ndarray]:
+        """Embed texts in shared model calls, reusing cached vectors; normalized rows.
+
+        Args:
+            texts: The texts.
+            urgent: Someone waits for the vectors (the batcher's urgent lane).
 
         Raises:
             EmbeddingError: The model answered with something other than one finite vector
                 per text (any other model failure is raised as it is).
         """
         keys = [self._embeddable(text) for text in texts]
-        with self._lock:
-            found: dict[str, np.ndarray] = {k: self._vectors[k] for k in keys if k in self._vectors}
-            for key in found:
-                self._vectors.move_to_end(key)
-        missing = list(dict.fromkeys(key for key in keys if key not in found))
-        if missing:
-            array = getattr(self.embeddings, "embed_array", None)  # the packaged ONNX model's
-            call = (
-                cpu(array, missing) if array else twin(self.embeddings, "embed_documents", missing)
-            )
-            fresh = _checked((yield call), missing)
-            new = dict(zip(missing, fresh, strict=True))
-            self._remember(new)
-            found.update(new)
-        return np.stack([found[key] for key in keys])
+        batcher, options = self.batcher, {"urgent": urgent, "use_cache": self._use_cache}
+        vectors: np.ndarray = yield Call(batcher.embed, batcher.aembed, (keys,), options)
+        return vectors
 
-    def query_vector(self, text: str) -> Plan[Call, np.ndarray | None]:
+    def query_vector(
+        self, text: str, state: SessionState | None = None
+    ) -> Plan[Call, np.ndarray | None]:
         """The query's vector, from the cache when it rode with the waiting turns.
+
+        Args:
+            text: The query.
+            state: The session searched: with a symmetric model it keeps the vector, for the
+                user message the query becomes (see :meth:`add`).
 
         Returns ``None`` when it cannot be embedded: recall then searches by words only.
         """
         if not text.strip():
             return None
-        if self._symmetric:
-            with self._lock:
-                cached = self._vectors.get(self._embeddable(text))
-            if cached is not None:
-                return cached
-        key = self._embeddable(text)
         try:
-            vector: np.ndarray = _checked(
-                [(yield twin(self.embeddings, "embed_query", key))], [key]
-            )[0]
+            if self._symmetric:  # a document's vector: shared calls, and the cache
+                vector: np.ndarray = (yield from self.embed([text]))[0]
+                if state is not None:
+                    state.remember_query(self._embeddable(text), vector)
+                return vector
+            key = self._embeddable(text)
+            vector = _checked([(yield twin(self.embeddings, "embed_query", key))], [key])[0]
         except Exception as exc:  # noqa: BLE001 - recall falls back to lexical search
             logger.warning(
                 "embedding the query failed, recalling by words only: %s", type(exc).__name__
             )
             return None
-        if self._symmetric:  # the user message it becomes is stored without a model call
-            self._remember({key: vector})
         return vector
 
-    def _remember(self, vectors: dict[str, np.ndarray]) -> None:
-        if self._cache_size == 0:
-            return
-        with self._lock:
-            for text, vector in vectors.items():
-                self._vectors[text] = vector
-                self._vectors.move_to_end(text)
-            while len(self._vectors) > self._cache_size:
-                self._vectors.popitem(last=False)
+    def add(self, state: SessionState, turns: Sequence[Turn]) -> Plan[Call, bool]:
+        """Store the vectors of new turns embedded already (as queries); queue the others.
+
+        The session's latest query, and the vector cache, hold the vectors embedded already.
+
+        Returns:
+            ``False`` when the store refused the vectors (the session is gone).
+        """
+        session, incarnation = state.session_id, state.incarnation
+        known: dict[int, str] = {}
+        vectors: list[np.ndarray] = []
+        for turn in turns:
+            if not turn.text.strip():
+                continue
+            vector = state.query_vector(self._embeddable(turn.text))
+            if vector is None:
+                vector = self._cached(turn.text)
+            if vector is not None:
+                known[turn.id] = turn.text
+                vectors.append(vector)
+        stored: bool | None = None
+        if known:
+            stored = yield from self._put(session, incarnation, known, np.stack(vectors), state)
+            if stored is False:
+                return False
+        self.enqueue(session, incarnation, [t for t in turns if not stored or t.id not in known])
+        return True
 
     def store_waiting(
         self,
@@ -242,7 +279,7 @@ class Indexer:
         extra = [query] if query and query.strip() and self._symmetric else []
         for start in range(0, len(items), BATCH):
             batch = dict(items[start : start + BATCH])
-            vectors = yield from self._embedded([*batch.values(), *extra])
+            vectors = yield from self._embedded([*batch.values(), *extra], urgent=True)
             if vectors is None:
                 return True
             extra = []
@@ -256,6 +293,7 @@ class Indexer:
         state_of: Callable[[str, str], SessionState | None],
         *,
         at_most: int | None = None,
+        urgent: bool = False,
     ) -> Plan[Call, list[str]]:
         """Embed what waits in every session, many sessions per model call, and store it.
 
@@ -263,6 +301,7 @@ class Indexer:
             state_of: The cached state of a session's incarnation, if any (its index gets the
                 vectors too).
             at_most: Embed only this many texts, of the sessions that waited longest.
+            urgent: Use the batcher's urgent lane (a context waits for these vectors).
 
         A fault is logged and the turns keep waiting.
 
@@ -278,7 +317,7 @@ class Indexer:
         gone: list[str] = []
         for start in range(0, len(queue), BATCH):
             chunk = queue[start : start + BATCH]
-            vectors = yield from self._embedded([text for *_, text in chunk])
+            vectors = yield from self._embedded([text for *_, text in chunk], urgent=urgent)
             if vectors is None:
                 return gone
             rows: dict[tuple[str, str], list[int]] = {}
@@ -307,12 +346,85 @@ class Indexer:
             return []
         return (yield from self.store_all_waiting(state_of, at_most=excess + BATCH))
 
-    def _embedded(self, texts: list[str]) -> Plan[Call, np.ndarray | None]:
+    # -- in the background --------------------------------------------------------------------
+
+    def start_background(
+        self,
+        state_of: Callable[[str, str], SessionState | None],
+        gone: Callable[[list[str]], None],
+    ) -> None:
+        """Let :meth:`nudge` embed waiting turns in a background thread.
+
+        Args:
+            state_of: The cached state of a session's incarnation, if any.
+            gone: Called with the sessions whose vectors the store refused (erased).
+        """
+        self._state_of, self._gone = state_of, gone
+
+    def nudge(self) -> None:
+        """Have the background thread embed what waits (started if it is not running)."""
+        state_of, gone = self._state_of, self._gone
+        if not self.background or state_of is None or gone is None:
+            return
+        with self._lock:
+            if not self._waiting or self._stopping.is_set():
+                return
+            if self._drainer is not None:
+                self._work.notify()
+                return
+            self._drainer = threading.Thread(
+                target=self._drain, args=(state_of, gone), name="hybrid-embed-waiting", daemon=True
+            )
+            self._drainer.start()
+
+    def stop_background(self) -> None:
+        """Stop the background thread (what it has not embedded keeps waiting)."""
+        with self._lock:
+            self._stopping.set()
+            self._work.notify_all()
+            drainer = self._drainer
+        if drainer is not None and drainer is not threading.current_thread():
+            drainer.join()
+        self._stopping.clear()
+
+    def _drain(
+        self,
+        state_of: Callable[[str, str], SessionState | None],
+        gone: Callable[[list[str]], None],
+    ) -> None:
+        """The background thread: embed and store what waits; end after a while without."""
+        pause = 0.0
+        while True:
+            with self._lock:
+                if not self._waiting and not self._stopping.is_set():
+                    self._work.wait(IDLE_SECONDS)
+                if not self._waiting or self._stopping.is_set():
+                    self._drainer = None
+                    return
+                faults = self._faults
+            try:
+                gone(run_calls(self.store_all_waiting(state_of, at_most=BACKGROUND_BATCH)))
+            except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+                logger.warning("embedding in the background failed: %s", type(exc).__name__)
+                faults = -1
+            with self._lock:
+                failed = self._faults != faults
+            # a model or store fault leaves the turns waiting: try again later, not at once
+            pause = min(MAX_BACKOFF_SECONDS, max(0.5, 2 * pause)) if failed else 0.0
+            if pause:
+                self._stopping.wait(pause)
+
+    def _fault(self) -> None:
+        with self._lock:
+            self._faults += 1
+
+    def _embedded(self, texts: list[str], *, urgent: bool) -> Plan[Call, np.ndarray | None]:
         """:meth:`embed`, or ``None`` when the model fails (logged: the turns keep waiting)."""
         try:
-            return (yield from self.embed(texts))
+            return (yield from self.embed(texts, urgent=urgent))
         except Exception as exc:  # noqa: BLE001 - the turns keep waiting
             logger.warning("embedding waiting turns failed, will retry: %s", type(exc).__name__)
+            self._fault()
             return None
 
     def _put(
@@ -343,6 +455,7 @@ class Indexer:
                 len(ids),
                 type(exc).__name__,
             )
+            self._fault()
             return None
         if not kept:
             self._void(session_id, incarnation)
@@ -351,6 +464,12 @@ class Indexer:
             state.add_vectors(ids, vectors)
         self._done(session_id, incarnation, batch)
         return True
+
+
+def _embed_rows(embeddings: Embeddings, texts: list[str]) -> np.ndarray:
+    """One model call for ``texts``: normalized float32 rows (the batcher's function)."""
+    array = getattr(embeddings, "embed_array", None)  # the packaged ONNX model's fast path
+    return _checked(array(texts) if array else embeddings.embed_documents(texts), texts)
 
 
 def _checked(vectors: object, texts: list[str]) -> np.ndarray:

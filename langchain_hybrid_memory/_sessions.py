@@ -78,6 +78,7 @@ class SessionState:
         self._roles: deque[str] = deque(maxlen=keep_roles)
         self._count_text = count_text
         self._tokens: dict[int, int] = {}
+        self._query: tuple[str, np.ndarray] | None = None
 
     @property
     def next_turn(self) -> int:
@@ -148,6 +149,17 @@ class SessionState:
         """Whether a turn's vector is in the cache."""
         with self._lock:
             return self._index.has_vector(turn_id)
+
+    def remember_query(self, key: str, vector: np.ndarray) -> None:
+        """Keep the latest query's vector: the user message it becomes is stored with it."""
+        with self._lock:
+            self._query = (key, vector)
+
+    def query_vector(self, key: str) -> np.ndarray | None:
+        """The vector of the latest query if it was ``key``."""
+        with self._lock:
+            query = self._query
+        return query[1] if query is not None and query[0] == key else None
 
     def vector(self, turn_id: int) -> np.ndarray | None:
         """A turn's (normalized) vector, or ``None`` when it has none yet."""

@@ -24,6 +24,7 @@ Policy, in order:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,7 @@ __all__ = [
     "FittedContext",
     "fit_context",
     "fit_window_and_recall",
+    "forget_token_counts",
     "shares_for_query",
     "text_tokens",
 ]
@@ -89,12 +91,31 @@ class FittedContext:
 def text_tokens(counter: TokenCounter, text: str) -> int:
     """Tokens ``text`` adds to a message, as ``counter`` counts.
 
+    Counts are remembered per counter (the same turns are counted again for every context);
+    :func:`forget_token_counts` drops them.
+
     Example:
         >>> from langchain_core.messages.utils import count_tokens_approximately
         >>> text_tokens(count_tokens_approximately, "I live in Porto")
         4
     """
+    try:
+        hash(counter)
+    except TypeError:  # a counter that cannot be a key: counted each time
+        return _text_tokens(counter, text)
+    return _remembered_text_tokens(counter, text)
+
+
+def forget_token_counts() -> None:
+    """Forget the remembered counts, and with them the texts (after an erasure)."""
+    _remembered_text_tokens.cache_clear()
+
+
+def _text_tokens(counter: TokenCounter, text: str) -> int:
     return max(0, counter([HumanMessage(text)]) - counter([HumanMessage("")]))
+
+
+_remembered_text_tokens = functools.lru_cache(maxsize=4096)(_text_tokens)
 
 
 def shares_for_query(
@@ -276,7 +297,6 @@ class _Sections:
         self.count = {"window": 0, "recall": 0, "entities": 0}
         self.summary_chars = 0
         self.used = 0
-        self._empty = counter([HumanMessage("")])
         # The system message and its preamble are paid by the first memory item; a section's
         # header by its first item; a day line by the first recalled turn of that day.
         self.overhead = counter([SystemMessage(PREAMBLE)]) + 1
@@ -301,8 +321,8 @@ class _Sections:
         self._summary_tokens: int | None = None
 
     def text_cost(self, text: str) -> int:
-        """Tokens ``text`` adds to a message (as :func:`text_tokens`, one count instead of two)."""
-        return max(0, self.counter([HumanMessage(text)]) - self._empty)
+        """Tokens ``text`` adds to a message (:func:`text_tokens`)."""
+        return text_tokens(self.counter, text)
 
     def _day_cost(self, position: int) -> int:
         """The day line's cost when recalled candidate ``position`` is the first of its day."""

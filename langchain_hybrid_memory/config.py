@@ -81,6 +81,11 @@ class HybridMemoryConfig:
             ``None`` always uses ``budget_shares``.
         extract_entities: Whether the LLM summarizer also extracts entities from each batch.
         background: Fold summaries in a background thread; ``flush()`` waits for them.
+        embed_in_background: Embed stored messages in a background thread, many sessions per
+            model call, so storing a reply never waits for the model and the next context
+            waits only for its query (and for messages that left the recent window still
+            unembedded). ``False`` embeds them with the session's next query instead (one call
+            per turn, none in between). Either way ``flush()`` embeds what still waits.
         max_message_chars: Messages whose text is longer are refused with an
             :class:`~langchain_hybrid_memory.errors.InvalidInputError`; ``None`` accepts any size.
         index_cache_size: How many sessions keep their search indexes loaded in this process.
@@ -101,8 +106,8 @@ class HybridMemoryConfig:
             default store); a store object keeps its own ``ttl_seconds``.
         symmetric_embeddings: The embedding model embeds a query and a document alike (true of
             the default all-MiniLM-L6-v2). Then a query's vector is reused for the stored user
-            message, and messages waiting for a vector are embedded in the same model call as
-            the next query. Set ``False`` for models that embed queries differently (e.g. with
+            message, and a query is embedded in the same shared model calls as messages.
+            Set ``False`` for models that embed queries differently (e.g. with
             an instruction prefix): queries then go to ``embed_query`` alone.
         faiss_threads: OpenMP threads FAISS may use. One query at a time searches fastest on
             one thread (several threads cost milliseconds of spin-up per search), so the
@@ -128,6 +133,7 @@ class HybridMemoryConfig:
     )
     extract_entities: bool = True
     background: bool = False
+    embed_in_background: bool = True
     max_message_chars: int | None = 100_000
     index_cache_size: int = 128
     embedding_cache_size: int = 64

@@ -60,7 +60,10 @@ _ONNX_BATCH = 32
 
 
 def embeddings_named(name: str) -> Embeddings:
-    """The embeddings called ``name`` (one of :data:`EMBEDDINGS`).
+    """The embeddings called ``name`` (one of :data:`EMBEDDINGS`), one object per process.
+
+    Every memory of a process naming the same embeddings shares the object, and with it the
+    model calls of all their requests.
 
     Raises:
         ConfigError: An unknown name.
@@ -70,15 +73,25 @@ def embeddings_named(name: str) -> Embeddings:
     Example:
         >>> type(embeddings_named("minilm-onnx")).__name__
         'OnnxMiniLMEmbeddings'
+        >>> embeddings_named("minilm-onnx") is embeddings_named("minilm-onnx")
+        True
     """
-    if name == "minilm-onnx-int8":
-        return OnnxMiniLMEmbeddings(quantized=True)
-    if name == "minilm-onnx":
-        return OnnxMiniLMEmbeddings(quantized=False)
-    if name == "minilm-torch":
-        return LocalMiniLMEmbeddings()
-    msg = f"unknown embeddings {name!r}; give an Embeddings object or one of {sorted(EMBEDDINGS)}"
-    raise ConfigError(msg)
+    if name not in EMBEDDINGS:
+        msg = (
+            f"unknown embeddings {name!r}; give an Embeddings object or one of {sorted(EMBEDDINGS)}"
+        )
+        raise ConfigError(msg)
+    with _naming:
+        if name not in _named:
+            if name == "minilm-torch":
+                _named[name] = LocalMiniLMEmbeddings()
+            else:
+                _named[name] = OnnxMiniLMEmbeddings(quantized=name == "minilm-onnx-int8")
+        return _named[name]
+
+
+_named: dict[str, Embeddings] = {}
+_naming = threading.Lock()
 
 
 def default_model_path() -> str:
@@ -225,19 +238,24 @@ class OnnxMiniLMEmbeddings(Embeddings):
         self.threads = threads
         self.cache_dir = cache_dir
         self.format: _model_cache.OnnxFormat = "int8" if quantized else "fp32"
+        self._loaded: _OnnxModel | None = None
         path = _model_cache.exported(self.format, cache_dir=cache_dir, create=False)
         if not path.exists() and importlib.util.find_spec("torch") is None:
             _model_cache.exported(self.format, cache_dir=cache_dir)  # raises, naming the extra
 
     def _model(self) -> _OnnxModel:
-        path = _model_cache.exported(self.format, cache_dir=self.cache_dir)
-        return _load_onnx(path, self.threads)
+        if self._loaded is None:  # found (or exported) and loaded once, then kept
+            path = _model_cache.exported(self.format, cache_dir=self.cache_dir)
+            self._loaded = _load_onnx(path, self.threads)
+        return self._loaded
 
     def embed_array(self, texts: list[str]) -> np.ndarray:
         """Embed texts into a float32 matrix, one normalized row per text."""
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         model = self._model()
+        if len(texts) == 1:  # a query: the common case, kept short
+            return model.embed(texts)
         # int8 weights come with activations quantized per call, over every text of the call:
         # embedded one by one, a text gets the same vector whatever it is embedded with (and
         # costs no more: batching gains little on one thread)

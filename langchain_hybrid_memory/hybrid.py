@@ -40,6 +40,7 @@ from langchain_hybrid_memory._sessions import WINDOW_SLACK, Sessions, read_windo
 from langchain_hybrid_memory.budget import (
     ContextCandidates,
     fit_window_and_recall,
+    forget_token_counts,
     shares_for_query,
     text_tokens,
 )
@@ -216,6 +217,7 @@ class HybridMemory:
             symmetric=config.symmetric_embeddings,
             cache_size=config.embedding_cache_size,
             redact=self._redaction("embed"),
+            background=config.embed_in_background,
         )
         self._sessions = Sessions(
             self.store,
@@ -236,6 +238,7 @@ class HybridMemory:
             redact=self._redaction("summarize"),
         )
         self._recall = Recall(self.store, self._sessions, self._indexer, config)
+        self._indexer.start_background(self._sessions.cached, self._sessions.forget)
 
     def _default_summarizer(self) -> Summarizer:
         if self.llm is not None:
@@ -412,19 +415,24 @@ class HybridMemory:
         added = state.add_turns(appended.turns, count_from=head.summary.through_turn + 1)
         if added is None:  # others wrote since this process last looked: read what it lacks
             state = yield from self._sessions.loaded(head, session_id)
-        else:
+        elif not self._indexer.background:
             self._indexer.enqueue(session_id, state.incarnation, added)
+        elif not (yield from self._indexer.add(state, added)):  # the queries' vectors, at once
+            self._sessions.forget([session_id])  # erased meanwhile
         window_start = yield from self._sessions.window_start(session_id, head.turn_count, state)
-        # Window turns are never recalled: their vectors wait for the next query, which embeds
-        # them in the same model call.
-        if not (yield from self._indexer.store_waiting(state, before=window_start)):
+        # Window turns are never recalled: their vectors wait for the background thread, or
+        # for the next query, which embeds them in the same model call.
+        if not self._indexer.background and not (
+            yield from self._indexer.store_waiting(state, before=window_start)
+        ):
             self._sessions.forget([session_id])  # erased meanwhile
         yield from self._relieve()
         return state, window_start
 
     def _relieve(self) -> Plan[Call, None]:
-        """Keep the turns waiting for a vector in this process within their bound."""
+        """Keep the turns waiting for a vector within their bound; wake the background thread."""
         self._sessions.forget((yield from self._indexer.relieve(self._sessions.cached)))
+        self._indexer.nudge()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -441,10 +449,16 @@ class HybridMemory:
     ) -> Plan[Call, tuple[str, np.ndarray | None]]:
         """Embed what the session waits for, with the query; the query's text and vector.
 
-        ``text=None`` searches for the latest user turn of ``window``, with its stored vector.
+        In the background's stead, everything that waits; else only what recall searches (what
+        left the window). ``text=None`` searches for the latest user turn of ``window``, with
+        its stored vector.
         """
         state = read.state
-        if not (yield from self._indexer.store_waiting(state, query=text, limit=CATCH_UP)):
+        before = None
+        if self._indexer.background:
+            before = window[0].id if window else read.head.turn_count
+        waiting = self._indexer.store_waiting(state, before=before, query=text, limit=CATCH_UP)
+        if not (yield from waiting):
             self._sessions.forget([state.session_id])  # erased meanwhile
         vector = None
         if text is None:
@@ -452,7 +466,7 @@ class HybridMemory:
             text = latest.text if latest else ""
             vector = state.vector(latest.id) if latest else None
         if vector is None:
-            vector = yield from self._indexer.query_vector(text)
+            vector = yield from self._indexer.query_vector(text, state)
         return text, vector
 
     def _found(
@@ -867,39 +881,44 @@ class HybridMemory:
         return report
 
     def _drop(self, session_ids: Sequence[str]) -> None:
-        """Forget what this process keeps of erased sessions (the vector cache included)."""
+        """Forget what this process keeps of erased sessions (the caches of texts included)."""
         self._sessions.forget(session_ids)
         self._indexer.forget(session_ids)
         self._folder.forget(session_ids)
+        forget_token_counts()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Wait until summaries folding in the background are done; embed waiting turns.
 
-        Turns still in the recent window are embedded with the next query; ``flush`` (and
-        :meth:`close`) embeds them now, many sessions per model call, so another process finds
-        their vectors stored. Vectors of a session erased meanwhile are never stored.
+        Turns still in the recent window are embedded in the background (or with the next
+        query); ``flush`` (and :meth:`close`) embeds what still waits now, many sessions per
+        model call, so another process finds their vectors stored. Vectors of a session erased meanwhile are never stored.
         """
         self._folder.wait()
-        self._sessions.forget(run_calls(self._indexer.store_all_waiting(self._sessions.cached)))
+        waiting = self._indexer.store_all_waiting(self._sessions.cached, urgent=True)
+        self._sessions.forget(run_calls(waiting))
 
     async def aflush(self) -> None:
         """Async twin of :meth:`flush`."""
         while running := self._folder.running():
             await asyncio.gather(*(asyncio.wrap_future(future) for future in running))
-        gone = await arun_calls(self._indexer.store_all_waiting(self._sessions.cached))
+        waiting = self._indexer.store_all_waiting(self._sessions.cached, urgent=True)
+        gone = await arun_calls(waiting)
         self._sessions.forget(gone)
 
     def close(self) -> None:
         """Wait for background work, embed what waits, then close the store."""
         self.flush()
+        self._indexer.stop_background()
         self._folder.shutdown()
         self.store.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`: also closes the store's async clients of every loop."""
         await self.aflush()
+        await asyncio.to_thread(self._indexer.stop_background)
         await asyncio.to_thread(self._folder.shutdown)
         await self.store.aclose()
 

@@ -197,6 +197,35 @@ def test_vectors_of_an_erased_session_never_reach_the_next_owner(
     assert checker.session_user(SESSION) == owner
 
 
+@pytest.mark.parametrize(
+    ("backend", "races"), [("redis", 200), ("postgres", 100)], indirect=["backend"]
+)
+def test_vectors_the_background_embeds_never_reach_a_life_started_meanwhile(
+    backend, embeddings, races
+):
+    """Worker 1's background thread embeds each new session while worker 2 erases it and
+    starts it again: whenever the erasure lands, only the new life's vectors are stored."""
+    first = worker(backend, embeddings)  # embeds in the background (the default)
+    second = worker(backend, embeddings, embed_in_background=False)
+    checker = backend.open()
+    sessions = [f"{SESSION}:{n}" for n in range(races)]
+    for n, session in enumerate(sessions):
+        first.add_messages(session, conversation((f"{ERASED_TEXTS[0]} ({n})",)), user_id="ana")
+        second.forget_session(session)
+        second.add_messages(session, conversation((f"{NEW_TEXTS[0]} ({n})",)), user_id="bob")
+    first.flush()
+    second.flush()
+
+    new = unit_rows(embeddings.embed_documents([f"{NEW_TEXTS[0]} ({n})" for n in range(races)]))
+    for n, session in enumerate(sessions):
+        ids, vectors = checker.get_vectors(session)
+        assert ids == [0], f"race {n}: the new life's one vector, got turns {ids}"
+        similarity = float(unit_rows(vectors)[0] @ new[n])
+        assert similarity > 0.99, f"race {n}: turn 0 holds another text's vector ({similarity})"
+    first.close()
+    second.close()
+
+
 # -- 2. caller entities of an erased user -----------------------------------------------------
 
 

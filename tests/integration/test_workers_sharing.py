@@ -174,7 +174,12 @@ def test_the_turns_waiting_for_a_vector_stay_bounded(backend, embeddings, monkey
     monkeypatch.setattr(indexing, "MAX_WAITING", 6)
     monkeypatch.setattr(indexing, "BATCH", 2)
     memory = HybridMemory(
-        store=backend.open(), embeddings=embeddings, window_turns=4, index_cache_size=2
+        store=backend.open(),
+        embeddings=embeddings,
+        window_turns=4,
+        index_cache_size=2,
+        embed_in_background=False,  # else the background thread embeds them all meanwhile
+        embedding_cache_size=0,  # and none is at hand from other tests
     )
     for n in range(8):
         memory.add_messages(f"s{n}", [HumanMessage(f"hello {n}"), AIMessage(f"hi {n}")])

@@ -131,7 +131,15 @@ def test_once_exported_the_default_embeddings_run_without_torch(tmp_path):
     assert ran.stdout.strip() == "I live in Porto"
 
 
-def test_without_an_export_or_torch_construction_names_the_extra(tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_process(monkeypatch):
+    """No embeddings built by name yet, as in a new process."""
+    monkeypatch.setattr("langchain_hybrid_memory.embeddings._named", {})
+
+
+def test_without_an_export_or_torch_construction_names_the_extra(
+    tmp_path, monkeypatch, fresh_process
+):
     monkeypatch.setenv(model_cache.CACHE_ENV, str(tmp_path / "empty"))
     monkeypatch.setitem(sys.modules, "torch", None)
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None if name == "torch" else 1)
@@ -140,7 +148,7 @@ def test_without_an_export_or_torch_construction_names_the_extra(tmp_path, monke
         HybridMemory()
 
 
-def test_without_onnxruntime_construction_names_the_extra(monkeypatch):
+def test_without_onnxruntime_construction_names_the_extra(monkeypatch, fresh_process):
     monkeypatch.setattr(
         "importlib.util.find_spec", lambda name: None if name == "onnxruntime" else 1
     )

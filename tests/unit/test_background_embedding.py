@@ -1,0 +1,134 @@
+"""Embedding off the critical path: stored messages are embedded in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.messages import AIMessage, HumanMessage
+
+from langchain_hybrid_memory import HybridMemory
+from langchain_hybrid_memory import _indexing as indexing
+from tests.conversations import filler
+from tests.fakes import CountingEmbeddings
+
+
+class GatedEmbeddings(Embeddings):
+    """Real embeddings that hold any call containing a held text until released."""
+
+    def __init__(self, inner: Embeddings) -> None:
+        self.inner = inner
+        self.held: set[str] = set()
+        self.gate = threading.Event()
+        self.holding = threading.Event()
+        self.texts: list[str] = []
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            self.texts += texts
+        if self.held & set(texts):
+            self.holding.set()
+            assert self.gate.wait(10), "never released"
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def wait_for(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def background_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "hybrid-embed-waiting"]
+
+
+def test_storing_a_reply_never_waits_for_the_model_nor_delays_the_next_context(embeddings):
+    gated = GatedEmbeddings(embeddings)
+    gated.held = {"Try the Azores in May."}
+    memory = HybridMemory(embeddings=gated, window_turns=2)
+    memory.build_context("s1", "Where should I travel in May?")
+    memory.add_messages(
+        "s1", [HumanMessage("Where should I travel in May?"), AIMessage("Try the Azores in May.")]
+    )
+    assert gated.holding.wait(10), "the reply is being embedded in the background"
+
+    # the model is busy with the reply: the next context only waits for its query
+    context = memory.build_context("s1", "And in October?")
+    assert [turn.text for turn in context.window][-1] == "Try the Azores in May."
+    memory.add_messages("s1", [HumanMessage("And in October?"), AIMessage("Madeira.")])
+    # the questions' vectors (from their queries) are stored; the replies' are not yet
+    assert list(memory.store.get_vectors("s1", 0)[0]) == [0, 2]
+
+    gated.gate.set()
+    wait_for(lambda: list(memory.store.get_vectors("s1", 0)[0]) == [0, 1, 2, 3])
+    # each text once: the questions as queries (their vectors reused), the replies behind
+    assert sorted(gated.texts) == sorted(
+        ["Where should I travel in May?", "Try the Azores in May.", "And in October?", "Madeira."]
+    )
+    memory.close()
+    assert background_threads() == []
+
+
+def test_a_context_embeds_what_left_the_window_unembedded_with_its_query(embeddings):
+    gated = GatedEmbeddings(embeddings)
+    gated.held = {"Another conversation"}
+    memory = HybridMemory(embeddings=gated, window_turns=2)
+    memory.add_messages("s0", [HumanMessage("Another conversation")])
+    assert gated.holding.wait(10), "the background thread is stuck on another session"
+    memory.add_messages("s1", [HumanMessage("My cat is called Miso"), *filler(5)])
+
+    context = memory.build_context("s1", "What is my cat called?")
+    hit = next(item for item in context.recalled if item.turn.id == 0)
+    assert hit.dense_score is not None, "turn 0 left the window: embedded for this context"
+    assert list(memory.store.get_vectors("s1", 0)[0]) == [0, 1, 2, 3]
+    gated.gate.set()
+    memory.close()
+
+
+def test_the_background_backs_off_after_a_model_failure_and_catches_up(embeddings, monkeypatch):
+    monkeypatch.setattr(indexing, "MAX_BACKOFF_SECONDS", 0.5)
+    flaky = CountingEmbeddings(embeddings, fail_times=2)
+    memory = HybridMemory(embeddings=flaky, window_turns=2)
+    memory.add_messages("s1", [HumanMessage("My cat is called Miso"), AIMessage("Cute!")])
+    assert [turn.text for turn in memory.transcript("s1")] == ["My cat is called Miso", "Cute!"]
+    wait_for(lambda: list(memory.store.get_vectors("s1", 0)[0]) == [0, 1])
+    assert flaky.fail_times == 0
+    memory.close()
+
+
+def test_a_session_erased_while_its_turns_are_embedded_gets_none_of_their_vectors(embeddings):
+    gated = GatedEmbeddings(embeddings)
+    gated.held = {"old life"}
+    memory = HybridMemory(embeddings=gated)
+    memory.add_messages("s1", [HumanMessage("old life")])
+    assert gated.holding.wait(10)
+    memory.forget_session("s1")
+    memory.add_messages("s1", [HumanMessage("new life")])
+    gated.gate.set()
+    memory.flush()
+    ids, vectors = memory.store.get_vectors("s1", 0)
+    assert list(ids) == [0]
+    expected = memory.embeddings.embed_query("new life")
+    assert float(vectors[0] @ expected) > 0.999, "turn 0 has the new life's vector"
+    memory.close()
+
+
+async def test_async_callers_get_the_background_too(embeddings):
+    gated = GatedEmbeddings(embeddings)
+    gated.held = {"A reply"}
+    memory = HybridMemory(embeddings=gated, window_turns=2)
+    await memory.aadd_messages("s1", [HumanMessage("A question"), AIMessage("A reply")])
+    await asyncio.to_thread(gated.holding.wait, 10)
+    context = await memory.abuild_context("s1", "Another question")
+    assert context.window[-1].text == "A reply"
+    gated.gate.set()
+    await memory.aclose()
+    assert list(memory.store.get_vectors("s1", 0)[0]) == [0, 1]
+    assert background_threads() == []
