@@ -44,7 +44,8 @@ bench: install services
 	$(BIN)/python benchmarks/chat_loop.py
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/redis_sessions.py
+	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/embedders.py
 	$(BIN)/python benchmarks/locomo_recall.py
 	$(BIN)/python benchmarks/bytes_per_turn.py
 	$(BIN)/python benchmarks/report.py

