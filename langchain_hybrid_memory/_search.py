@@ -22,6 +22,7 @@ A turn rarely answers a question alone, so the fused score also looks around it:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -224,14 +225,19 @@ class SearchIndex:
                     lexical_values[i] = lexical_scores[row]
         fused = self._around(ids, _fuse(dense_values, lexical_values, dense_weight), query)
         order = np.argsort(-fused, kind="stable")[:k]
+        # plain floats in one go: per-element NumPy scalars cost more than the rest of a hit
+        scores, denses = fused[order].tolist(), dense_values[order].tolist()
+        lexicals = lexical_values[order].tolist()
         return [
             RecallHit(
                 turn_id=ids[i],
-                score=float(fused[i]),
-                dense_score=None if np.isnan(dense_values[i]) else float(dense_values[i]),
-                lexical_score=float(lexical_values[i]),
+                score=score,
+                dense_score=None if math.isnan(dense) else dense,  # NaN: no vector
+                lexical_score=lexical,
             )
-            for i in order
+            for i, score, dense, lexical in zip(
+                order.tolist(), scores, denses, lexicals, strict=True
+            )
         ]
 
     def _around(self, ids: list[int], base: np.ndarray, query: str) -> np.ndarray:
