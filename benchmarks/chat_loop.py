@@ -55,7 +55,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from langchain_hybrid_memory import HybridMemory
-from langchain_hybrid_memory.embeddings import LocalMiniLMEmbeddings
+from langchain_hybrid_memory.embeddings import LocalMiniLMEmbeddings, OnnxMiniLMEmbeddings
 from langchain_hybrid_memory.stores import InMemoryStore, SQLiteStore
 
 if TYPE_CHECKING:
@@ -216,7 +216,14 @@ class Hybrid:
     def __init__(self, name: str, store: Any) -> None:
         self.name = name
         self.summarizer = summarizer(json_answer=True)
-        self.memory = HybridMemory(store=store, llm=self.summarizer, token_budget=1000)
+        # the default embeddings, but an object of its own: memories sharing one would share
+        # its vector cache, and the second to see a user message would get its vector free
+        self.memory = HybridMemory(
+            store=store,
+            llm=self.summarizer,
+            token_budget=1000,
+            embeddings=OnnxMiniLMEmbeddings(),
+        )
         self.memory.embeddings.embed_documents(["warm up", "the model and its buffers"])
 
     def context(self, user: str) -> str:

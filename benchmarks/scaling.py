@@ -86,8 +86,9 @@ def measure(turns: int, queries: int) -> dict[str, float]:
     load_ms = (time.perf_counter() - began) * 1000
     with_embedding, overhead = [], []
     for q in range(queries):
-        query = (
-            f"What did I say about the {WORDS[q % len(WORDS)]} and {TOPICS[q % len(TOPICS)]}? ({q})"
+        query = (  # new to the process's embedding cache, whatever ran before
+            f"What did I say about the {WORDS[q % len(WORDS)]} and {TOPICS[q % len(TOPICS)]}? "
+            f"({turns}, {q})"
         )
         began = time.perf_counter()
         memory.build_context("s", query)

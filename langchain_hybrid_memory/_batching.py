@@ -18,7 +18,10 @@ one model call:
 - A failing call fails only the requests with a text in it, with the model's exception.
 
 Threads start with the first request of their lane and end after a moment without work, so an
-idle process keeps none. After ``fork`` a child starts with no batcher.
+idle process keeps none. At interpreter exit every batcher is closed: its threads finish their
+call and end (a daemon thread killed inside the model's native code can abort the process), and
+a request after that is embedded in the caller's thread. After ``fork`` a child's batchers start
+afresh (no threads, nothing waiting).
 
 Locks: one lock per batcher guards its lanes and the texts in flight; it is never held across a
 model call.
@@ -27,10 +30,12 @@ model call.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError
@@ -59,12 +64,15 @@ IDLE_SECONDS = 2.0
 class _Text:
     """One text on its way through the model, and the requests waiting for it."""
 
-    __slots__ = ("requests", "text", "urgent")
+    __slots__ = ("cacheable", "generation", "requests", "text", "urgent")
 
-    def __init__(self, text: str, *, urgent: bool) -> None:
+    def __init__(self, text: str, *, urgent: bool, generation: int) -> None:
         self.text = text
         self.urgent = urgent
         self.requests: list[_Request] = []
+        #: its vector may enter the cache: no requester opted out, no erasure since it came
+        self.cacheable = True
+        self.generation = generation
 
 
 class _Request:
@@ -81,15 +89,17 @@ class _Request:
             self.rows.setdefault(text, []).append(row)
         self.vectors: np.ndarray | None = None
 
-    def fill(self, text: str, vector: np.ndarray) -> None:
-        """Record a text's vector; resolve the future when it was the last one."""
+    def fill(self, text: str, vector: np.ndarray) -> bool:
+        """Record a text's vector (hold the batcher's lock); whether the request is complete.
+
+        Both lanes may answer texts of one request: the lock makes their fills one at a time.
+        """
         rows = self.rows[text]
         if self.vectors is None:
             self.vectors = np.empty((self.size, vector.shape[0]), dtype=np.float32)
         self.vectors[rows] = vector
         self.remaining -= len(rows)
-        if self.remaining == 0:
-            _settle(self.future, result=self.vectors)
+        return self.remaining == 0
 
 
 def _settle(
@@ -151,6 +161,12 @@ class EmbeddingBatcher:
         #: texts in a running call
         self._running: dict[str, _Text] = {}
         self._threads: dict[bool, threading.Thread | None] = {True: None, False: None}
+        self._closed = False
+        self._paused = False  # a fork is under way: no call starts
+        self._idle = threading.Condition(self._lock)  # notified when a call ends
+        #: bumped by clear_cache: texts that came before it never enter the cache
+        self._generation = 0
+        _every.add(self)
         self.calls = 0
         self.texts = 0
 
@@ -167,9 +183,13 @@ class EmbeddingBatcher:
             return self._cache.get(text)
 
     def clear_cache(self) -> None:
-        """Forget every cached vector (their texts may be of an erased session)."""
+        """Forget every cached vector (their texts may be of an erased session).
+
+        Texts waiting or being embedded now will not enter the cache either.
+        """
         with self._lock:
             self._cache.clear()
+            self._generation += 1
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -186,33 +206,42 @@ class EmbeddingBatcher:
         Args:
             texts: The texts.
             urgent: Someone waits for them: the urgent lane.
-            use_cache: Answer from the cache what it holds.
+            use_cache: Answer from the cache what it holds, and let these texts' vectors
+                enter it (``False``: neither).
         """
         request = _Request(texts)
         if not texts:
             request.future.set_result(np.zeros((0, 0), dtype=np.float32))
             return request.future
+        complete = False
         with self._lock:
             for text in request.rows:
                 vector = self._cache.get(text) if use_cache else None
                 if vector is not None:
                     self._cache.move_to_end(text)
-                    request.fill(text, vector)
+                    complete = request.fill(text, vector)
                     continue
                 item = self._running.get(text)
                 if item is None:
                     item = self._waiting[True].get(text) or self._waiting[False].get(text)
                     if item is None:
-                        item = _Text(text, urgent=urgent)
+                        item = _Text(text, urgent=urgent, generation=self._generation)
                         self._waiting[urgent][text] = item
                     elif urgent and not item.urgent:  # someone waits for it now: move it up
                         del self._waiting[False][text]
                         item.urgent = True
                         self._waiting[True][text] = item
                 item.requests.append(request)
-            for lane in (True, False):
-                if self._waiting[lane]:
-                    self._start(lane)
+                item.cacheable = item.cacheable and use_cache
+            closed = self._closed
+            if not closed:
+                for lane in (True, False):
+                    if self._waiting[lane]:
+                        self._start(lane)
+        if complete:  # all from the cache
+            _settle(request.future, result=request.vectors)
+        if closed:  # no lane threads any more: embed here
+            self._run_here()
         return request.future
 
     def embed(self, texts: Sequence[str], *, urgent: bool, use_cache: bool = True) -> np.ndarray:
@@ -231,34 +260,103 @@ class EmbeddingBatcher:
     # -- the lanes --------------------------------------------------------------------------
 
     def _start(self, urgent: bool) -> None:
-        """Wake the lane's thread, starting one if it has none. Hold the lock."""
-        if self._threads[urgent] is None:
-            lane = "urgent" if urgent else "background"
-            thread = threading.Thread(
-                target=self._serve, args=(urgent,), name=f"{self._name}-{lane}", daemon=True
-            )
-            self._threads[urgent] = thread
-            thread.start()
-        else:
+        """Wake the lane's thread, starting one if it has none. Hold the lock.
+
+        Raises:
+            RuntimeError: No thread could be started (the texts' requests fail with it).
+        """
+        if self._threads[urgent] is not None:
             self._wake[urgent].notify()
+            return
+        lane = "urgent" if urgent else "background"
+        thread = threading.Thread(
+            target=self._serve, args=(urgent,), name=f"{self._name}-{lane}", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError as exc:  # e.g. "can't start new thread": nobody would answer
+            failed = list(self._waiting[urgent].values())
+            self._waiting[urgent].clear()
+            for item in failed:
+                for request in item.requests:
+                    _settle(request.future, error=exc)
+            return
+        self._threads[urgent] = thread
 
     def _serve(self, urgent: bool) -> None:
         """A lane's thread: embed what waits, in calls of at most the lane's batch size."""
-        limit = URGENT_BATCH if urgent else BACKGROUND_BATCH
+        try:
+            while True:
+                with self._lock:
+                    if not self._waiting[urgent] and not self._closed:
+                        self._wake[urgent].wait(IDLE_SECONDS)
+                    batch = [] if self._paused else self._next_batch(urgent)
+                    if not batch:
+                        return
+                self._call(batch)
+        finally:
+            with self._lock:
+                if self._threads[urgent] is threading.current_thread():
+                    self._threads[urgent] = None
+
+    def _next_batch(self, urgent: bool) -> list[_Text]:
+        """Take the lane's next call's texts, marked running. Hold the lock."""
         waiting = self._waiting[urgent]
+        batch: list[_Text] = []
+        while waiting and len(batch) < (URGENT_BATCH if urgent else BACKGROUND_BATCH):
+            batch.append(waiting.popitem(last=False)[1])
+        for item in batch:
+            self._running[item.text] = item
+        return batch
+
+    def _run_here(self) -> None:
+        """Embed everything waiting in the calling thread (once the batcher is closed)."""
         while True:
             with self._lock:
-                if not waiting:
-                    self._wake[urgent].wait(IDLE_SECONDS)
-                    if not waiting:
-                        self._threads[urgent] = None
-                        return
-                batch: list[_Text] = []
-                while waiting and len(batch) < limit:
-                    batch.append(waiting.popitem(last=False)[1])
-                for item in batch:
-                    self._running[item.text] = item
+                batch = self._next_batch(True) or self._next_batch(False)
+            if not batch:
+                return
             self._call(batch)
+
+    def _quiesce(self, timeout: float = 30.0) -> None:
+        """Before a fork: let running calls end, and start none.
+
+        The model's own locks must not be held by a thread the child will not have.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._paused = True
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(0.1)
+
+    def _resume(self) -> None:
+        """After a fork, in the parent: carry on with what waits."""
+        with self._lock:
+            self._paused = False
+            for lane in (True, False):
+                if self._waiting[lane] and not self._closed:
+                    self._start(lane)
+
+    def _reset(self) -> None:
+        """Forget threads, locks and texts in flight (in a forked child, which has none)."""
+        self._paused = False
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._wake = {True: threading.Condition(self._lock), False: threading.Condition(self._lock)}
+        self._waiting = {True: OrderedDict(), False: OrderedDict()}
+        self._running = {}
+        self._threads = {True: None, False: None}
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Let the lanes' threads finish what waits and end; later requests run in the caller."""
+        with self._lock:
+            self._closed = True
+            for wake in self._wake.values():
+                wake.notify_all()
+            threads = [thread for thread in self._threads.values() if thread is not None]
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
 
     def _call(self, batch: list[_Text]) -> None:
         """One model call for ``batch``; answer every request waiting for one of its texts."""
@@ -266,28 +364,39 @@ class EmbeddingBatcher:
         error: BaseException | None = None
         try:
             vectors = self._embed([item.text for item in batch])
-        except BaseException as exc:  # noqa: BLE001 - handed to the callers, the lane lives on
+        except Exception as exc:  # noqa: BLE001 - handed to the callers, the lane lives on
             error = exc
+        except BaseException as exc:  # noqa: BLE001 - a model raising one must not end a lane
+            error = EmbeddingError(f"the embeddings raised {type(exc).__name__}")
+        done: list[_Request] = []
+        failed: list[_Request] = []
         with self._lock:
+            self._idle.notify_all()
             for row, item in enumerate(batch):
                 del self._running[item.text]
-                if vectors is not None and self._cache_size:
+                if vectors is None:
+                    failed += item.requests
+                    continue
+                if self._cache_size and item.cacheable and item.generation == self._generation:
                     self._cache[item.text] = vectors[row]
                     self._cache.move_to_end(item.text)
+                for request in item.requests:
+                    if not request.future.done() and request.fill(item.text, vectors[row]):
+                        done.append(request)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             self.calls += 1
             self.texts += len(batch)
-        for row, item in enumerate(batch):
-            for request in item.requests:
-                if error is not None:
-                    _settle(request.future, error=error)
-                elif not request.future.done():
-                    request.fill(item.text, vectors[row])  # type: ignore[index]
+        for request in done:
+            _settle(request.future, result=request.vectors)
+        for request in failed:
+            _settle(request.future, error=error)
 
 
 _batchers: dict[int, EmbeddingBatcher] = {}
 _batchers_lock = threading.Lock()
+#: Every batcher alive, for closing them all at exit.
+_every: weakref.WeakSet[EmbeddingBatcher] = weakref.WeakSet()
 
 
 def batcher_for(
@@ -322,12 +431,35 @@ def batcher_for(
         return batcher
 
 
-def _forget_batchers() -> None:
-    """In a forked child: the parent's lanes and their threads are not this process's."""
+def _before_fork() -> None:
+    for batcher in list(_every):
+        batcher._quiesce()
+
+
+def _after_fork_in_parent() -> None:
+    for batcher in list(_every):
+        batcher._resume()
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: the parent's lane threads and their locks are not this process's."""
     global _batchers_lock  # noqa: PLW0603 - a fresh lock: the parent's may be held
-    _batchers.clear()
     _batchers_lock = threading.Lock()
+    for batcher in list(_every):
+        batcher._reset()
+
+
+def _close_all() -> None:
+    """At interpreter exit: end every lane thread before the interpreter kills daemons."""
+    for batcher in list(_every):
+        batcher.close()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_batchers)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+# Runs after _indexing's handler (registered later), which stops the threads feeding these.
+atexit.register(_close_all)

@@ -16,7 +16,8 @@ another incarnation, and the queue drops them). It lives outside the per-session
 evicting a session's state drops no waiting work; it is bounded all the same
 (:data:`MAX_WAITING` texts): past that, the sessions that waited longest are embedded at once.
 A process that ends before its waiting turns are embedded loses nothing: the turns are stored,
-and whichever process loads the session next embeds them.
+and whichever process loads the session next embeds them. At interpreter exit the background
+threads are stopped (their current batch finished) before the interpreter kills daemon threads.
 
 Lock: one lock guards the queue, the vector cache and the background thread's state; it is
 never held across a model call or a store call.
@@ -24,8 +25,12 @@ never held across a model call or a store call.
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import logging
+import os
 import threading
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -55,6 +60,8 @@ BATCH = 64
 MAX_WAITING = 2048
 #: Longest pause of the background thread after a failure (it doubles from half a second).
 MAX_BACKOFF_SECONDS = 30.0
+#: How long closing waits for the background thread to finish its batch.
+STOP_SECONDS = 60.0
 
 
 class Indexer:
@@ -92,6 +99,9 @@ class Indexer:
         self._drainer: threading.Thread | None = None
         self._stopping = threading.Event()
         self._faults = 0  # model or store faults so far (the background thread backs off)
+        self._closed = False  # closed with its memory: the background thread stays stopped
+        self._async_only = False  # the embeddings' sync methods raise NotImplementedError
+        _with_background.add(self)
         self._symmetric = symmetric
         self._use_cache = cache_size > 0
         self._redact = redact
@@ -188,9 +198,17 @@ class Indexer:
                 per text (any other model failure is raised as it is).
         """
         keys = [self._embeddable(text) for text in texts]
-        batcher, options = self.batcher, {"urgent": urgent, "use_cache": self._use_cache}
-        vectors: np.ndarray = yield Call(batcher.embed, batcher.aembed, (keys,), options)
-        return vectors
+        if not self._async_only:
+            batcher, options = self.batcher, {"urgent": urgent, "use_cache": self._use_cache}
+            try:
+                vectors: np.ndarray = yield Call(batcher.embed, batcher.aembed, (keys,), options)
+            except NotImplementedError:
+                # embeddings with async methods only: the batcher's threads cannot call them,
+                # so async callers await them directly, and no background thread embeds
+                self._async_only, self.background = True, False
+            else:
+                return vectors
+        return _checked((yield twin(self.embeddings, "embed_documents", keys)), keys)
 
     def query_vector(
         self, text: str, state: SessionState | None = None
@@ -309,30 +327,66 @@ class Indexer:
             The sessions whose vectors the store refused (gone, or another incarnation).
         """
         with self._lock:
-            queue = [
-                (session, incarnation, turn_id, text)
-                for session, (incarnation, items) in self._waiting.items()
-                for turn_id, text in sorted(items.items())
-            ][:at_most]
+            queue = list(
+                itertools.islice(
+                    (
+                        (session, incarnation, turn_id, text)
+                        for session, (incarnation, items) in self._waiting.items()
+                        for turn_id, text in sorted(items.items())
+                    ),
+                    at_most,
+                )
+            )
         gone: list[str] = []
         for start in range(0, len(queue), BATCH):
             chunk = queue[start : start + BATCH]
-            vectors = yield from self._embedded([text for *_, text in chunk], urgent=urgent)
-            if vectors is None:
+            found = yield from self._embedded_each([text for *_, text in chunk], urgent=urgent)
+            if not found:
                 return gone
             rows: dict[tuple[str, str], list[int]] = {}
             for row, (session, incarnation, _, _) in enumerate(chunk):
-                rows.setdefault((session, incarnation), []).append(row)
+                if row in found:
+                    rows.setdefault((session, incarnation), []).append(row)
+                else:  # a text the model refuses: its session goes to the back of the queue
+                    self._set_aside(session)
             for (session, incarnation), picked in rows.items():
                 if session not in gone:
                     batch = {chunk[r][2]: chunk[r][3] for r in picked}
+                    vectors = np.stack([found[r] for r in picked])
                     state = state_of(session, incarnation)
-                    stored = yield from self._put(
-                        session, incarnation, batch, vectors[picked], state
-                    )
+                    stored = yield from self._put(session, incarnation, batch, vectors, state)
                     if stored is False:
                         gone.append(session)
         return gone
+
+    def _embedded_each(
+        self, texts: list[str], *, urgent: bool
+    ) -> Plan[Call, dict[int, np.ndarray]]:
+        """The vectors of ``texts`` by position; when the call fails, of each text alone.
+
+        One text the model refuses (too long for it, say) must not keep the texts embedded
+        with it waiting forever: they are tried one by one, and only the refused ones are left
+        out (nothing, when the model refuses them all: it is down, and the caller backs off).
+        """
+        vectors = yield from self._embedded(texts, urgent=urgent)
+        if vectors is not None:
+            return dict(enumerate(vectors))
+        found: dict[int, np.ndarray] = {}
+        if len(texts) == 1:
+            return found
+        for position, text in enumerate(texts):
+            try:
+                found[position] = (yield from self.embed([text], urgent=urgent))[0]
+            except Exception:  # noqa: BLE001 - the failure was logged for the batch
+                continue
+        return found
+
+    def _set_aside(self, session_id: str) -> None:
+        """Move a session's waiting turns to the back of the queue."""
+        with self._lock:
+            queued = self._waiting.pop(session_id, None)
+            if queued is not None:
+                self._waiting[session_id] = queued
 
     def relieve(self, state_of: Callable[[str, str], SessionState | None]) -> Plan[Call, list[str]]:
         """Keep the queue within :data:`MAX_WAITING`: embed the longest-waiting sessions' texts.
@@ -367,7 +421,13 @@ class Indexer:
         if not self.background or state_of is None or gone is None:
             return
         with self._lock:
-            if not self._waiting or self._stopping.is_set():
+            if (
+                not self._waiting
+                or self._closed
+                or self._stopping.is_set()
+                or _exiting.is_set()
+                or _forking.is_set()
+            ):
                 return
             if self._drainer is not None:
                 self._work.notify()
@@ -377,14 +437,21 @@ class Indexer:
             )
             self._drainer.start()
 
-    def stop_background(self) -> None:
-        """Stop the background thread (what it has not embedded keeps waiting)."""
+    def stop_background(self, *, final: bool = False) -> None:
+        """Stop the background thread (what it has not embedded keeps waiting).
+
+        Args:
+            final: Its memory is closing: no background thread starts again.
+        """
         with self._lock:
+            self._closed = self._closed or final
             self._stopping.set()
             self._work.notify_all()
             drainer = self._drainer
         if drainer is not None and drainer is not threading.current_thread():
-            drainer.join()
+            drainer.join(STOP_SECONDS)
+            if drainer.is_alive():
+                logger.warning("the background embedding thread did not stop in time")
         self._stopping.clear()
 
     def _drain(
@@ -394,25 +461,30 @@ class Indexer:
     ) -> None:
         """The background thread: embed and store what waits; end after a while without."""
         pause = 0.0
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    if not self._waiting and not self._stopping.is_set():
+                        self._work.wait(IDLE_SECONDS)
+                    if not self._waiting or self._stopping.is_set() or not self.background:
+                        self._drainer = None  # under the lock: a nudge now starts a new one
+                        return
+                    faults = self._faults
+                try:
+                    gone(run_calls(self.store_all_waiting(state_of, at_most=BACKGROUND_BATCH)))
+                except Exception as exc:  # noqa: BLE001 - the turns keep waiting
+                    logger.warning("embedding in the background failed: %s", type(exc).__name__)
+                    faults = -1
+                with self._lock:
+                    failed = self._faults != faults
+                # a model or store fault leaves the turns waiting: try again later, not at once
+                pause = min(MAX_BACKOFF_SECONDS, max(0.5, 2 * pause)) if failed else 0.0
+                if pause:
+                    self._stopping.wait(pause)
+        finally:
             with self._lock:
-                if not self._waiting and not self._stopping.is_set():
-                    self._work.wait(IDLE_SECONDS)
-                if not self._waiting or self._stopping.is_set():
+                if self._drainer is threading.current_thread():
                     self._drainer = None
-                    return
-                faults = self._faults
-            try:
-                gone(run_calls(self.store_all_waiting(state_of, at_most=BACKGROUND_BATCH)))
-            except Exception as exc:  # noqa: BLE001 - the turns keep waiting
-                logger.warning("embedding in the background failed: %s", type(exc).__name__)
-                faults = -1
-            with self._lock:
-                failed = self._faults != faults
-            # a model or store fault leaves the turns waiting: try again later, not at once
-            pause = min(MAX_BACKOFF_SECONDS, max(0.5, 2 * pause)) if failed else 0.0
-            if pause:
-                self._stopping.wait(pause)
 
     def _fault(self) -> None:
         with self._lock:
@@ -464,6 +536,57 @@ class Indexer:
             state.add_vectors(ids, vectors)
         self._done(session_id, incarnation, batch)
         return True
+
+
+#: Every indexer alive, for stopping their background threads at exit.
+_with_background: weakref.WeakSet[Indexer] = weakref.WeakSet()
+#: Set at interpreter exit: no background thread starts any more.
+_exiting = threading.Event()
+
+
+def _stop_all() -> None:
+    """At interpreter exit: stop every background thread (before the batchers close)."""
+    _exiting.set()
+    for indexer in list(_with_background):
+        indexer.stop_background()
+
+
+def _stop_for_fork() -> None:
+    """Before a fork: stop the background threads, each after its batch.
+
+    So none holds a lock of a store, a session or the model when the child is made.
+    """
+    _forking.set()
+    for indexer in list(_with_background):
+        indexer.stop_background()
+
+
+def _carry_on() -> None:
+    """After a fork, in the parent: the background threads start again where work waits."""
+    _forking.clear()
+    for indexer in list(_with_background):
+        indexer.nudge()
+
+
+def _reset_in_child() -> None:
+    """In a forked child: no background thread runs yet, and no lock is held."""
+    _forking.clear()
+    for indexer in list(_with_background):
+        indexer._lock = threading.Lock()
+        indexer._work = threading.Condition(indexer._lock)
+        indexer._drainer = None
+        indexer._stopping = threading.Event()
+    for indexer in list(_with_background):
+        indexer.nudge()
+
+
+#: Set while a fork is under way: no background thread starts.
+_forking = threading.Event()
+atexit.register(_stop_all)
+if hasattr(os, "register_at_fork"):  # registered after the batchers': runs before theirs
+    os.register_at_fork(
+        before=_stop_for_fork, after_in_parent=_carry_on, after_in_child=_reset_in_child
+    )
 
 
 def _embed_rows(embeddings: Embeddings, texts: list[str]) -> np.ndarray:

@@ -24,7 +24,8 @@ Policy, in order:
 from __future__ import annotations
 
 import dataclasses
-import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,8 +92,8 @@ class FittedContext:
 def text_tokens(counter: TokenCounter, text: str) -> int:
     """Tokens ``text`` adds to a message, as ``counter`` counts.
 
-    Counts are remembered per counter (the same turns are counted again for every context);
-    :func:`forget_token_counts` drops them.
+    Counts are remembered per counter, keyed by the text's hash (the same turns are counted
+    again for every context; no text is kept); :func:`forget_token_counts` drops them.
 
     Example:
         >>> from langchain_core.messages.utils import count_tokens_approximately
@@ -100,22 +101,37 @@ def text_tokens(counter: TokenCounter, text: str) -> int:
         4
     """
     try:
-        hash(counter)
+        key = (counter, hash(text), len(text))
+        hash(key)
     except TypeError:  # a counter that cannot be a key: counted each time
         return _text_tokens(counter, text)
-    return _remembered_text_tokens(counter, text)
+    with _counts_lock:
+        known = _counts.get(key)
+        if known is not None:
+            _counts.move_to_end(key)
+            return known
+    tokens = _text_tokens(counter, text)
+    with _counts_lock:
+        _counts[key] = tokens
+        if len(_counts) > _COUNTS_KEPT:
+            _counts.popitem(last=False)
+    return tokens
 
 
 def forget_token_counts() -> None:
-    """Forget the remembered counts, and with them the texts (after an erasure)."""
-    _remembered_text_tokens.cache_clear()
+    """Forget the remembered counts (after an erasure)."""
+    with _counts_lock:
+        _counts.clear()
 
 
 def _text_tokens(counter: TokenCounter, text: str) -> int:
     return max(0, counter([HumanMessage(text)]) - counter([HumanMessage("")]))
 
 
-_remembered_text_tokens = functools.lru_cache(maxsize=4096)(_text_tokens)
+#: How many token counts are remembered (a hash, a length and a count each).
+_COUNTS_KEPT = 8192
+_counts: OrderedDict[tuple[TokenCounter, int, int], int] = OrderedDict()
+_counts_lock = threading.Lock()
 
 
 def shares_for_query(

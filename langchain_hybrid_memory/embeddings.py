@@ -5,15 +5,15 @@ downloaded from a model hub at run time. Three ways to run it, chosen by name wi
 ``HybridMemory(embeddings=...)`` (see :data:`EMBEDDINGS`):
 
 - ``"minilm-onnx-int8"`` (the default): ONNX Runtime with int8 weights. Several times faster
-  than torch; vectors within about 0.96 cosine of the original, which moves LoCoMo evidence
-  recall by a few thousandths (``docs/benchmarks.md``).
+  than torch; vectors within about 0.99 cosine of the original, which moves LoCoMo evidence
+  recall by a thousandth or two (``docs/benchmarks.md``).
 - ``"minilm-onnx"``: ONNX Runtime, fp32: the same vectors as torch, faster.
 - ``"minilm-torch"``: sentence-transformers on torch, through ``langchain-huggingface``.
 
 The ONNX models are exported from the packaged weights once, into a cache folder shared by every
 later process (:mod:`~langchain_hybrid_memory._model_cache`): running them needs only
-``onnxruntime`` and ``tokenizers`` (the ``onnx`` extra), exporting them torch and transformers
-(the ``local-model`` extra, which brings everything). A model loads on the first embedding, not
+``onnxruntime`` and ``tokenizers`` (the ``onnx`` extra), exporting them the packaged weights,
+torch and transformers (the ``local-model`` extra, which brings everything). A model loads on the first embedding, not
 at import or construction, once per process.
 """
 

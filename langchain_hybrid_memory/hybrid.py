@@ -911,14 +911,14 @@ class HybridMemory:
     def close(self) -> None:
         """Wait for background work, embed what waits, then close the store."""
         self.flush()
-        self._indexer.stop_background()
+        self._indexer.stop_background(final=True)
         self._folder.shutdown()
         self.store.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`: also closes the store's async clients of every loop."""
         await self.aflush()
-        await asyncio.to_thread(self._indexer.stop_background)
+        await asyncio.to_thread(partial(self._indexer.stop_background, final=True))
         await asyncio.to_thread(self._folder.shutdown)
         await self.store.aclose()
 

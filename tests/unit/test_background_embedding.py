@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 
@@ -132,3 +134,101 @@ async def test_async_callers_get_the_background_too(embeddings):
     await memory.aclose()
     assert list(memory.store.get_vectors("s1", 0)[0]) == [0, 1]
     assert background_threads() == []
+
+
+class AsyncOnlyEmbeddings(Embeddings):
+    """Embeddings with async methods only (a remote API client, say)."""
+
+    def __init__(self, inner: Embeddings) -> None:
+        self.inner = inner
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+    def embed_query(self, text: str) -> list[float]:
+        raise NotImplementedError
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.inner.embed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+
+async def test_embeddings_with_async_methods_only_serve_async_callers(embeddings):
+    memory = HybridMemory(embeddings=AsyncOnlyEmbeddings(embeddings), window_turns=2)
+    await memory.aadd_messages(
+        "s1", [HumanMessage("My cat is called Miso"), AIMessage("Cute!"), *filler(4)]
+    )
+    context = await memory.abuild_context("s1", "What is my cat called?")
+    hit = next(item for item in context.recalled if item.turn.id == 0)
+    assert hit.dense_score is not None, "recalled by its vector, not by words alone"
+    await memory.aflush()
+    assert list(memory.store.get_vectors("s1", 0)[0]) == list(range(6))
+    await memory.aclose()
+    assert background_threads() == []
+
+
+class RefusingEmbeddings(CountingEmbeddings):
+    """Real embeddings that refuse (raise for) any call holding a text with "POISON"."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if any("POISON" in text for text in texts):
+            msg = "input too long for the model"
+            raise ValueError(msg)
+        return super().embed_documents(texts)
+
+
+def test_a_text_the_model_refuses_does_not_keep_other_sessions_waiting(embeddings):
+    memory = HybridMemory(embeddings=RefusingEmbeddings(embeddings), window_turns=2)
+    memory.add_messages("bad", [HumanMessage("POISON " * 5)])
+    for n in range(20):
+        memory.add_messages(f"s{n}", [HumanMessage(f"Session {n} talks about gardening")])
+    wait_for(lambda: all(memory.store.get_vectors(f"s{n}")[0] == [0] for n in range(20)))
+    assert memory.store.get_vectors("bad")[0] == [], "the refused text waits, stored"
+    assert [turn.text for turn in memory.transcript("bad")] == ["POISON " * 5]
+    memory.close()
+
+
+def test_an_erased_session_leaves_none_of_its_texts_in_the_vector_cache(embeddings):
+    gated = GatedEmbeddings(embeddings)
+    gated.held = {"My PIN is 4921"}
+    memory = HybridMemory(embeddings=gated)
+    memory.add_messages("s1", [HumanMessage("My PIN is 4921")])
+    assert gated.holding.wait(10), "being embedded in the background"
+    memory.forget_session("s1")
+    gated.gate.set()
+    memory.flush()
+    assert memory._indexer.batcher.cached("My PIN is 4921") is None
+    memory.close()
+
+
+FORK_AFTER_USE = """
+import os, sys
+from langchain_core.messages import HumanMessage
+from langchain_hybrid_memory import HybridMemory
+memory = HybridMemory()
+memory.add_messages("s", [HumanMessage("I live in Porto"), HumanMessage("hello there")])
+memory.recall("s", "Where do I live?", k=1)
+child = os.fork()
+if child == 0:  # the parent's threads are gone here: the child embeds with threads of its own
+    memory.add_messages("s", [HumanMessage("My sister lives in Lisbon")])
+    found = memory.recall("s", "Where does my sister live?", k=1)[0].turn.text
+    memory.flush()
+    ids = memory.store.get_vectors("s")[0]
+    os._exit(0 if found == "My sister lives in Lisbon" and ids == [0, 1, 2] else 3)
+_, status = os.waitpid(child, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_embeds_with_threads_of_its_own():
+    ran = subprocess.run(
+        [sys.executable, "-c", FORK_AFTER_USE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "0"

@@ -249,3 +249,71 @@ def test_bad_vectors_fail_the_call_with_an_embedding_error():
     broken = Broken()
     with pytest.raises(EmbeddingError):
         batcher_for(broken, _embed_rows).embed(["x"], urgent=True)  # type: ignore[arg-type]
+
+
+def test_a_request_answered_by_both_lanes_gets_each_text_its_own_vector():
+    model = GatedModel()
+    model.hold("slow background text")
+    batcher = EmbeddingBatcher(model)
+    batcher.submit(["slow background text"], urgent=False)
+    model.started.wait(10)
+    both = batcher.submit(["slow background text", "query"], urgent=True)
+    wait_for(lambda: ["query"] in model.calls)  # the urgent lane answered its part
+    assert not both.done()
+    model.release()
+    assert both.result(10).tolist() == [vector("slow background text"), vector("query")]
+
+
+def test_a_text_embedded_across_an_erasure_never_enters_the_cache():
+    model = GatedModel()
+    model.hold("secret")
+    batcher = EmbeddingBatcher(model, cache_size=8)
+    pending = batcher.submit(["secret"], urgent=False)
+    model.started.wait(10)
+    batcher.clear_cache()  # the session is erased while its text is being embedded
+    model.release()
+    assert pending.result(10).tolist() == [vector("secret")]
+    assert batcher.cached("secret") is None
+    batcher.embed(["public"], urgent=True)
+    assert batcher.cached("public") is not None, "later texts are cached again"
+
+
+def test_a_model_raising_a_base_exception_fails_its_callers_and_the_lane_lives_on():
+    calls = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        if len(calls) == 1:
+            raise asyncio.CancelledError
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+    batcher = EmbeddingBatcher(embed)
+    with pytest.raises(EmbeddingError, match="CancelledError"):
+        batcher.embed(["a"], urgent=True)
+    assert batcher.embed(["b"], urgent=True).tolist() == [[1.0, 1.0]]
+
+
+def test_when_no_thread_can_start_the_request_fails_and_the_next_one_works(monkeypatch):
+    original = threading.Thread.start
+    failures = iter([RuntimeError("can't start new thread")])
+
+    def start(self: threading.Thread) -> None:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        original(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    batcher = EmbeddingBatcher(GatedModel())
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        batcher.submit(["a"], urgent=True).result(10)
+    assert batcher.embed(["b"], urgent=True).tolist() == [vector("b")]
+
+
+def test_a_closed_batcher_embeds_in_the_callers_thread():
+    model = GatedModel()
+    batcher = EmbeddingBatcher(model, name="closed-test")
+    batcher.embed(["a"], urgent=True)
+    batcher.close()
+    assert not any(t.name.startswith("closed-test") for t in threading.enumerate())
+    assert batcher.embed(["b", "c"], urgent=False).tolist() == [vector("b"), vector("c")]

@@ -212,13 +212,24 @@ def test_flush_embeds_what_waits_in_every_session_in_one_model_call(embeddings):
         )
     assert counting.calls == 0  # in the window: waiting for a query
 
-    counting.fail_times = 1
-    memory.flush()  # the model fails: the turns keep waiting, nothing is lost
+    counting.fail_times = 1000  # the model is down: the turns keep waiting, nothing is lost
+    memory.flush()
     assert all(memory.store.get_vectors(session)[0] == [] for session in sessions)
 
+    counting.fail_times, counting.calls = 0, 0
     memory.flush()
-    assert counting.calls == 1  # one successful call for all ten sessions
+    assert counting.calls == 1  # one call for all ten sessions
     assert all(list(memory.store.get_vectors(session)[0]) == [0, 1] for session in sessions)
+
+
+def test_a_failed_batch_is_retried_text_by_text_at_once(embeddings):
+    counting = CountingEmbeddings(embeddings)
+    memory = HybridMemory(embeddings=counting, embed_in_background=False)
+    for n in range(3):
+        memory.add_messages(f"s{n}", [HumanMessage(f"Hello from s{n}")])
+    counting.fail_times = 1  # the shared call fails once: each text is tried alone
+    memory.flush()
+    assert all(memory.store.get_vectors(f"s{n}")[0] == [0] for n in range(3))
 
 
 def test_window_never_separates_a_tool_call_from_its_results(embeddings):
