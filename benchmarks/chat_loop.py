@@ -409,6 +409,11 @@ def build(name: str, embeddings: Embeddings, pairs: list[tuple[str, str]], tmp: 
     raise ValueError(msg)
 
 
+#: An untimed pause before each memory's turn: torch's worker threads spin for a while after a
+#: call, and in this interleaved loop they would spin through the next memory's timed turn (a
+#: server running one memory has no such neighbour). Every memory gets the same pause.
+PAUSE_SECONDS = 0.005
+
 MEMORIES = ["hybrid-memory", "hybrid-sqlite", "classic", "tutorial", "agent"]
 
 
@@ -425,6 +430,7 @@ def run_loop(
             order = order[turn % len(order) :] + order[: turn % len(order)]
             for index in order:
                 memory, tally = memories[index], tallies[index]
+                time.sleep(PAUSE_SECONDS)
                 began = time.perf_counter()
                 text = memory.context(user)
                 memory.save(user, reply)

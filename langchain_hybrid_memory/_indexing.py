@@ -210,6 +210,20 @@ class Indexer:
                 return vectors
         return _checked((yield twin(self.embeddings, "embed_documents", keys)), keys)
 
+    def prefetch(self, text: str | None) -> None:
+        """Start embedding a query now, so the model runs while the store is read.
+
+        The query's later request (:meth:`query_vector`) joins the call under way: the batcher
+        embeds a text once. Only with the background on: without it the query rides in one
+        call with the session's waiting turns instead. A failure here is left for that later
+        request to meet and report.
+        """
+        if not self.background or self._async_only or not self._symmetric:
+            return
+        if text is None or not text.strip():
+            return
+        self.batcher.submit([self._embeddable(text)], urgent=True, use_cache=self._use_cache)
+
     def query_vector(
         self, text: str, state: SessionState | None = None
     ) -> Plan[Call, np.ndarray | None]:

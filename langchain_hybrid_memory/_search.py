@@ -219,10 +219,9 @@ class SearchIndex:
             dense_values = dense_values + _CONTEXT_WEIGHT * self._context_scores(ids, query_vector)
         lexical_values = np.zeros(len(ids), dtype=np.float32)
         if lexical_scores is not None:
-            for i, turn_id in enumerate(ids):
-                row = self.lexical.row(turn_id)
-                if row is not None:
-                    lexical_values[i] = lexical_scores[row]
+            rows = self.lexical.rows(ids)
+            found = rows >= 0
+            lexical_values[found] = lexical_scores[rows[found]]
         fused = self._around(ids, _fuse(dense_values, lexical_values, dense_weight), query)
         order = np.argsort(-fused, kind="stable")[:k]
         # plain floats in one go: per-element NumPy scalars cost more than the rest of a hit
@@ -273,8 +272,9 @@ class SearchIndex:
             return values
         keys = np.asarray(ids, dtype=np.int64)
         around = np.unique(np.concatenate([keys - 1, keys, keys + 1]))
-        known = self._vector_ids
-        wanted = around[np.fromiter((int(n) in known for n in around), bool, len(around))]
+        # plain ints (tolist) make the set lookups cheap: NumPy scalars hash slowly
+        has_vector = map(self._vector_ids.__contains__, around.tolist())
+        wanted = around[np.fromiter(has_vector, bool, len(around))]
         if not len(wanted):
             return values
         vectors = self._dense.reconstruct_batch(wanted)

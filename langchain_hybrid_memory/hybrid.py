@@ -525,6 +525,7 @@ class HybridMemory:
         self, session_id: str, query: str | None, user_id: str | None
     ) -> Plan[Call, tuple[MemoryContext, str | None]]:
         config = self.config
+        self._indexer.prefetch(query)  # the model embeds it while the store is read
         read = yield from self._read(session_id, user_id)
         count = read.head.turn_count
         window = yield from read_window(self.store, session_id, count, config.window_turns)
@@ -894,7 +895,8 @@ class HybridMemory:
 
         Turns still in the recent window are embedded in the background (or with the next
         query); ``flush`` (and :meth:`close`) embeds what still waits now, many sessions per
-        model call, so another process finds their vectors stored. Vectors of a session erased meanwhile are never stored.
+        model call, so another process finds their vectors stored. Vectors of a session
+        erased meanwhile are never stored.
         """
         self._folder.wait()
         waiting = self._indexer.store_all_waiting(self._sessions.cached, urgent=True)

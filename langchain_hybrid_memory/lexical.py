@@ -13,9 +13,13 @@ import re
 import threading
 from array import array
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import Stemmer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["LexicalIndex", "tokenize"]
 
@@ -277,6 +281,11 @@ class LexicalIndex:
     def row(self, doc_id: int) -> int | None:
         """The row of turn ``doc_id``, or ``None`` when it is not indexed."""
         return self._row_of.get(doc_id)
+
+    def rows(self, doc_ids: Sequence[int]) -> np.ndarray:
+        """The row of each turn in ``doc_ids``, -1 where it is not indexed."""
+        get = self._row_of.get
+        return np.fromiter((get(doc_id, -1) for doc_id in doc_ids), np.int64, len(doc_ids))
 
     def top(self, query: str, n: int) -> list[tuple[int, float]]:
         """The ``n`` best turns for ``query`` with a positive score, best first."""

@@ -38,29 +38,32 @@ class RecordingChatModel(FakeListChatModel):
 
 
 class CountingEmbeddings(Embeddings):
-    """Wraps real embeddings, counting texts embedded, optionally failing the next N calls."""
+    """Wraps real embeddings, counting texts embedded, optionally failing the next N calls
+    (``fail_times``) or every call with one of the texts in ``fail_on``.
+    """
 
     def __init__(self, inner: Embeddings, *, fail_times: int = 0) -> None:
         self.inner = inner
         self.fail_times = fail_times
+        self.fail_on: set[str] = set()
         self.documents = 0
         self.queries = 0
         self.calls = 0
 
-    def _maybe_fail(self) -> None:
-        if self.fail_times > 0:
-            self.fail_times -= 1
+    def _maybe_fail(self, texts: list[str]) -> None:
+        if self.fail_times > 0 or self.fail_on.intersection(texts):
+            self.fail_times = max(0, self.fail_times - 1)
             msg = "embedding model unavailable"
             raise RuntimeError(msg)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self._maybe_fail()
+        self._maybe_fail(texts)
         self.documents += len(texts)
         self.calls += 1
         return self.inner.embed_documents(texts)
 
     def embed_query(self, text: str) -> list[float]:
-        self._maybe_fail()
+        self._maybe_fail([text])
         self.queries += 1
         self.calls += 1
         return self.inner.embed_query(text)

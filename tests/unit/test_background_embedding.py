@@ -8,11 +8,13 @@ import sys
 import threading
 import time
 
+import pytest
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import AIMessage, HumanMessage
 
 from langchain_hybrid_memory import HybridMemory
 from langchain_hybrid_memory import _indexing as indexing
+from langchain_hybrid_memory.stores import InMemoryStore
 from tests.conversations import filler
 from tests.fakes import CountingEmbeddings
 
@@ -47,11 +49,24 @@ def wait_for(condition, seconds: float = 10) -> None:
         time.sleep(0.005)
 
 
-def background_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name == "hybrid-embed-waiting"]
+@pytest.fixture
+def background_threads():
+    """The background threads started during the test (earlier tests' may still be idling)."""
+    before = set(threading.enumerate())
+
+    def started() -> list[str]:
+        return [
+            t.name
+            for t in threading.enumerate()
+            if t.name == "hybrid-embed-waiting" and t not in before
+        ]
+
+    return started
 
 
-def test_storing_a_reply_never_waits_for_the_model_nor_delays_the_next_context(embeddings):
+def test_storing_a_reply_never_waits_for_the_model_nor_delays_the_next_context(
+    embeddings, background_threads
+):
     gated = GatedEmbeddings(embeddings)
     gated.held = {"Try the Azores in May."}
     memory = HybridMemory(embeddings=gated, window_turns=2)
@@ -122,7 +137,7 @@ def test_a_session_erased_while_its_turns_are_embedded_gets_none_of_their_vector
     memory.close()
 
 
-async def test_async_callers_get_the_background_too(embeddings):
+async def test_async_callers_get_the_background_too(embeddings, background_threads):
     gated = GatedEmbeddings(embeddings)
     gated.held = {"A reply"}
     memory = HybridMemory(embeddings=gated, window_turns=2)
@@ -155,7 +170,9 @@ class AsyncOnlyEmbeddings(Embeddings):
         return self.inner.embed_query(text)
 
 
-async def test_embeddings_with_async_methods_only_serve_async_callers(embeddings):
+async def test_embeddings_with_async_methods_only_serve_async_callers(
+    embeddings, background_threads
+):
     memory = HybridMemory(embeddings=AsyncOnlyEmbeddings(embeddings), window_turns=2)
     await memory.aadd_messages(
         "s1", [HumanMessage("My cat is called Miso"), AIMessage("Cute!"), *filler(4)]
@@ -232,3 +249,30 @@ def test_a_forked_child_embeds_with_threads_of_its_own():
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "0"
+
+
+def test_the_query_is_embedded_while_the_store_is_read(embeddings):
+    gated = GatedEmbeddings(embeddings)
+    query = "Which island did you suggest?"
+    gated.held = {query}
+    model_busy_at_reads: list[bool] = []
+
+    class WatchedStore(InMemoryStore):
+        watching = False
+
+        def head(self, session_id):
+            if self.watching:
+                model_busy_at_reads.append(gated.holding.wait(5))
+                gated.gate.set()  # the query is in the model (or never came): let it go
+            return super().head(session_id)
+
+    store = WatchedStore()
+    memory = HybridMemory(store=store, embeddings=gated, window_turns=2)
+    memory.add_messages("s1", [HumanMessage("Where should I go?"), AIMessage("The Azores.")])
+    memory.flush()
+    store.watching = True
+    context = memory.build_context("s1", query)
+    assert model_busy_at_reads[0] is True, "the query was in the model before the first read"
+    assert context.window[-1].text == "The Azores."
+    assert gated.texts.count(query) == 1, "the query is embedded once"
+    memory.close()
