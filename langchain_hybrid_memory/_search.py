@@ -96,7 +96,13 @@ class SearchIndex:
     def __init__(self) -> None:
         self.lexical = LexicalIndex()
         self._dense: faiss.IndexIDMap2 | None = None
-        self._vector_ids: set[int] = set()
+        #: Row of each turn's vector in the flat index, by turn id (-1: none); grown as needed.
+        self._row_of = np.full(0, -1, dtype=np.int64)
+        #: By turn id t: the dot product of the vectors of t and t + 1 (``_next``), and of
+        #: t - 1 and t + 1 (``_across``), kept as vectors arrive (valid where both exist), so
+        #: a turn's context score needs no vector of its neighbours at query time.
+        self._next = np.zeros(0, dtype=np.float32)
+        self._across = np.zeros(0, dtype=np.float32)
         #: Highest turn id this index has seen (texts), -1 for none.
         self.indexed_through = -1
         #: Speaker name (``message.name``) of each turn that has one.
@@ -115,13 +121,31 @@ class SearchIndex:
 
     def has_vector(self, turn_id: int) -> bool:
         """Whether turn ``turn_id`` has an embedding in the index."""
-        return turn_id in self._vector_ids
+        return 0 <= turn_id < len(self._row_of) and self._row_of[turn_id] >= 0
 
     def vector(self, turn_id: int) -> np.ndarray | None:
         """The stored (normalized) embedding of a turn, or ``None`` when it has none."""
-        if self._dense is None or turn_id not in self._vector_ids:
+        if not self.has_vector(turn_id):
             return None
-        return np.asarray(self._dense.reconstruct(int(turn_id)), dtype=np.float32)
+        return self._stored()[self._row_of[turn_id]].copy()
+
+    def _rows(self, turn_ids: np.ndarray) -> np.ndarray:
+        """The flat-index row of each turn id (-1 where it has no vector, or is no turn)."""
+        inside = (turn_ids >= 0) & (turn_ids < len(self._row_of))
+        rows = np.full(len(turn_ids), -1, dtype=np.int64)
+        rows[inside] = self._row_of[turn_ids[inside]]
+        return rows
+
+    def _stored(self) -> np.ndarray:
+        """The stored vectors, one row each, as a view of the flat index's own memory.
+
+        Valid until the next :meth:`add_vectors` (which may move that memory): never keep it.
+        FAISS's ``reconstruct_batch`` looks each id up one by one; this is one NumPy gather.
+        """
+        assert self._dense is not None
+        flat = faiss.downcast_index(self._dense.index)
+        count, dimension = int(flat.ntotal), int(flat.d)
+        return faiss.rev_swig_ptr(flat.get_xb(), count * dimension).reshape(count, dimension)
 
     def add_texts(
         self,
@@ -167,14 +191,44 @@ class SearchIndex:
                 f"{self._dense.d}: use the model the session was embedded with, or forget it"
             )
             raise EmbeddingError(msg)
-        keep = [i for i, turn_id in enumerate(turn_ids) if turn_id not in self._vector_ids]
+        keep: list[int] = []
+        seen: set[int] = set()
+        for i, turn_id in enumerate(turn_ids):
+            if not self.has_vector(turn_id) and turn_id not in seen:
+                keep.append(i)
+                seen.add(turn_id)
         if not keep:
             return
         if self._dense is None:
             self._dense = faiss.IndexIDMap2(faiss.IndexFlatIP(matrix.shape[1]))
         ids = np.asarray([turn_ids[i] for i in keep], dtype=np.int64)
+        first_row = int(self._dense.ntotal)
         self._dense.add_with_ids(matrix[keep], ids)
-        self._vector_ids.update(int(i) for i in ids)
+        needed = int(ids.max()) + 2
+        if needed > len(self._row_of):  # grow by doubling: amortized O(1) per turn
+            size = max(needed, 2 * len(self._row_of), 64)
+            self._row_of = _grown(self._row_of, size, -1)
+            self._next = _grown(self._next, size, 0.0)
+            self._across = _grown(self._across, size, 0.0)
+        self._row_of[ids] = np.arange(first_row, first_row + len(ids), dtype=np.int64)
+        self._pair_dots(ids)
+
+    def _pair_dots(self, new: np.ndarray) -> None:
+        """Update the neighbour dot products that the vectors of turns ``new`` complete."""
+        stored = self._stored()
+        # the pairs (a, b) a new vector is part of, and where each dot product goes
+        for first, second, target, at in (
+            (new - 1, new, self._next, new - 1),
+            (new, new + 1, self._next, new),
+            (new - 2, new, self._across, new - 1),
+            (new, new + 2, self._across, new + 1),
+        ):
+            a, b = self._rows(first), self._rows(second)
+            both = (a >= 0) & (b >= 0)
+            if both.any():
+                target[at[both]] = np.einsum(
+                    "ij,ij->i", stored[a[both]], stored[b[both]], dtype=np.float32
+                )
 
     def search(
         self,
@@ -271,22 +325,24 @@ class SearchIndex:
         if self._dense is None or query.shape[1] != self._dense.d:
             return values
         keys = np.asarray(ids, dtype=np.int64)
-        around = np.unique(np.concatenate([keys - 1, keys, keys + 1]))
-        # plain ints (tolist) make the set lookups cheap: NumPy scalars hash slowly
-        has_vector = map(self._vector_ids.__contains__, around.tolist())
-        wanted = around[np.fromiter(has_vector, bool, len(around))]
-        if not len(wanted):
-            return values
-        vectors = self._dense.reconstruct_batch(wanted)
-        own = _positions(wanted, keys)
-        sums = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
-        for offset in (-1, 0, 1):
-            rows = _positions(wanted, keys + offset)
-            found = (rows >= 0) & (own >= 0)
-            sums[found] += vectors[rows[found]]
-        norms = np.linalg.norm(sums, axis=1)
+        before, own, after = self._rows(keys - 1), self._rows(keys), self._rows(keys + 1)
         has = own >= 0
-        values[has] = (sums[has] @ query[0]) / np.maximum(norms[has], 1e-9)
+        if not has.any():
+            return values
+        # The sum's dot product with the query is the sum of the rows' own (one product per
+        # row involved); its length comes from the unit rows and the neighbours' stored dot
+        # products, so no neighbour's vector is gathered twice.
+        involved = np.unique(np.concatenate([before, own, after]))
+        toward_query = self._stored()[np.maximum(involved, 0)] @ query[0]
+        toward_query[involved < 0] = 0.0
+        toward = sum(toward_query[np.searchsorted(involved, rows)] for rows in (before, own, after))
+        b, a = before >= 0, after >= 0
+        last = len(self._next) - 1  # keys with a vector (the ones scored) are inside
+        at, previous = np.clip(keys, 0, last), np.clip(keys - 1, 0, last)
+        squared = 1.0 + b + a + 2.0 * (b * self._next[previous] + a * self._next[at])
+        squared += 2.0 * (b & a) * self._across[at]
+        norms = np.sqrt(np.maximum(squared, 0.0))
+        values[has] = toward[has] / np.maximum(norms[has], 1e-9)
         return values
 
     def _dense_candidates(self, query_vector: np.ndarray | None, n: int) -> dict[int, float]:
@@ -309,14 +365,20 @@ class SearchIndex:
         for i, turn_id in enumerate(ids):
             if turn_id in known:
                 values[i] = known[turn_id]
-        with_vectors = [i for i in missing if ids[i] in self._vector_ids]
-        if with_vectors:
+        if missing:
+            rows = self._rows(np.asarray([ids[i] for i in missing], dtype=np.int64))
+            with_vectors = [i for i, row in zip(missing, rows.tolist(), strict=True) if row >= 0]
             query = normalize_rows(query_vector)
-            if query.shape[1] == self._dense.d:
-                keys = np.asarray([ids[i] for i in with_vectors], dtype=np.int64)
-                rows = self._dense.reconstruct_batch(keys)
-                values[with_vectors] = rows @ query[0]
+            if with_vectors and query.shape[1] == self._dense.d:
+                values[with_vectors] = self._stored()[rows[rows >= 0]] @ query[0]
         return values
+
+
+def _grown(values: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """``values`` extended to ``size`` entries with ``fill``."""
+    grown = np.full(size, fill, dtype=values.dtype)
+    grown[: len(values)] = values
+    return grown
 
 
 def _positions(sorted_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from langchain_hybrid_memory._search import SearchIndex
 from langchain_hybrid_memory.lexical import LexicalIndex, tokenize
@@ -144,3 +145,32 @@ def test_an_episode_about_the_topic_lifts_its_quieter_turns(embeddings):
     )
     hits = search(index, embeddings, "What will they visit on the Japan trip?")
     assert {hit.turn_id for hit in hits} == {0, 1, 2}
+
+
+def test_context_scores_match_the_sum_of_neighbour_vectors_however_vectors_arrive():
+    """The stored neighbour dot products give the cosine of the query with v(t-1)+v(t)+v(t+1)."""
+    rng = np.random.default_rng(7)
+    count, dimension = 300, 16
+    vectors = rng.standard_normal((count, dimension)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    without = set(rng.choice(count, 40, replace=False).tolist())  # turns never embedded
+    index = SearchIndex()
+    index.add_texts(list(range(count)), [f"turn {i}" for i in range(count)])
+    order = [i for i in rng.permutation(count).tolist() if i not in without]
+    for start in range(0, len(order), 7):  # in shuffled batches, as the background stores them
+        batch = order[start : start + 7]
+        index.add_vectors(batch, vectors[batch])
+    query = rng.standard_normal(dimension).astype(np.float32)
+    query /= np.linalg.norm(query)
+    ids = sorted(rng.choice(count + 3, 120, replace=False).tolist())  # a few beyond the last turn
+
+    scores = index._context_scores(ids, query)
+
+    for turn_id, score in zip(ids, scores.tolist(), strict=True):
+        if turn_id >= count or turn_id in without:
+            assert np.isnan(score)
+            continue
+        around = [n for n in (turn_id - 1, turn_id, turn_id + 1) if 0 <= n < count]
+        total = sum(vectors[n] for n in around if n not in without)
+        expected = float(total @ query / np.linalg.norm(total))
+        assert score == pytest.approx(expected, abs=1e-5)
