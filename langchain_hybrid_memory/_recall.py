@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from langchain_hybrid_memory._indexing import Indexer
     from langchain_hybrid_memory._plans import Call, Plan
+    from langchain_hybrid_memory._search import WordScores
     from langchain_hybrid_memory._sessions import Sessions, SessionState
     from langchain_hybrid_memory.config import HybridMemoryConfig
     from langchain_hybrid_memory.stores.base import MemoryStore
@@ -67,11 +68,13 @@ class Recall:
         k: int,
         exclude: Collection[int] = (),
         fill_chars: int | None = None,
+        words: WordScores | None = None,
     ) -> Plan[Call, list[RecalledTurn]]:
         """The ``k`` best turns of one session for ``text``, best first, read from the store.
 
         With ``fill_chars``, turns are read best first only until their texts (each counted up
-        to ``recall_max_chars``) hold that many characters; ``k`` bounds them still.
+        to ``recall_max_chars``) hold that many characters; ``k`` bounds them still. ``words``:
+        the text's lexical scores, computed while its vector was on its way.
         """
         config = self._config
         hits = yield cpu(
@@ -82,6 +85,7 @@ class Recall:
             candidates=config.recall_candidates,
             dense_weight=config.dense_weight,
             exclude=exclude,
+            words=words,
         )
         session_id = state.session_id
         turns: list[Turn] = []

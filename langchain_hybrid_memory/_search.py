@@ -26,7 +26,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import faiss
 import numpy as np
@@ -75,6 +75,18 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return np.ascontiguousarray(matrix / norms, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class WordScores:
+    """A query's BM25 scores, computed ahead of the search (while the query is embedded).
+
+    The search uses them only if the index has not grown since: else it scores again.
+    """
+
+    query: str
+    documents: int
+    scores: np.ndarray | None
 
 
 class SearchIndex:
@@ -127,7 +139,8 @@ class SearchIndex:
         """The stored (normalized) embedding of a turn, or ``None`` when it has none."""
         if not self.has_vector(turn_id):
             return None
-        return self._stored()[self._row_of[turn_id]].copy()
+        vector: np.ndarray = self._stored()[self._row_of[turn_id]].copy()
+        return vector
 
     def _rows(self, turn_ids: np.ndarray) -> np.ndarray:
         """The flat-index row of each turn id (-1 where it has no vector, or is no turn)."""
@@ -143,9 +156,10 @@ class SearchIndex:
         FAISS's ``reconstruct_batch`` looks each id up one by one; this is one NumPy gather.
         """
         assert self._dense is not None
-        flat = faiss.downcast_index(self._dense.index)
+        flat = cast("faiss.IndexFlat", faiss.downcast_index(self._dense.index))
         count, dimension = int(flat.ntotal), int(flat.d)
-        return faiss.rev_swig_ptr(flat.get_xb(), count * dimension).reshape(count, dimension)
+        stored: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), count * dimension)
+        return stored.reshape(count, dimension)
 
     def add_texts(
         self,
@@ -239,6 +253,7 @@ class SearchIndex:
         candidates: int = 50,
         dense_weight: float = 0.5,
         exclude: Collection[int] = (),
+        words: WordScores | None = None,
     ) -> list[RecallHit]:
         """The ``k`` best turns for the query, excluding ``exclude`` (the window).
 
@@ -249,13 +264,15 @@ class SearchIndex:
             candidates: How many candidates each search proposes before fusion.
             dense_weight: Weight of the dense score in the fused score.
             exclude: Turn ids never to return.
+            words: The query's lexical scores from :meth:`score_words`, if computed already.
 
         Returns:
             Hits ordered by fused score, best first.
         """
         if k <= 0:
             return []
-        lexical_scores = self.lexical.row_scores(query)
+        fresh = words is not None and (words.query, words.documents) == (query, len(self.lexical))
+        lexical_scores = words.scores if fresh and words else self.lexical.row_scores(query)
         dense = self._dense_candidates(query_vector, candidates + len(exclude))
         pool = set(dense)
         if lexical_scores is not None:
@@ -292,6 +309,10 @@ class SearchIndex:
                 order.tolist(), scores, denses, lexicals, strict=True
             )
         ]
+
+    def score_words(self, query: str) -> WordScores:
+        """The query's lexical scores, for a :meth:`search` that comes later."""
+        return WordScores(query, len(self.lexical), self.lexical.row_scores(query))
 
     def _around(self, ids: list[int], base: np.ndarray, query: str) -> np.ndarray:
         """Add to each turn's fused score what its neighbours, episode and speaker say."""

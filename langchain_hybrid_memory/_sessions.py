@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from langchain_hybrid_memory._plans import Call, Plan
-    from langchain_hybrid_memory._search import RecallHit
+    from langchain_hybrid_memory._search import RecallHit, WordScores
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.types import SessionHead, Turn
 
@@ -175,6 +175,7 @@ class SessionState:
         candidates: int,
         dense_weight: float,
         exclude: Collection[int],
+        words: WordScores | None = None,
     ) -> list[RecallHit]:
         """The best turns for a query (see :meth:`SearchIndex.search`)."""
         with self._lock:
@@ -185,7 +186,13 @@ class SessionState:
                 candidates=candidates,
                 dense_weight=dense_weight,
                 exclude=exclude,
+                words=words,
             )
+
+    def score_words(self, query: str) -> WordScores:
+        """The query's lexical scores ahead of its search (see :meth:`SearchIndex.score_words`)."""
+        with self._lock:
+            return self._index.score_words(query)
 
     def window_start(self, count: int, window_turns: int) -> int | None:
         """Id of the window's first turn when the session has ``count`` turns.

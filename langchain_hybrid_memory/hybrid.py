@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
     from langchain_hybrid_memory._plans import Call, Plan
+    from langchain_hybrid_memory._search import WordScores
     from langchain_hybrid_memory._sessions import SessionState
     from langchain_hybrid_memory.chat_message_history import HybridChatMessageHistory
     from langchain_hybrid_memory.redaction import RedactionPoint
@@ -479,10 +480,11 @@ class HybridMemory:
         k: int,
         exclude: set[int],
         fill_chars: int | None = None,
+        words: WordScores | None = None,
     ) -> Plan[Call, list[RecalledTurn]]:
         """Recall from the session and, with ``recall_scope="user"``, the user's others."""
         found = yield from self._recall.find(
-            read.state, text, vector, k=k, exclude=exclude, fill_chars=fill_chars
+            read.state, text, vector, k=k, exclude=exclude, fill_chars=fill_chars, words=words
         )
         if self.config.recall_scope == "user" and read.owner is not None:
             found += yield from self._recall.find_elsewhere(
@@ -529,6 +531,9 @@ class HybridMemory:
         read = yield from self._read(session_id, user_id)
         count = read.head.turn_count
         window = yield from read_window(self.store, session_id, count, config.window_turns)
+        # while the query's vector is on its way: what needs no vector
+        entities = yield twin(self.store, "get_entities", session_id)
+        words = (yield cpu(read.state.score_words, query)) if query else None
         text, vector = yield from self._searched(read, window, query)
         # Recall over-fetches by the window's size instead of excluding the window: turns the
         # budget drops from the window may then come back as recalled turns. Without recall_k,
@@ -543,8 +548,8 @@ class HybridMemory:
             k=(config.recall_candidates if by_budget else self._recall_limit()) + len(window),
             exclude=set(),
             fill_chars=_CHARS_PER_TOKEN * config.token_budget if by_budget else None,
+            words=words,
         )
-        entities = yield twin(self.store, "get_entities", session_id)
         focus = " ".join([text, *(turn.text for turn in window)])
         shares = shares_for_query(config.budget_shares, config.recall_first_shares, window, found)
         fitted = yield cpu(

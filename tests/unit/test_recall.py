@@ -174,3 +174,14 @@ def test_context_scores_match_the_sum_of_neighbour_vectors_however_vectors_arriv
         total = sum(vectors[n] for n in around if n not in without)
         expected = float(total @ query / np.linalg.norm(total))
         assert score == pytest.approx(expected, abs=1e-5)
+
+
+def test_word_scores_computed_ahead_are_used_only_while_the_index_is_unchanged():
+    index = SearchIndex()
+    index.add_texts([0, 1], ["I live in Porto", "The weather is nice"])
+    ahead = index.score_words("Where is Porto?")
+    index.add_texts([2], ["Porto has a bridge over the Douro"])  # the index grew meanwhile
+    hits = index.search("Where is Porto?", None, k=3, words=ahead)
+    assert {hit.turn_id for hit in hits} == {0, 2}, "stale scores are computed again"
+    fresh = index.score_words("Where is Porto?")
+    assert index.search("Where is Porto?", None, k=3, words=fresh) == hits
