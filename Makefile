@@ -47,6 +47,7 @@ bench: install services
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/embedders.py
 	$(BIN)/python benchmarks/locomo_recall.py
+	$(BIN)/python benchmarks/knowledge_updates.py
 	$(BIN)/python benchmarks/bytes_per_turn.py
 	$(BIN)/python benchmarks/report.py
 

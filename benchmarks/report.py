@@ -1,4 +1,4 @@
-"""Assemble docs/benchmarks.md from the parts the benchmark scripts wrote (issues #6 and #12).
+"""Assemble docs/benchmarks.md from the parts the benchmark scripts wrote (issues #6, #12, #14).
 
 Each script writes its own Markdown, JSON and plot under ``docs/benchmarks/``; this one puts
 a headline table of every target in front of them, in one page, and copies the headline
@@ -30,6 +30,11 @@ PARTS = [
     ("serving", "Serving many conversations", "python benchmarks/serving.py"),
     ("embedders", "The packaged embeddings", "python benchmarks/embedders.py"),
     ("locomo_recall", "Recall on LoCoMo", "python benchmarks/locomo_recall.py"),
+    (
+        "knowledge_updates",
+        "A user's facts over time",
+        "python benchmarks/knowledge_updates.py",
+    ),
     ("bytes_per_turn", "Bytes per stored turn", "python benchmarks/bytes_per_turn.py"),
 ]
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
@@ -165,6 +170,9 @@ def headline(parts: Path) -> list[str]:
     embedders = _load(parts, "embedders")
     if embedders:
         rows += _embedder_rows(embedders)
+    knowledge = _load(parts, "knowledge_updates")
+    if knowledge:
+        rows += _knowledge_rows(knowledge)
     storage = _load(parts, "bytes_per_turn")
     if storage:
         rows.append(
@@ -237,6 +245,25 @@ def _embedder_rows(embedders: dict[str, Any]) -> list[tuple[str, str, str, str]]
             )
         )
     return lines
+
+
+def _knowledge_rows(knowledge: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Issue #14: a user's facts across sessions at 500 tokens, per way facts come in."""
+    labels = {"caller": "caller's entities", "extractor": "scripted LLM summarizer"}
+    rows = []
+    for path, figures in knowledge["paths"].items():
+        current, history = figures["right_current"], figures["right_history"]
+        stale = figures["superseded_as_current"]
+        rows.append(
+            (
+                f"user facts over time, right current / right history / superseded shown as "
+                f"current, 500 tokens ({labels.get(path, path)})",
+                f"{current:.3f} / {history:.3f} / {stale:.3f}",
+                ">= 0.95 / >= 0.9 / 0",
+                _status(current >= 0.95 and history >= 0.9 and stale == 0),
+            )
+        )
+    return rows
 
 
 def gaps(parts: Path) -> list[str]:

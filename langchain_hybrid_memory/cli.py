@@ -38,6 +38,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 
 from langchain_hybrid_memory._model_cache import CACHE_ENV, FORMATS, exported
 from langchain_hybrid_memory._version import __version__
+from langchain_hybrid_memory.context import entity_line
 from langchain_hybrid_memory.errors import HybridMemoryError
 
 if TYPE_CHECKING:
@@ -181,8 +182,7 @@ def _describe(context: MemoryContext) -> str:
         cut = context.summary[:300] + ("…" if len(context.summary) > 300 else "")
         lines.append(f"[bold]summary[/] {escape(cut)}")
     for entity in context.entities:
-        facts = "; ".join(f"{k}: {f.value}" for k, f in entity.facts.items())
-        lines.append(f"[bold]entity[/] {escape(entity.name)}: {escape(facts)}")
+        lines.append(f"[bold]entity[/] {escape(entity_line(entity)[2:])}")
     for item in context.recalled:
         dense = "-" if item.dense_score is None else f"{item.dense_score:.2f}"
         lines.append(
@@ -263,17 +263,55 @@ def run_forget(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def run_export(args: argparse.Namespace, console: Console) -> int:
-    """Write a session's transcript as JSON lines to standard output."""
-    memory = _open(args)
+def _write_json_lines(records: Sequence[dict[str, Any]]) -> None:
+    """Write records as JSON lines to standard output."""
     try:
-        for record in memory.export_session(args.session, anonymize=args.anonymize):
+        for record in records:
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
         sys.stdout.flush()
     except BrokenPipeError:  # the reader stopped early (`| head`): that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def run_export(args: argparse.Namespace, console: Console) -> int:
+    """Write a session's transcript as JSON lines to standard output."""
+    memory = _open(args)
+    try:
+        _write_json_lines(memory.export_session(args.session, anonymize=args.anonymize))
     finally:
         memory.close()
+    return EXIT_OK
+
+
+def run_facts(args: argparse.Namespace, console: Console) -> int:
+    """Show what the memory knows about a user (or a session): each fact with its history."""
+    from rich.table import Table
+    from rich.text import Text
+
+    memory = _open(args)
+    try:
+        records = memory.export_facts(args.session, user_id=args.user, anonymize=args.anonymize)
+    finally:
+        memory.close()
+    if args.json:
+        _write_json_lines(records)
+        return EXIT_OK
+    whose = f"user {args.user}" if args.user else f"session {args.session}"
+    table = Table(title=Text(f"facts of {whose}"))
+    for column in ("entity", "attribute", "value", "from", "until", "session", "turn"):
+        table.add_column(column)
+    for record in records:
+        until = record["until"][:10] if record["until"] else ("now" if record["current"] else "")
+        table.add_row(
+            Text(record["entity"]),
+            Text(record["attribute"]),
+            Text(record["value"], style="bold" if record["current"] else "dim"),
+            record["since"][:10],
+            until,
+            Text(record["session_id"] or ""),
+            "" if record["turn_id"] is None else str(record["turn_id"]),
+        )
+    console.print(table)
     return EXIT_OK
 
 
@@ -392,6 +430,20 @@ def _parser() -> argparse.ArgumentParser:
         "--anonymize", action="store_true", help="redact personal data and speaker names"
     )
     export.set_defaults(run=run_export)
+
+    facts = commands.add_parser(
+        "facts",
+        parents=[store],
+        help="show what the memory knows about a user or a session: facts and their history",
+    )
+    whose = facts.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--user", help="user id: the facts of every session of the user")
+    whose.add_argument("--session", help="session id: the facts its context would see")
+    facts.add_argument("--json", action="store_true", help="write JSON lines instead of a table")
+    facts.add_argument(
+        "--anonymize", action="store_true", help="leave out entity names and redact values"
+    )
+    facts.set_defaults(run=run_facts)
 
     evaluate = commands.add_parser(
         "eval", help="evidence recall on a LoCoMo-format conversation file"

@@ -101,6 +101,10 @@ class HybridMemoryConfig:
         recall_scope: ``"session"`` recalls from the current session only; ``"user"`` also from
             the other sessions of the session's user (never another user's). Each of the user's
             sessions is searched, so a query costs one search per session of the user.
+        entity_scope: ``"user"`` (default): the entity facts said in any session of a user are
+            that user's, and every session of the user sees them (merged from the records of
+            the user's sessions when a context is built; a session without a user keeps its
+            own). ``"session"``: each session sees only the facts it stated itself.
         ttl_seconds: Sessions expire this long after their last write (all their data
             together); ``None`` keeps them. Applies to a store opened from a URL (or the
             default store); a store object keeps its own ``ttl_seconds``.
@@ -141,6 +145,7 @@ class HybridMemoryConfig:
     summary_retry_max_seconds: float = 300.0
     summary_lease_seconds: float = 300.0
     recall_scope: Literal["session", "user"] = "session"
+    entity_scope: Literal["session", "user"] = "user"
     ttl_seconds: float | None = None
     symmetric_embeddings: bool = True
     faiss_threads: int | None = 1
@@ -200,6 +205,9 @@ class HybridMemoryConfig:
             raise ConfigError(msg)
         if self.recall_scope not in ("session", "user"):
             msg = f"recall_scope must be 'session' or 'user', got {self.recall_scope!r}"
+            raise ConfigError(msg)
+        if self.entity_scope not in ("session", "user"):
+            msg = f"entity_scope must be 'session' or 'user', got {self.entity_scope!r}"
             raise ConfigError(msg)
 
     @classmethod

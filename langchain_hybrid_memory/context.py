@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import date, datetime
 
-    from langchain_hybrid_memory.types import Entity, RecalledTurn, Turn
+    from langchain_hybrid_memory.types import Entity, EntityFact, RecalledTurn, Turn
 
 __all__ = [
     "ELLIPSIS",
@@ -94,18 +94,40 @@ def shorten(text: str, max_chars: int) -> str:
 
 
 def entity_line(entity: Entity) -> str:
-    """One line for an entity: its name, its facts and the day they were last said.
+    """One line for an entity: its name and its facts, each with the day its value began.
+
+    Earlier values, and values that no longer hold, appear only when the entity carries them
+    (see :func:`~langchain_hybrid_memory.entities.context_view`), always marked as past.
 
     Example:
         >>> from datetime import datetime
-        >>> from langchain_hybrid_memory.types import Entity, EntityFact
+        >>> from langchain_hybrid_memory.types import Entity, EntityFact, FactValue
         >>> when = datetime(2026, 3, 2)
         >>> entity_line(Entity("Ana", {"allergy": EntityFact("peanuts", 0, when)}, (0,), when))
-        '- Ana: allergy: peanuts (Mon 2 Mar 2026)'
+        '- Ana: allergy: peanuts (since Mon 2 Mar 2026)'
+        >>> porto = FactValue("Porto", datetime(2026, 1, 10), when, datetime(2026, 1, 10))
+        >>> moved = EntityFact("Lisbon", 9, when, history=(porto,))
+        >>> entity_line(Entity("Ana", {"city": moved}, (9,), when))
+        '- Ana: city: Lisbon (since Mon 2 Mar 2026; before: Porto, Sat 10 Jan 2026 to Mon 2 Mar 2026)'
     """
-    facts = "; ".join(f"{name}: {fact.value}" for name, fact in entity.facts.items())
-    body = f"{entity.name}: {facts}" if facts else entity.name
-    return f"- {body} ({format_day(entity.updated_at)})"
+    parts = [_fact_text(name, fact) for name, fact in entity.facts.items()]
+    parts += [_fact_text(name, fact) for name, fact in entity.ended.items()]
+    return f"- {entity.name}: {'; '.join(parts)}" if parts else f"- {entity.name}"
+
+
+def _fact_text(name: str, fact: EntityFact) -> str:
+    earlier = [
+        f"{past.value}, {format_day(past.since)} to {format_day(past.until)}"
+        for past in reversed(fact.history)
+    ]
+    if fact.current:
+        notes = [f"since {format_day(fact.first_said)}"]
+        if earlier:
+            notes.append("before: " + "; ".join(earlier))
+        return f"{name}: {fact.value} ({'; '.join(notes)})"
+    ended = fact.ended_at or fact.timestamp
+    was = [f"{fact.value}, {format_day(fact.first_said)} to {format_day(ended)}", *earlier]
+    return f"{name}: none now (was: {'; '.join(was)})"
 
 
 def day_line(day: str) -> str:

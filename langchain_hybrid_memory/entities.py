@@ -5,37 +5,52 @@ the path for a bot that already runs NLU) and an LLM, either through the summari
 batch returns the summary and the batch's entities) or through an :class:`EntityExtractor` of the
 caller's own, such as :class:`LLMEntityExtractor`.
 
-Merge rule: facts are keyed by entity name and attribute, both compared without case; a newer
-statement replaces an older one for the same attribute; every mention is remembered with its turn.
+Merge rule: facts are keyed by entity name and attribute, both compared without case. Facts
+keep their history (see :mod:`~langchain_hybrid_memory._timeline`): a newer different value
+supersedes the older one, which becomes an earlier value with the time it stopped holding; the
+same value said again refreshes it; a retraction (a value of ``None``) ends it. Statements are
+put in the order they were said, whatever the order they arrive in.
+
+Scope: a session's store record holds what that session said. With ``entity_scope="user"`` the
+entities of a user are the merge of the records of all the user's sessions
+(:func:`merge_sessions`), read when needed, so each session's writes stay atomic and erasing a
+session removes exactly what it said.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_hybrid_memory._inputs import check_storable_text
 from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
+from langchain_hybrid_memory._timeline import Statement, fact_from, statements_of
 from langchain_hybrid_memory.errors import InvalidInputError, SummarizerError
 from langchain_hybrid_memory.lexical import tokenize
-from langchain_hybrid_memory.types import Entity, EntityFact, EntityMention, entity_key
+from langchain_hybrid_memory.types import Entity, EntityMention, entity_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from datetime import datetime
 
     from langchain_core.runnables import Runnable
 
-    from langchain_hybrid_memory.types import Turn
+    from langchain_hybrid_memory.types import EntityFact, Turn
 
 __all__ = [
     "EntityExtractor",
     "LLMEntityExtractor",
+    "asks_about_the_past",
+    "context_view",
+    "fact_records",
     "mentions_from_mapping",
     "mentions_from_payload",
     "merge_mentions",
+    "merge_sessions",
     "rank_entities",
+    "with_session",
 ]
 
 #: How many mentioning turn ids an entity keeps (newest last).
@@ -62,6 +77,9 @@ def mentions_from_mapping(
 ) -> list[EntityMention]:
     """Validate the caller's ``entities=`` argument and turn it into mentions.
 
+    A value of ``None`` retracts the attribute: ``{"Ana": {"diet": None}}`` says Ana's diet no
+    longer holds.
+
     Raises:
         InvalidInputError: Not a mapping of names to mappings of attributes, empty names, or a
             name, attribute or value no store can hold (a NUL character, a lone surrogate).
@@ -83,7 +101,7 @@ def mentions_from_mapping(
             msg = f"facts of entity {name!r} must be a mapping, got {type(facts).__name__}"
             raise InvalidInputError(msg)
         clean = _clean_facts(facts)
-        for text in [name, *clean, *clean.values()]:
+        for text in [name, *clean, *(value for value in clean.values() if value is not None)]:
             check_storable_text(text, f"entity {name!r}" if text != name else "an entity name")
         mentions.append(EntityMention(_clean(name, _MAX_NAME_CHARS), clean, turn_id, timestamp))
     return mentions
@@ -92,8 +110,10 @@ def mentions_from_mapping(
 def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[EntityMention]:
     """Read the entities an LLM returned as JSON for a batch of turns.
 
-    The expected shape is a list of ``{"name": ..., "facts": {...}, "turn": id}``; malformed items
-    are skipped. A ``turn`` outside the batch is replaced by the batch's last turn.
+    The expected shape is a list of ``{"name": ..., "facts": {...}, "turn": id}``. A fact whose
+    value is ``null``, or an attribute listed under ``"removed"``, is retracted (it no longer
+    holds); a changed fact is simply its new value. Malformed items are skipped. A ``turn``
+    outside the batch is replaced by the batch's last turn.
 
     Example:
         >>> from datetime import datetime
@@ -102,6 +122,8 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
         >>> turns = [Turn("s", 4, HumanMessage("I live in Porto"), "I live in Porto", datetime(2026, 3, 2))]
         >>> mentions_from_payload([{"name": "Ana", "facts": {"city": "Porto"}, "turn": 4}], turns)[0].turn_id
         4
+        >>> mentions_from_payload([{"name": "Ana", "facts": {}, "removed": ["diet"]}], turns)[0].facts
+        {'diet': None}
     """
     if not isinstance(payload, list) or not turns:
         return []
@@ -110,37 +132,51 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
     for item in payload:
         if not isinstance(item, Mapping):
             continue
-        name, facts = item.get("name"), item.get("facts")
+        name, facts = item.get("name"), item.get("facts", {})
+        removed = item.get("removed", [])
         if not isinstance(name, str) or not name.strip() or not isinstance(facts, Mapping):
             continue
+        if not isinstance(removed, list):
+            removed = []
         said_in = item.get("turn")
         usable = isinstance(said_in, int) and not isinstance(said_in, bool)
         turn = by_id.get(said_in, turns[-1]) if usable else turns[-1]  # type: ignore[arg-type]
         try:
-            said = _clean_facts(facts)
+            said = _clean_facts({**{key: None for key in removed if isinstance(key, str)}, **facts})
         except InvalidInputError:
             continue  # an LLM's odd value: skip the item, keep the batch
-        clean = {_storable(key): _storable(value) for key, value in said.items()}
-        clean = {key: value for key, value in clean.items() if key.strip() and value.strip()}
+        clean = {
+            _storable(key): None if value is None else _storable(value)
+            for key, value in said.items()
+        }
+        clean = {
+            key: value
+            for key, value in clean.items()
+            if key.strip() and (value is None or value.strip())
+        }
         name = _storable(_clean(name, _MAX_NAME_CHARS))
         if clean and name.strip():
             mentions.append(EntityMention(name, clean, turn.id, turn.timestamp))
     return mentions
 
 
-def _clean_facts(facts: Mapping[Any, Any]) -> dict[str, str]:
-    """Facts as short single-line strings; empty names and values are dropped.
+def _clean_facts(facts: Mapping[Any, Any]) -> dict[str, str | None]:
+    """Facts as short single-line strings (``None``: retracted); empty names and values dropped.
 
     Raises:
         InvalidInputError: A name or value that cannot be written as text.
     """
-    clean: dict[str, str] = {}
+    clean: dict[str, str | None] = {}
     try:
         for key, value in facts.items():
-            if value is None:
+            name = _clean(str(key), _MAX_NAME_CHARS)
+            if not name:
                 continue
-            name, text = _clean(str(key), _MAX_NAME_CHARS), _clean(str(value), _MAX_VALUE_CHARS)
-            if name and text:
+            if value is None:
+                clean[name] = None
+                continue
+            text = _clean(str(value), _MAX_VALUE_CHARS)
+            if text:
                 clean[name] = text
     except Exception as exc:  # anything a value's __str__ may raise
         msg = f"entity facts must be names and values that read as text ({type(exc).__name__})"
@@ -160,7 +196,7 @@ def _storable(text: str) -> str:
 def merge_mentions(
     existing: Mapping[str, Entity], mentions: Iterable[EntityMention]
 ) -> dict[str, Entity]:
-    """Merge mentions into known entities.
+    """Merge mentions into known entities (one session's record).
 
     Returns:
         The entities that changed, keyed by :func:`~langchain_hybrid_memory.types.entity_key`.
@@ -170,8 +206,9 @@ def merge_mentions(
         >>> old = EntityMention("Ana", {"city": "Lisbon"}, 1, datetime(2026, 3, 1))
         >>> new = EntityMention("ana", {"City": "Porto"}, 9, datetime(2026, 3, 5))
         >>> merged = merge_mentions({}, [old, new])
-        >>> merged["ana"].facts["city"].value, merged["ana"].turn_ids
-        ('Porto', (1, 9))
+        >>> fact = merged["ana"].facts["city"]
+        >>> fact.value, fact.history[0].value, merged["ana"].turn_ids
+        ('Porto', 'Lisbon', (1, 9))
     """
     changed: dict[str, Entity] = {}
     for mention in mentions:
@@ -181,23 +218,126 @@ def merge_mentions(
         current = changed.get(key) or existing.get(key)
         if current is None:
             current = Entity(mention.name, {}, (), mention.timestamp)
-        facts = dict(current.facts)
-        fact_keys = {entity_key(name): name for name in facts}
-        for attribute, value in mention.facts.items():
-            name = fact_keys.get(entity_key(attribute), attribute)
-            previous = facts.get(name)
-            if previous is None or previous.timestamp <= mention.timestamp:
-                facts[name] = EntityFact(value, mention.turn_id, mention.timestamp)
+        said = {
+            attribute: [Statement(mention.timestamp, value, None, mention.turn_id)]
+            for attribute, value in mention.facts.items()
+        }
+        merged = _merge_facts([current], said, keep_retractions=True)
+        if merged is None:  # named without a fact: known by name
+            merged = current
+
         turn_ids = current.turn_ids
         if mention.turn_id is not None and mention.turn_id not in turn_ids:
             turn_ids = tuple(sorted((*turn_ids, mention.turn_id)))[-MAX_TURN_IDS:]
         changed[key] = replace(
-            current,
-            facts=facts,
+            merged,
             turn_ids=turn_ids,
             updated_at=max(current.updated_at, mention.timestamp),
         )
     return changed
+
+
+def merge_sessions(per_session: Mapping[str, Mapping[str, Entity]]) -> dict[str, Entity]:
+    """One view of entities recorded by several sessions (a user's): every fact's history merged.
+
+    Args:
+        per_session: Session id to that session's entities by normalized name.
+
+    Returns:
+        The entities by normalized name; each fact knows the session that last said it.
+
+    Example:
+        >>> from datetime import datetime
+        >>> first = merge_mentions({}, [EntityMention("Ana", {"city": "Porto"}, 2, datetime(2026, 1, 5))])
+        >>> later = merge_mentions({}, [EntityMention("Ana", {"city": "Lisbon"}, 0, datetime(2026, 3, 9))])
+        >>> fact = merge_sessions({"jan": first, "mar": later})["ana"].facts["city"]
+        >>> fact.value, fact.session_id, fact.history[0].session_id
+        ('Lisbon', 'mar', 'jan')
+    """
+    by_key: dict[str, list[tuple[str, Entity]]] = {}
+    for session_id, entities in per_session.items():
+        for key, entity in entities.items():
+            by_key.setdefault(key, []).append((session_id, entity))
+    merged: dict[str, Entity] = {}
+    for key, records in by_key.items():
+        if len(records) == 1:  # said in one session: nothing to merge
+            merged[key] = _in_session(records[0][1], records[0][0])
+            continue
+        records.sort(key=lambda pair: pair[1].updated_at)
+        said: dict[str, list[Statement]] = {}
+        names: dict[str, str] = {}
+        for session_id, entity in records:
+            for attribute, fact in [*entity.ended.items(), *entity.facts.items()]:
+                name = names.setdefault(entity_key(attribute), attribute)
+                said.setdefault(name, []).extend(statements_of(fact, session_id))
+        latest = records[-1][1]
+        combined = _merge_facts([], said, name=latest.name)
+        if combined is not None:
+            merged[key] = replace(combined, turn_ids=latest.turn_ids, updated_at=latest.updated_at)
+    return merged
+
+
+def with_session(entities: Mapping[str, Entity], session_id: str) -> dict[str, Entity]:
+    """One session's entities, each fact knowing its session (a record does not store it)."""
+    return {key: _in_session(entity, session_id) for key, entity in entities.items()}
+
+
+def _in_session(entity: Entity, session_id: str) -> Entity:
+    def fill(fact: EntityFact) -> EntityFact:
+        history = tuple(replace(h, session_id=h.session_id or session_id) for h in fact.history)
+        return replace(fact, session_id=fact.session_id or session_id, history=history)
+
+    return replace(
+        entity,
+        facts={name: fill(fact) for name, fact in entity.facts.items()},
+        # a retraction of what another session said tells nothing on its own
+        ended={name: fill(fact) for name, fact in entity.ended.items() if fact.value},
+    )
+
+
+def _merge_facts(
+    entities: Sequence[Entity],
+    said: Mapping[str, Sequence[Statement]],
+    *,
+    name: str | None = None,
+    keep_retractions: bool = False,
+) -> Entity | None:
+    """An entity from the facts of ``entities`` and new statements ``said`` per attribute.
+
+    Attributes match without case (the first spelling is kept). ``None`` when the result has
+    no fact at all. With ``keep_retractions`` a retraction of an attribute nothing here said is
+    kept (an ended fact with an empty value): one session's record may retract what another
+    session said.
+    """
+    statements: dict[str, list[Statement]] = {}
+    names: dict[str, str] = {}
+    for entity in entities:
+        for attribute, fact in [*entity.ended.items(), *entity.facts.items()]:
+            key = names.setdefault(entity_key(attribute), attribute)
+            statements.setdefault(key, []).extend(statements_of(fact))
+    for attribute, new in said.items():
+        key = names.setdefault(entity_key(attribute), attribute)
+        statements.setdefault(key, []).extend(new)
+    facts: dict[str, EntityFact] = {}
+    ended: dict[str, EntityFact] = {}
+    for attribute, attribute_said in statements.items():
+        made = fact_from(attribute_said, keep_retraction=keep_retractions)
+        if made is not None:
+            (facts if made.current else ended)[attribute] = made
+    if not facts and not ended:
+        return None
+    first = entities[0] if entities else None
+    return Entity(
+        name=name or (first.name if first else ""),
+        facts=facts,
+        turn_ids=first.turn_ids if first else (),
+        updated_at=max((e.updated_at for e in entities), default=_latest(facts, ended)),
+        ended=ended,
+    )
+
+
+def _latest(*groups: Mapping[str, EntityFact]) -> datetime:
+    return max(fact.timestamp for group in groups for fact in group.values())
 
 
 def rank_entities(entities: Iterable[Entity], focus: str) -> list[Entity]:
@@ -208,6 +348,7 @@ def rank_entities(entities: Iterable[Entity], focus: str) -> list[Entity]:
 
     Example:
         >>> from datetime import datetime
+        >>> from langchain_hybrid_memory.types import EntityFact
         >>> bolt = Entity("Bolt", {"kind": EntityFact("border collie", 3, datetime(2026, 3, 2))}, (3,), datetime(2026, 3, 2))
         >>> rui = Entity("Rui", {"role": EntityFact("running coach", 50, datetime(2026, 3, 9))}, (50,), datetime(2026, 3, 9))
         >>> [e.name for e in rank_entities([rui, bolt], "Can Bolt come to the beach?")]
@@ -217,7 +358,10 @@ def rank_entities(entities: Iterable[Entity], focus: str) -> list[Entity]:
 
     def score(entity: Entity) -> int:
         name_hits = len(focus_terms.intersection(tokenize(entity.name)))
-        fact_text = " ".join(f"{k} {f.value}" for k, f in entity.facts.items())
+        facts = [*entity.facts.items(), *entity.ended.items()]
+        fact_text = " ".join(
+            f"{k} {f.value} {' '.join(h.value for h in f.history)}" for k, f in facts
+        )
         return 2 * name_hits + len(focus_terms.intersection(tokenize(fact_text)))
 
     scored = [(score(entity), entity) for entity in entities]
@@ -225,11 +369,91 @@ def rank_entities(entities: Iterable[Entity], focus: str) -> list[Entity]:
     return [entity for _, entity in scored]
 
 
+def fact_records(
+    entities: Mapping[str, Entity], *, redact: Callable[[str], str] | None = None
+) -> list[dict[str, Any]]:
+    """Every value every fact held, as JSON-ready records (an export of what is known).
+
+    Each record: ``entity``, ``attribute``, ``value``, ``current`` (it holds now), ``since``,
+    ``until`` (``None`` while it holds; times in ISO 8601), ``session_id`` and ``turn_id`` of
+    its last saying. With ``redact`` the export is anonymized: entity names are left out
+    (``"entity 1"``, ``"entity 2"``, ...) and values go through ``redact``.
+
+    Example:
+        >>> from datetime import datetime
+        >>> known = merge_mentions({}, [EntityMention("Ana", {"city": "Porto"}, 0, datetime(2026, 1, 5))])
+        >>> [(r["entity"], r["value"], r["current"]) for r in fact_records(known, redact=str.upper)]
+        [('entity 1', 'PORTO', True)]
+    """
+    records: list[dict[str, Any]] = []
+    for number, entity in enumerate(entities.values(), start=1):
+        name = f"entity {number}" if redact is not None else entity.name
+        for attribute, fact in [*entity.facts.items(), *entity.ended.items()]:
+            periods: list[tuple[str, datetime, datetime | None, str | None, int | None]] = [
+                (h.value, h.since, h.until, h.session_id, h.turn_id) for h in fact.history
+            ]
+            periods.append(
+                (fact.value, fact.first_said, fact.ended_at, fact.session_id, fact.turn_id)
+            )
+            for index, (value, since, until, session_id, turn_id) in enumerate(periods):
+                records.append(
+                    {
+                        "entity": name,
+                        "attribute": attribute,
+                        "value": redact(value) if redact is not None else value,
+                        "current": index == len(periods) - 1 and until is None,
+                        "since": since.isoformat(),
+                        "until": None if until is None else until.isoformat(),
+                        "session_id": session_id,
+                        "turn_id": turn_id,
+                    }
+                )
+    return records
+
+
+_ABOUT_THE_PAST = re.compile(
+    r"\b(before|use[d]?\s+to|previous(ly)?|formerly|former|earlier|originally|since\s+when|"
+    r"when\s+did|chang(e|ed|es|ing)|still|any\s*more|no\s+longer|past|until|moved|"
+    r"switched|stopped|quit)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_about_the_past(text: str) -> bool:
+    """Whether an input asks about earlier values or a change ("before", "used to", "still").
+
+    Example:
+        >>> asks_about_the_past("Where did I live before Lisbon?"), asks_about_the_past("Where do I live?")
+        (True, False)
+    """
+    return _ABOUT_THE_PAST.search(text) is not None
+
+
+def context_view(entities: Iterable[Entity], *, history: bool) -> list[Entity]:
+    """The entities as a context shows them: current facts, and the past only when asked.
+
+    Without ``history`` each fact keeps its current value alone, and facts that no longer hold
+    are left out (an entity left with no fact too); with it, earlier values and ended facts
+    come along, marked as past when rendered. An old value is never shown as current.
+    """
+    shown = []
+    for entity in entities:
+        if history:
+            shown.append(entity)
+            continue
+        facts = {name: replace(fact, history=()) for name, fact in entity.facts.items()}
+        if facts or not entity.ended:
+            shown.append(replace(entity, facts=facts, ended={}))
+    return shown
+
+
 _EXTRACT_PROMPT = """Extract facts about people, places, organisations and things from the \
 conversation turns below. Answer with JSON only, in this shape:
 {{"entities": [{{"name": "<entity name>", "facts": {{"<attribute>": "<value>"}}, "turn": <turn number>}}]}}
 Use short attribute names (for example "allergy", "city", "birthday", "pet"). Include only facts the \
-turns state; use "I"/"me" statements for the speaker named in the turn.
+turns state; use "I"/"me" statements for the speaker named in the turn. When a fact changed, give \
+its new value; when the turns say a fact no longer holds, give it as null (for example \
+{{"diet": null}}).
 
 Turns:
 {turns}

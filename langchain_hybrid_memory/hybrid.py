@@ -46,7 +46,16 @@ from langchain_hybrid_memory.budget import (
 )
 from langchain_hybrid_memory.config import HybridMemoryConfig
 from langchain_hybrid_memory.context import MemoryContext
-from langchain_hybrid_memory.entities import EntityExtractor, mentions_from_mapping, rank_entities
+from langchain_hybrid_memory.entities import (
+    EntityExtractor,
+    asks_about_the_past,
+    context_view,
+    fact_records,
+    mentions_from_mapping,
+    merge_sessions,
+    rank_entities,
+    with_session,
+)
 from langchain_hybrid_memory.errors import (
     ConfigError,
     InvalidInputError,
@@ -76,6 +85,7 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.stores.encryption import EncryptionKey
     from langchain_hybrid_memory.types import (
         Appended,
+        Entity,
         EntityMention,
         RecalledTurn,
         RunningSummary,
@@ -368,7 +378,9 @@ class HybridMemory:
             ]
             mentions = [
                 dataclasses.replace(
-                    m, name=redact(m.name), facts={redact(k): redact(v) for k, v in m.facts.items()}
+                    m,
+                    name=redact(m.name),
+                    facts={redact(k): None if v is None else redact(v) for k, v in m.facts.items()},
                 )
                 for m in mentions
             ]
@@ -379,7 +391,8 @@ class HybridMemory:
             (i for i in range(len(drafts) - 1, -1, -1) if drafts[i].message.type == "human"),
             len(drafts) - 1,
         )
-        mentions = [dataclasses.replace(m, turn_id=anchor) for m in mentions]
+        said_at = drafts[anchor].timestamp
+        mentions = [dataclasses.replace(m, turn_id=anchor, timestamp=said_at) for m in mentions]
         return _AddJob(session, user, drafts, mentions)
 
     def _add(self, job: _AddJob) -> Plan[Call, list[Turn]]:
@@ -532,7 +545,7 @@ class HybridMemory:
         count = read.head.turn_count
         window = yield from read_window(self.store, session_id, count, config.window_turns)
         # while the query's vector is on its way: what needs no vector
-        entities = yield twin(self.store, "get_entities", session_id)
+        entities = yield from self._entities_of(session_id, read.owner)
         words = (yield cpu(read.state.score_words, query)) if query else None
         text, vector = yield from self._searched(read, window, query)
         # Recall over-fetches by the window's size instead of excluding the window: turns the
@@ -551,12 +564,11 @@ class HybridMemory:
             words=words,
         )
         focus = " ".join([text, *(turn.text for turn in window)])
+        shown = context_view(entities.values(), history=asks_about_the_past(text))
         shares = shares_for_query(config.budget_shares, config.recall_first_shares, window, found)
         fitted = yield cpu(
             fit_window_and_recall,
-            ContextCandidates(
-                read.head.summary.text, rank_entities(entities.values(), focus), found, window
-            ),
+            ContextCandidates(read.head.summary.text, rank_entities(shown, focus), found, window),
             config.token_budget,
             self.token_counter,
             shares,
@@ -576,6 +588,95 @@ class HybridMemory:
             token_budget=config.token_budget,
         )
         return context, read.head.incarnation
+
+    def _entities_of(self, session_id: str, owner: str | None) -> Plan[Call, dict[str, Entity]]:
+        """The entities a session sees: its user's (``entity_scope="user"``), else its own."""
+        if self.config.entity_scope == "user" and owner is not None:
+            return merge_sessions((yield twin(self.store, "get_user_entities", owner)))
+        return with_session((yield twin(self.store, "get_entities", session_id)), session_id)
+
+    def entities(
+        self, session_id: str | None = None, *, user_id: str | None = None
+    ) -> dict[str, Entity]:
+        """What the memory knows about people, places and things, with each fact's history.
+
+        The facts a context of the session (or of the user) sees: with ``entity_scope="user"``
+        the facts said in any session of the user, else the session's own.
+
+        Args:
+            session_id: The session whose context's facts to return.
+            user_id: The user whose facts to return; with ``session_id``, the session must
+                belong to this user (or to nobody).
+
+        Returns:
+            Entities by normalized name. ``Entity.facts`` holds the current facts, each with
+            its earlier values (``EntityFact.history``); ``Entity.ended`` the facts that no
+            longer hold.
+
+        Raises:
+            InvalidInputError: Bad ids, or neither id given.
+            SessionOwnershipError: The session belongs to another user.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> memory = HybridMemory(embeddings=None)
+            >>> _ = memory.add_message("s1", HumanMessage("I live in Porto"), user_id="ana",
+            ...                        entities={"Ana": {"city": "Porto"}})
+            >>> _ = memory.add_message("s2", HumanMessage("I moved to Lisbon"), user_id="ana",
+            ...                        entities={"Ana": {"city": "Lisbon"}})
+            >>> city = memory.entities(user_id="ana")["ana"].facts["city"]
+            >>> city.value, city.session_id, [earlier.value for earlier in city.history]
+            ('Lisbon', 's2', ['Porto'])
+        """
+        return run_calls(self._entities_plan(session_id, user_id))
+
+    async def aentities(
+        self, session_id: str | None = None, *, user_id: str | None = None
+    ) -> dict[str, Entity]:
+        """Async twin of :meth:`entities`."""
+        return await arun_calls(self._entities_plan(session_id, user_id))
+
+    def export_facts(
+        self,
+        session_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        anonymize: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The facts :meth:`entities` returns, every value over time, as JSON-ready records.
+
+        See :func:`~langchain_hybrid_memory.entities.fact_records` for the fields. With
+        ``anonymize`` entity names are left out and values redacted (this memory's redactor, or
+        the default detectors).
+        """
+        redactor = (self.redactor or PIIRedactor()) if anonymize else None
+        known = self.entities(session_id, user_id=user_id)
+        return fact_records(known, redact=redactor.redact if redactor else None)
+
+    async def aexport_facts(
+        self,
+        session_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        anonymize: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Async twin of :meth:`export_facts`."""
+        redactor = (self.redactor or PIIRedactor()) if anonymize else None
+        known = await self.aentities(session_id, user_id=user_id)
+        return fact_records(known, redact=redactor.redact if redactor else None)
+
+    def _entities_plan(self, session_id: object, user_id: object) -> Plan[Call, dict[str, Entity]]:
+        user = check_optional_id(user_id, "user_id")
+        if session_id is None:
+            if user is None:
+                msg = "entities() needs a session_id or a user_id"
+                raise InvalidInputError(msg)
+            if self.config.entity_scope == "user":
+                return merge_sessions((yield twin(self.store, "get_user_entities", user)))
+            msg = "with entity_scope='session' facts belong to sessions: pass a session_id"
+            raise InvalidInputError(msg)
+        session, head = yield from self._owned(session_id, user)
+        return (yield from self._entities_of(session, head.user_id))
 
     def _consistent(
         self, session_id: str, step: Callable[[], Plan[Call, tuple[_T, str | None]]]

@@ -82,7 +82,9 @@ New turns:
 _SUMMARY_ONLY_ANSWER = "Answer with the new summary only."
 _SUMMARY_AND_ENTITIES_ANSWER = """Also list the facts the new turns state about people, places, \
 organisations and things. Answer with JSON only, in this shape:
-{"summary": "<new summary>", "entities": [{"name": "<entity>", "facts": {"<attribute>": "<value>"}, "turn": <turn number>}]}"""
+{"summary": "<new summary>", "entities": [{"name": "<entity>", "facts": {"<attribute>": "<value>"}, "turn": <turn number>}]}
+When a fact changed, give its new value; when the turns say a fact no longer holds, give it as \
+null (for example {"diet": null})."""
 
 
 class LLMSummarizer:

@@ -7,7 +7,7 @@ rendering in :mod:`~langchain_hybrid_memory.context`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ __all__ = [
     "EntityFact",
     "EntityMention",
     "ErasureReport",
+    "FactValue",
     "RecalledTurn",
     "RunningSummary",
     "SessionHead",
@@ -71,12 +72,63 @@ _ROLE_LABELS = {"human": "User", "ai": "Assistant", "tool": "Tool", "system": "S
 
 
 @dataclass(frozen=True)
+class FactValue:
+    """A value an attribute held for a while: an earlier value of an :class:`EntityFact`.
+
+    Attributes:
+        value: The value.
+        since: When it was first said.
+        until: When it stopped holding: a different value was said, or it was retracted.
+        said_at: When it was last said (saying it again refreshes it).
+        session_id: The session that last said it (``None`` when unknown).
+        turn_id: The turn that last said it, in that session.
+    """
+
+    value: str
+    since: datetime
+    until: datetime
+    said_at: datetime
+    session_id: str | None = None
+    turn_id: int | None = None
+
+
+@dataclass(frozen=True)
 class EntityFact:
-    """One attribute of an entity, with the turn that said it."""
+    """One attribute of an entity: its value, where and when it was said, and its history.
+
+    Attributes:
+        value: The latest value said (current unless ``ended_at`` is set).
+        turn_id: The turn that last said it.
+        timestamp: When it was last said (saying the same value again refreshes it).
+        session_id: The session that last said it (``None`` when unknown).
+        since: When this value was first said (``None``: as ``timestamp``).
+        ended_at: When the value was retracted (no value holds since); ``None``: it holds.
+        history: The earlier values, oldest first, each with when it held.
+
+    Example:
+        >>> from datetime import datetime
+        >>> fact = EntityFact("Lisbon", 7, datetime(2026, 5, 2))
+        >>> fact.current, fact.first_said
+        (True, datetime.datetime(2026, 5, 2, 0, 0))
+    """
 
     value: str
     turn_id: int | None
     timestamp: datetime
+    session_id: str | None = None
+    since: datetime | None = None
+    ended_at: datetime | None = None
+    history: tuple[FactValue, ...] = ()
+
+    @property
+    def current(self) -> bool:
+        """Whether the value still holds (it was not retracted)."""
+        return self.ended_at is None
+
+    @property
+    def first_said(self) -> datetime:
+        """When this value was first said."""
+        return self.since or self.timestamp
 
 
 @dataclass(frozen=True)
@@ -85,15 +137,19 @@ class Entity:
 
     Attributes:
         name: The entity's display name (matching ignores case and surrounding space).
-        facts: Attribute name to the latest value said for it, with its provenance.
-        turn_ids: The latest turns that mentioned the entity (bounded, newest last).
+        facts: Attribute name to its current value, with provenance and earlier values.
+        turn_ids: The latest turns that mentioned the entity (bounded, newest last; turn ids
+            of one session, the one that last mentioned it).
         updated_at: When a fact about it was last said.
+        ended: Attributes that no longer have a value (their last value was retracted), with
+            that value and its history; never shown as current.
     """
 
     name: str
     facts: Mapping[str, EntityFact]
     turn_ids: tuple[int, ...]
     updated_at: datetime
+    ended: Mapping[str, EntityFact] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -113,10 +169,13 @@ def entity_key(name: str) -> str:
 
 @dataclass(frozen=True)
 class EntityMention:
-    """Facts about an entity said in one turn, before they are merged into memory."""
+    """Facts about an entity said in one turn, before they are merged into memory.
+
+    A fact whose value is ``None`` retracts the attribute (it no longer holds).
+    """
 
     name: str
-    facts: Mapping[str, str]
+    facts: Mapping[str, str | None]
     turn_id: int | None
     timestamp: datetime
 

@@ -136,3 +136,17 @@ def test_the_embedders_benchmark_compares_the_three_runtimes(tmp_path):
     assert "torch" not in install["onnx"]["packages"], "the everyday install is torch-free"
     assert "torch" in install["local-model"]["packages"]
     assert "| `minilm-onnx-int8` (default) |" in out.read_text()
+
+
+def test_the_knowledge_updates_benchmark_scores_both_ways_facts_come_in(tmp_path):
+    knowledge = load("knowledge_updates")
+    out = tmp_path / "knowledge_updates.md"
+    assert knowledge.main(["--users", "2", "--sessions", "3", "--out", str(out)]) == 0
+    figures = json.loads(out.with_suffix(".json").read_text())
+    assert set(figures["paths"]) == {"caller", "extractor"}
+    for path in figures["paths"].values():
+        assert path["questions"] > 0
+        assert path["superseded_as_current"] == 0
+        assert path["other_users_values"] == 0
+    assert figures["paths"]["extractor"]["llm_calls"] > 0
+    assert "right current" in out.read_text()

@@ -33,7 +33,7 @@ from langchain_hybrid_memory.entities import merge_mentions
 from langchain_hybrid_memory.errors import ConfigError, DecryptionError, StoreError
 from langchain_hybrid_memory.stores.base import check_vectors
 from langchain_hybrid_memory.stores.encryption import Sealer, is_sealed, no_key_error
-from langchain_hybrid_memory.types import Entity, EntityFact, RunningSummary, Turn
+from langchain_hybrid_memory.types import Entity, EntityFact, FactValue, RunningSummary, Turn
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -119,37 +119,77 @@ def load_summary(data: str | bytes | None) -> RunningSummary:
         )
 
 
-def dump_entity(entity: Entity) -> str:
-    """An entity, with the provenance of each fact, as JSON text."""
-    record = {
-        "name": entity.name,
-        "facts": {
-            attribute: {
-                "value": fact.value,
-                "turn_id": fact.turn_id,
-                "timestamp": dump_time(fact.timestamp),
+def _dump_fact(fact: EntityFact) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "value": fact.value,
+        "turn_id": fact.turn_id,
+        "timestamp": dump_time(fact.timestamp),
+    }
+    if fact.since is not None and fact.since != fact.timestamp:
+        record["since"] = dump_time(fact.since)
+    if fact.ended_at is not None:
+        record["ended_at"] = dump_time(fact.ended_at)
+    if fact.history:
+        record["history"] = [
+            {
+                "value": earlier.value,
+                "since": dump_time(earlier.since),
+                "until": dump_time(earlier.until),
+                "said_at": dump_time(earlier.said_at),
+                "turn_id": earlier.turn_id,
             }
-            for attribute, fact in entity.facts.items()
-        },
+            for earlier in fact.history
+        ]
+    return record
+
+
+def _load_fact(record: dict[str, Any]) -> EntityFact:
+    since, ended = record.get("since"), record.get("ended_at")
+    return EntityFact(
+        value=record["value"],
+        turn_id=record["turn_id"],
+        timestamp=load_time(record["timestamp"]),
+        since=None if since is None else load_time(since),
+        ended_at=None if ended is None else load_time(ended),
+        history=tuple(
+            FactValue(
+                value=earlier["value"],
+                since=load_time(earlier["since"]),
+                until=load_time(earlier["until"]),
+                said_at=load_time(earlier["said_at"]),
+                turn_id=earlier["turn_id"],
+            )
+            for earlier in record.get("history", [])
+        ),
+    )
+
+
+def dump_entity(entity: Entity) -> str:
+    """An entity, with the provenance and history of each fact, as JSON text.
+
+    A record holds one session's entity: the session is where the record is, not in it.
+    """
+    record: dict[str, Any] = {
+        "name": entity.name,
+        "facts": {attribute: _dump_fact(fact) for attribute, fact in entity.facts.items()},
         "turn_ids": list(entity.turn_ids),
         "updated_at": dump_time(entity.updated_at),
     }
+    if entity.ended:
+        record["ended"] = {attribute: _dump_fact(fact) for attribute, fact in entity.ended.items()}
     return _dumps(record, "entity")
 
 
 def load_entity(data: str | bytes) -> Entity:
-    """The inverse of :func:`dump_entity`."""
+    """The inverse of :func:`dump_entity` (records written before facts had a history too)."""
     record = _loads(data, "entity")
     with _malformed("entity"):
-        facts = {
-            attribute: EntityFact(fact["value"], fact["turn_id"], load_time(fact["timestamp"]))
-            for attribute, fact in record["facts"].items()
-        }
         return Entity(
             name=record["name"],
-            facts=facts,
+            facts={name: _load_fact(fact) for name, fact in record["facts"].items()},
             turn_ids=tuple(record["turn_ids"]),
             updated_at=load_time(record["updated_at"]),
+            ended={name: _load_fact(fact) for name, fact in record.get("ended", {}).items()},
         )
 
 

@@ -413,6 +413,26 @@ class MemoryStore(ABC):
         """Async twin of :meth:`get_entities`."""
         return await self._aread(self._plans.get_entities, session_id)
 
+    def get_user_entities(self, user_id: str) -> dict[str, dict[str, Entity]]:
+        """The entities of each of the user's sessions: session id to entities by name.
+
+        One read: the user's sessions, then each one's entities.
+        """
+        return self._read(self._user_entities, user_id)
+
+    async def aget_user_entities(self, user_id: str) -> dict[str, dict[str, Entity]]:
+        """Async twin of :meth:`get_user_entities`."""
+        return await self._aread(self._user_entities, user_id)
+
+    def _user_entities(self, user_id: str) -> Plan[Any, dict[str, dict[str, Entity]]]:
+        sessions = yield from self._plans.list_sessions(user_id)
+        found: dict[str, dict[str, Entity]] = {}
+        for session_id in sessions:
+            entities = yield from self._plans.get_entities(session_id)
+            if entities:
+                found[session_id] = entities
+        return found
+
     def merge_entities(
         self,
         session_id: str,

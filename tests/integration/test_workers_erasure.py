@@ -98,8 +98,8 @@ def entity_texts(store: MemoryStore, session_id: str) -> str:
     parts = []
     for entity in store.get_entities(session_id).values():
         parts.append(entity.name)
-        for attribute, fact in entity.facts.items():
-            parts += [attribute, fact.value]
+        for attribute, fact in [*entity.facts.items(), *entity.ended.items()]:
+            parts += [attribute, fact.value, *(earlier.value for earlier in fact.history)]
     return " | ".join(parts)
 
 

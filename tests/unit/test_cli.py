@@ -67,6 +67,45 @@ def test_export_writes_json_lines_and_can_anonymize(store, capsys):
     assert {record["speaker"] for record in anonymous} == {"User", "Assistant"}
 
 
+def test_facts_shows_a_users_facts_with_their_history_and_exports_them(tmp_path, capsys):
+    from datetime import UTC, datetime
+
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    url = f"sqlite:///{tmp_path / 'facts.db'}"
+    memory = HybridMemory(store=url, embeddings=None)
+    for session, city, day in (("s1", "Porto", 5), ("s2", "Lisbon", 26)):
+        memory.add_messages(
+            session,
+            [HumanMessage(f"I live in {city}, mail me at ana@example.com")],
+            user_id="ana",
+            timestamp=datetime(2026, 1, day, tzinfo=UTC),
+            entities={"Ana": {"city": city, "email": "ana@example.com"}},
+        )
+    memory.close()
+
+    assert main(["facts", "--user", "ana", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "Lisbon" in out
+    assert "Porto" in out
+    assert "2026-01-26" in out
+
+    assert main(["facts", "--user", "ana", "--json", "--store", url]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    city = [
+        (r["value"], r["current"], r["session_id"]) for r in records if r["attribute"] == "city"
+    ]
+    assert city == [("Porto", False, "s1"), ("Lisbon", True, "s2")]
+
+    assert main(["facts", "--user", "ana", "--json", "--anonymize", "--store", url]) == 0
+    text = capsys.readouterr().out
+    assert "Ana" not in text
+    assert "ana@example.com" not in text
+    assert json.loads(text.splitlines()[0])["entity"] == "entity 1"
+
+
 def test_forget_asks_first_and_reports_what_it_erased(tmp_path, capsys, monkeypatch):
     from langchain_core.messages import AIMessage, HumanMessage
 

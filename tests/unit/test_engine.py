@@ -274,7 +274,10 @@ def test_caller_entities_are_merged_with_provenance_and_shown_when_relevant(embe
     assert bolt.name == "Bolt"
     assert bolt.facts["breed"].value == "border collie"
     assert bolt.facts["breed"].turn_id == 0
-    assert "Bolt: species: dog; breed: border collie (Mon 2 Mar 2026)" in context.to_text()
+    expected = (
+        "Bolt: species: dog (since Mon 2 Mar 2026); breed: border collie (since Mon 2 Mar 2026)"
+    )
+    assert expected in context.to_text()
 
 
 def test_one_llm_call_per_batch_returns_the_summary_and_the_entities(embeddings):

@@ -25,6 +25,7 @@ from langchain_hybrid_memory.types import (
     EntityFact,
     EntityMention,
     ErasureReport,
+    FactValue,
     RunningSummary,
     SessionHead,
     TurnDraft,
@@ -244,13 +245,25 @@ def test_entities_merge_by_normalized_name_and_newer_facts_win(store):
     )
     assert store.merge_entities("s1", [EntityMention("ana", {"city": "Faro"}, 1, T0 + SECOND)])
 
+    # Faro was said at T0 + 1s, after Porto and before Lisbon: both are earlier values now
+    porto = FactValue("Porto", T0, T0 + SECOND, T0, turn_id=0)
+    faro = FactValue("Faro", T0 + SECOND, later, T0 + SECOND, turn_id=1)
     moved = Entity(
         "Ana",
-        {"city": EntityFact("Lisbon", 3, later), "job": EntityFact("nurse", 3, later)},
+        {
+            "city": EntityFact("Lisbon", 3, later, history=(porto, faro)),
+            "job": EntityFact("nurse", 3, later),
+        },
         (0, 1, 3),
         later,
     )
     assert store.get_entities("s1") == {"ana": moved, "bob": BOB}
+
+    # a retraction ends the fact, which keeps its history, and is never current again
+    assert store.merge_entities("s1", [EntityMention("Ana", {"job": None}, 4, later + SECOND)])
+    ana = store.get_entities("s1")["ana"]
+    assert "job" not in ana.facts
+    assert ana.ended["job"] == EntityFact("nurse", 3, later, ended_at=later + SECOND)
 
 
 def test_entity_merges_from_many_threads_lose_no_fact(store):
