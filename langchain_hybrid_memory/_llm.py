@@ -64,24 +64,27 @@ def output_text(output: object) -> str:
     raise SummarizerError(msg)
 
 
-def invoke_text(llm: Runnable[Any, Any], prompt: str) -> str:
+def invoke_text(llm: Runnable[Any, Any], prompt: str, run_name: str) -> str:
     """Invoke ``llm`` with ``prompt`` and return its answer as text.
+
+    ``run_name`` names the call in traces (LangSmith, callbacks): ``hybrid_memory.summarize``,
+    ``hybrid_memory.extract_entities``.
 
     Raises:
         SummarizerError: The runnable raised, or answered with something that is not text.
     """
     try:
-        output = llm.invoke(prompt)
+        output = llm.invoke(prompt, config={"run_name": run_name})
     except Exception as exc:
         msg = f"the LLM runnable failed: {type(exc).__name__}: {exc}"
         raise SummarizerError(msg) from exc
     return output_text(output)
 
 
-async def ainvoke_text(llm: Runnable[Any, Any], prompt: str) -> str:
+async def ainvoke_text(llm: Runnable[Any, Any], prompt: str, run_name: str) -> str:
     """Async twin of :func:`invoke_text`."""
     try:
-        output = await llm.ainvoke(prompt)
+        output = await llm.ainvoke(prompt, config={"run_name": run_name})
     except Exception as exc:
         msg = f"the LLM runnable failed: {type(exc).__name__}: {exc}"
         raise SummarizerError(msg) from exc

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.runnables import ConfigurableFieldSpec, RunnableConfig
+from langchain_core.runnables.config import merge_configs
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
 from langchain_hybrid_memory._inputs import check_id, check_optional_id, last_user_text
+from langchain_hybrid_memory.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -151,14 +153,25 @@ class _HybridRunnableWithMemory(RunnableWithMessageHistory):
         return await super()._aenter_history(value, config)
 
     def _merge_configs(self, *configs: RunnableConfig | None) -> RunnableConfig:
-        """Make ``user_id`` optional in ``configurable`` (LangChain requires every factory key)."""
-        merged: list[RunnableConfig] = []
-        for config in configs:
-            copy = RunnableConfig(**config) if config else RunnableConfig()
-            if "configurable" in copy:
-                copy["configurable"] = {"user_id": None, **copy["configurable"]}
-            merged.append(copy)
-        return super()._merge_configs(*merged)
+        """Take ``thread_id`` (LangGraph's habit) for ``session_id``; ``user_id`` is optional.
+
+        LangChain requires every factory key in ``configurable``: the merged configuration
+        (this runnable's own first, the call's last) gets ``user_id=None`` when it has none.
+        """
+        merged = merge_configs(self.config, *configs)
+        configurable = dict(merged.get("configurable") or {})
+        if configurable.get("session_id") is None and configurable.get("thread_id") is not None:
+            configurable["session_id"] = str(configurable["thread_id"])
+        if configurable.get("session_id") is None:
+            msg = (
+                "with_hybrid_memory needs the session of each call: pass "
+                "config={'configurable': {'session_id': ...}} (or LangGraph's 'thread_id'); "
+                "'user_id' is optional"
+            )
+            raise InvalidInputError(msg)
+        configurable.setdefault("user_id", None)
+        merged["configurable"] = configurable
+        return super()._merge_configs(merged)
 
 
 def with_hybrid_memory(
@@ -173,7 +186,8 @@ def with_hybrid_memory(
 
     It behaves like ``RunnableWithMessageHistory`` (same keys, ``invoke``, ``ainvoke``,
     ``stream``, ``astream``, ``batch``), configured per call with
-    ``{"configurable": {"session_id": ..., "user_id": ...}}`` (``user_id`` optional). Before the
+    ``{"configurable": {"session_id": ..., "user_id": ...}}`` (``user_id`` optional; LangGraph's
+    ``thread_id`` is taken for the session when there is no ``session_id``). Before the
     runnable runs, the history is built with the call's latest user message as the recall
     query; afterwards the input and output messages are stored.
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, get_buffer_string
 
-from langchain_hybrid_memory.context import entity_line
+from langchain_hybrid_memory.context import entity_line, render_messages
 from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
 
 try:
@@ -82,7 +82,13 @@ class ConversationHybridMemory(BaseMemory):
         return value if isinstance(value, str) else None
 
     def _variables(self, context: MemoryContext) -> dict[str, Any]:
-        messages = context.to_messages()
+        # a section given its own variable is left out of the history: never in the prompt twice
+        messages = render_messages(
+            "" if self.summary_key else context.summary,
+            () if self.entities_key else context.entities,
+            context.recalled,
+            context.window,
+        )
         history: Any = (
             messages
             if self.return_messages

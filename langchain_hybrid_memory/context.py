@@ -208,6 +208,9 @@ class MemoryContext:
         omitted: How many items of each section did not fit the budget.
         tokens: Tokens of :meth:`to_messages` as counted by the token counter.
         token_budget: The budget the context was fitted into; ``tokens <= token_budget``.
+        reserved_tokens: Tokens of the caller's own messages that go to the model beside this
+            context (an agent's current step), taken off the budget before it was fitted.
+        crowded_out: Those messages alone held the whole budget: the memory added nothing.
     """
 
     session_id: str
@@ -220,6 +223,8 @@ class MemoryContext:
     omitted: Mapping[str, int] = field(default_factory=dict)
     tokens: int = 0
     token_budget: int = 0
+    reserved_tokens: int = 0
+    crowded_out: bool = False
 
     def to_messages(self) -> list[BaseMessage]:
         """Render the context as messages.

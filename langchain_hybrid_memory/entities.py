@@ -447,6 +447,9 @@ def context_view(entities: Iterable[Entity], *, history: bool) -> list[Entity]:
     return shown
 
 
+#: The extractor's LLM call, as traces name it.
+EXTRACT_RUN = "hybrid_memory.extract_entities"
+
 _EXTRACT_PROMPT = """Extract facts about people, places, organisations and things from the \
 conversation turns below. Answer with JSON only, in this shape:
 {{"entities": [{{"name": "<entity name>", "facts": {{"<attribute>": "<value>"}}, "turn": <turn number>}}]}}
@@ -487,11 +490,12 @@ class LLMEntityExtractor:
         Raises:
             SummarizerError: The LLM failed or answered without a JSON object.
         """
-        return self._parse(invoke_text(self.llm, self.prompt(turns)), turns)
+        return self._parse(invoke_text(self.llm, self.prompt(turns), EXTRACT_RUN), turns)
 
     async def aextract(self, turns: Sequence[Turn]) -> list[EntityMention]:
         """Async twin of :meth:`extract`."""
-        return self._parse(await ainvoke_text(self.llm, self.prompt(turns)), turns)
+        answer = await ainvoke_text(self.llm, self.prompt(turns), EXTRACT_RUN)
+        return self._parse(answer, turns)
 
     @staticmethod
     def _parse(text: str, turns: Sequence[Turn]) -> list[EntityMention]:

@@ -537,13 +537,27 @@ class HybridMemory:
         return await arun_calls(self._consistent(args[0], lambda: self._context(*args)))
 
     def _context(
-        self, session_id: str, query: str | None, user_id: str | None
+        self,
+        session_id: str,
+        query: str | None,
+        user_id: str | None,
+        *,
+        before: int | None = None,
+        budget: int | None = None,
+        reserved: int = 0,
     ) -> Plan[Call, tuple[MemoryContext, str | None]]:
+        """The context plan.
+
+        ``before``: only turns before this id (the caller sends the rest itself, ``reserved``
+        tokens of it); ``budget``: the budget for the context alone.
+        """
         config = self.config
+        budget = config.token_budget if budget is None else budget
         self._indexer.prefetch(query)  # the model embeds it while the store is read
         read = yield from self._read(session_id, user_id)
         count = read.head.turn_count
-        window = yield from read_window(self.store, session_id, count, config.window_turns)
+        until = count if before is None else max(0, min(before, count))
+        window = yield from read_window(self.store, session_id, until, config.window_turns)
         # while the query's vector is on its way: what needs no vector
         entities = yield from self._entities_of(session_id, read.owner)
         words = (yield cpu(read.state.score_words, query)) if query else None
@@ -559,8 +573,8 @@ class HybridMemory:
             text,
             vector,
             k=(config.recall_candidates if by_budget else self._recall_limit()) + len(window),
-            exclude=set(),
-            fill_chars=_CHARS_PER_TOKEN * config.token_budget if by_budget else None,
+            exclude=set(range(until, count)),
+            fill_chars=_CHARS_PER_TOKEN * budget if by_budget else None,
             words=words,
         )
         focus = " ".join([text, *(turn.text for turn in window)])
@@ -569,7 +583,7 @@ class HybridMemory:
         fitted = yield cpu(
             fit_window_and_recall,
             ContextCandidates(read.head.summary.text, rank_entities(shown, focus), found, window),
-            config.token_budget,
+            budget,
             self.token_counter,
             shares,
             recall_k=config.recall_k,
@@ -585,9 +599,46 @@ class HybridMemory:
             section_tokens=fitted.section_tokens,
             omitted=fitted.omitted,
             tokens=fitted.tokens,
-            token_budget=config.token_budget,
+            token_budget=budget,
+            reserved_tokens=reserved,
         )
         return context, read.head.incarnation
+
+    def _build_step_context(
+        self, session_id: str, query: str | None, user_id: str | None, *, before: int, reserved: int
+    ) -> MemoryContext:
+        """The memory for an agent step (see :meth:`_step_context`); for the middleware."""
+        return run_calls(self._step_context(session_id, query, user_id, before, reserved))
+
+    async def _abuild_step_context(
+        self, session_id: str, query: str | None, user_id: str | None, *, before: int, reserved: int
+    ) -> MemoryContext:
+        """Async twin of :meth:`_build_step_context`."""
+        return await arun_calls(self._step_context(session_id, query, user_id, before, reserved))
+
+    def _step_context(
+        self, session_id: str, query: str | None, user_id: str | None, before: int, reserved: int
+    ) -> Plan[Call, MemoryContext]:
+        """The memory for an agent step whose own messages reach the model whole, beside it.
+
+        The step's turns (from ``before`` on) hold ``reserved`` tokens; the context fits in what
+        they leave of the budget. When they leave nothing, the memory adds nothing and says so.
+        """
+        args = self._check_read(session_id, query, user_id)
+        room = self.config.token_budget - reserved
+        if room <= 0:
+            logger.warning(
+                "the current step alone holds %d tokens, over the memory's token_budget of %d: "
+                "the memory adds nothing to this model call",
+                reserved,
+                self.config.token_budget,
+            )
+            empty = MemoryContext(args[0], args[1] or "", "", (), (), ())
+            return dataclasses.replace(
+                empty, token_budget=0, reserved_tokens=reserved, crowded_out=True
+            )
+        step = partial(self._context, *args, before=before, budget=room, reserved=reserved)
+        return (yield from self._consistent(args[0], step))
 
     def _entities_of(self, session_id: str, owner: str | None) -> Plan[Call, dict[str, Entity]]:
         """The entities a session sees: its user's (``entity_scope="user"``), else its own."""
@@ -917,20 +968,44 @@ class HybridMemory:
     def as_retriever(
         self,
         *,
-        session_id: str,
+        session_id: str | None = None,
         user_id: str | None = None,
         k: int = 3,
         exclude_window: bool = False,
+        thread_id: str | None = None,
+        search_kwargs: Mapping[str, Any] | None = None,
     ) -> HybridMemoryRetriever:
-        """A LangChain retriever returning recalled turns of a session as documents."""
+        """A LangChain retriever returning recalled turns of a session as documents.
+
+        Args:
+            session_id: The session to search (``thread_id``, LangGraph's name, works too).
+            user_id: When given, the session must belong to this user.
+            k: How many turns to return.
+            exclude_window: Leave out the turns of the recent window.
+            thread_id: The session, by LangGraph's name for it.
+            search_kwargs: The vector-store habit: ``{"k": 2}`` (``k`` and ``exclude_window``).
+
+        Raises:
+            InvalidInputError: No session, or a ``search_kwargs`` key this retriever lacks.
+        """
         from langchain_hybrid_memory.retriever import HybridMemoryRetriever
 
+        options: dict[str, Any] = {"k": k, "exclude_window": exclude_window}
+        unknown = sorted(set(search_kwargs or {}) - set(options))
+        if unknown:
+            msg = f"search_kwargs takes k and exclude_window, not {', '.join(map(repr, unknown))}"
+            raise InvalidInputError(msg)
+        options |= dict(search_kwargs or {})
+        session = session_id if session_id is not None else thread_id
+        if session is None:
+            msg = "as_retriever needs the session to search: session_id= (or thread_id=)"
+            raise InvalidInputError(msg)
         return HybridMemoryRetriever(
             memory=self,
-            session_id=check_id(session_id, "session_id"),
+            session_id=check_id(session, "session_id"),
             user_id=check_optional_id(user_id, "user_id"),
-            k=k,
-            exclude_window=exclude_window,
+            k=options["k"],
+            exclude_window=options["exclude_window"],
         )
 
     # -- erasure ----------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """Agent middleware: the hybrid memory inside ``langchain.agents.create_agent``.
 
-Needs the ``agents`` extra. Before each model call the middleware stores the messages the agent
-state gained since the last call (the user input, tool results), builds the context for the
-current user input, and hands the model that context instead of the whole state: the memory text
-joins the system message, the recent window replaces the message list. Nothing is written into
-the graph state. After each model call it stores the model's reply. Storing is idempotent by
-message id, so a replayed step or a checkpointed thread never stores a message twice.
+Needs the ``agents`` extra. The middleware works inside the model call only: it stores the
+messages the thread gained since the last call (the user input, tool results), builds the
+memory for the current user input, hands the model the app's system message untouched, the
+memory in its own system message, the recent turns and the current step whole, stores the
+model's reply, and removes from the graph state what the memory holds and the next call will
+not need. Storing is idempotent by message id, so a replayed step or a checkpointed thread never
+stores a message twice.
 
 The session is, in order: the ``session_id`` given to the middleware, the ``session_id`` of the
 run's context (``context={"session_id": ...}`` or an attribute), or the run's ``thread_id``. The
@@ -14,16 +15,20 @@ user is the middleware's ``user_id`` or the context's ``user_id``.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from langchain_core.messages import BaseMessage, SystemMessage
+from langchain_core.messages import BaseMessage, RemoveMessage, SystemMessage
 
 from langchain_hybrid_memory._inputs import last_user_text
 from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
 
 try:
     from langchain.agents.middleware import AgentMiddleware
+    from langchain.agents.middleware.types import ExtendedModelResponse
     from langgraph.config import get_config
+    from langgraph.types import Command
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError.for_extra("langchain", "agents") from exc
 
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from langchain.agents.middleware import ModelRequest, ModelResponse
+    from langchain.agents.middleware.types import ModelCallResult
     from langchain_core.messages import AnyMessage
     from langgraph.runtime import Runtime
 
@@ -99,12 +105,24 @@ def _resent_prefix(state_messages: Sequence[BaseMessage], stored: Sequence[Turn]
 
 
 class HybridMemoryMiddleware(AgentMiddleware):
-    """Give a ``create_agent`` agent hybrid memory: bounded prompts that still remember.
+    """Give a ``create_agent`` agent hybrid memory: bounded prompts and a bounded thread.
+
+    Everything happens inside the model call (no graph step of its own, so no extra
+    checkpoint): the messages the thread gained since the last call are stored; the model gets
+    the app's system message untouched, the memory in a system message of its own after it, the
+    recent turns (starting on a user message), and the current step whole: the latest user
+    input and the tool calls and results after it, never cut. The memory fits in what the step
+    leaves of ``token_budget``; when the step alone exceeds it, the memory adds nothing and logs
+    a warning. The model's reply is stored, and the messages older than the window, all stored,
+    are removed from the graph state (``RemoveMessage``), so the thread and its checkpoints stay
+    small; the whole conversation stays readable with ``memory.transcript(session)``.
 
     Args:
         memory: The engine.
         session_id: A fixed session; default: the context's ``session_id`` or the ``thread_id``.
         user_id: A fixed user; default: the context's ``user_id``.
+        keep_full_thread: Keep every message in the graph state (for apps that read the state's
+            whole history); the model still gets the bounded prompt.
 
     Example:
         >>> from langchain.agents import create_agent
@@ -128,11 +146,13 @@ class HybridMemoryMiddleware(AgentMiddleware):
         *,
         session_id: str | None = None,
         user_id: str | None = None,
+        keep_full_thread: bool = False,
     ) -> None:
         super().__init__()
         self.memory = memory
         self.session_id = session_id
         self.user_id = user_id
+        self.keep_full_thread = keep_full_thread
         self.tools = []
 
     # -- who is speaking ----------------------------------------------------------------------
@@ -151,78 +171,141 @@ class HybridMemoryMiddleware(AgentMiddleware):
             raise InvalidInputError(msg)
         return str(session), self.user_id or _lookup(context, "user_id")
 
-    # -- storing ------------------------------------------------------------------------------
+    # -- one model call -----------------------------------------------------------------------
 
-    def _store_new(self, state: dict[str, Any], runtime: Runtime[Any]) -> None:
-        session, user = self._session_and_user(runtime)
-        stored = self.memory.latest_turns(session, _ID_LOOKBACK, user_id=user)
-        new = unstored_messages(state.get("messages", []), stored)
-        if new:
-            self.memory.add_messages(session, new, user_id=user)
+    def _prepared(
+        self, request: ModelRequest[Any], stored: Sequence[Turn], appended: Sequence[Turn]
+    ) -> _Step:
+        """Where the current step starts, in the request and in the session's turns."""
+        messages = request.messages
+        first = _step_start(messages)
+        step: list[BaseMessage] = list(messages[first:])
+        turn_of = {t.message.id: t.id for t in [*stored, *appended] if t.message.id}
+        after = (appended or stored)[-1].id + 1 if (appended or stored) else 0
+        before = turn_of.get(step[0].id or "", after - len(step)) if step else after
+        reserved = self.memory.token_counter(step) if step else 0
+        return _Step(step, max(0, before), reserved, last_user_text(step) or "")
 
-    async def _astore_new(self, state: dict[str, Any], runtime: Runtime[Any]) -> None:
-        session, user = self._session_and_user(runtime)
-        stored = await self.memory.alatest_turns(session, _ID_LOOKBACK, user_id=user)
-        new = unstored_messages(state.get("messages", []), stored)
-        if new:
-            await self.memory.aadd_messages(session, new, user_id=user)
-
-    def before_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Store the messages the state gained since the last model call."""
-        self._store_new(state, runtime)
-        return None
-
-    async def abefore_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Async twin of :meth:`before_model`."""
-        await self._astore_new(state, runtime)
-        return None
-
-    def after_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Store the model's reply."""
-        self._store_new(state, runtime)
-        return None
-
-    async def aafter_model(self, state: Any, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Async twin of :meth:`after_model`."""
-        await self._astore_new(state, runtime)
-        return None
-
-    # -- injecting ----------------------------------------------------------------------------
-
-    def _with_context(
-        self, request: ModelRequest[Any], context: MemoryContext
+    def _request_with(
+        self, request: ModelRequest[Any], step: _Step, context: MemoryContext
     ) -> ModelRequest[Any]:
-        messages = context.to_messages()
-        memory_text = ""
-        if messages and isinstance(messages[0], SystemMessage):
-            memory_text, messages = messages[0].text, messages[1:]
-        system = request.system_message
-        if memory_text:
-            text = f"{system.text}\n\n{memory_text}" if system is not None else memory_text
-            system = SystemMessage(text)
-        return request.override(system_message=system, messages=cast("list[AnyMessage]", messages))
+        """The model's messages: the memory, the recent turns from a user message on, the step."""
+        window = list(context.window)
+        while window and window[0].role != "human":  # providers want a user message first
+            window.pop(0)
+        messages: list[BaseMessage] = []
+        rendered = context.to_messages()
+        if rendered and isinstance(rendered[0], SystemMessage):
+            messages.append(rendered[0])  # after the app's own system message, untouched
+        messages += [turn.message for turn in window]
+        messages += step.messages
+        return request.override(messages=cast("list[AnyMessage]", messages))
+
+    def _after(
+        self, request: ModelRequest[Any], response: ModelResponse[Any]
+    ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
+        """The reply, with the removal of the thread's messages the memory holds beyond need."""
+        removals = (
+            []
+            if self.keep_full_thread
+            else _removals(_state_messages(request), self.memory.config.window_turns)
+        )
+        if not removals:
+            return response
+        return ExtendedModelResponse(
+            model_response=response, command=Command(update={"messages": removals})
+        )
 
     def wrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
-    ) -> ModelResponse[Any]:
-        """Call the model with the memory built for the current user input."""
+    ) -> ModelCallResult:
+        """Store what is new, call the model with the memory, store its reply."""
         session, user = self._session_and_user(request.runtime)
-        context = self.memory.build_context(session, last_user_text(request.messages), user_id=user)
-        return handler(self._with_context(request, context))
+        stored = self.memory.latest_turns(session, _ID_LOOKBACK, user_id=user)
+        new = unstored_messages(_state_messages(request), stored)
+        appended = self.memory.add_messages(session, new, user_id=user) if new else []
+        step = self._prepared(request, stored, appended)
+        context = self.memory._build_step_context(
+            session, step.query, user, before=step.before, reserved=step.reserved
+        )
+        response = handler(self._request_with(request, step, context))
+        reply = _unseen(response.result, [*stored, *appended])
+        if reply:
+            self.memory.add_messages(session, reply, user_id=user)
+        return self._after(request, response)
 
     async def awrap_model_call(
         self,
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
-    ) -> ModelResponse[Any]:
+    ) -> ModelCallResult:
         """Async twin of :meth:`wrap_model_call`."""
         session, user = self._session_and_user(request.runtime)
-        context = await self.memory.abuild_context(
-            session, last_user_text(request.messages), user_id=user
+        stored = await self.memory.alatest_turns(session, _ID_LOOKBACK, user_id=user)
+        new = unstored_messages(_state_messages(request), stored)
+        appended = await self.memory.aadd_messages(session, new, user_id=user) if new else []
+        step = self._prepared(request, stored, appended)
+        context = await self.memory._abuild_step_context(
+            session, step.query, user, before=step.before, reserved=step.reserved
         )
-        return await handler(self._with_context(request, context))
+        response = await handler(self._request_with(request, step, context))
+        reply = _unseen(response.result, [*stored, *appended])
+        if reply:
+            await self.memory.aadd_messages(session, reply, user_id=user)
+        return self._after(request, response)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The current step: its messages, its first turn's id, their tokens, its user input."""
+
+    messages: Sequence[BaseMessage]
+    before: int
+    reserved: int
+    query: str
+
+
+def _step_start(messages: Sequence[BaseMessage]) -> int:
+    """Where the current step starts: the last user message (0 without one)."""
+    for position in range(len(messages) - 1, -1, -1):
+        if messages[position].type == "human":
+            return position
+    return 0
+
+
+def _state_messages(request: ModelRequest[Any]) -> list[BaseMessage]:
+    """The thread's messages as the graph state holds them (the request's, without a state)."""
+    state = request.state or {}
+    messages = state.get("messages") if isinstance(state, dict) else None
+    return list(messages if messages is not None else request.messages)
+
+
+def _removals(messages: Sequence[BaseMessage], window_turns: int) -> list[RemoveMessage]:
+    """Removals of the state's messages older than the window before the current step.
+
+    What is kept starts on a user message, so an AI message with tool calls never loses its
+    tool results; only messages with ids (every message of a graph state has one) are removed.
+    """
+    step = _step_start(messages)
+    keep = max(0, step - window_turns)
+    while keep < step and messages[keep].type != "human":
+        keep += 1
+    return [RemoveMessage(id=message.id) for message in messages[:keep] if message.id]
+
+
+def _unseen(messages: Sequence[BaseMessage], stored: Sequence[Turn]) -> list[BaseMessage]:
+    """The model's messages not stored yet (a replayed call's reply is).
+
+    Each is given an id if it has none: the state keeps the same message object, so the next
+    call recognises it as stored.
+    """
+    known = {turn.message.id for turn in stored if turn.message.id}
+    for message in messages:
+        if not message.id:
+            message.id = f"hm-{uuid.uuid4()}"
+    return [message for message in messages if message.id not in known]
 
 
 def _lookup(context: object, key: str) -> str | None:

@@ -69,6 +69,9 @@ class Summarizer(Protocol):
         ...
 
 
+#: The summarizer's LLM call, as traces name it.
+SUMMARIZE_RUN = "hybrid_memory.summarize"
+
 _SUMMARY_PROMPT = """You keep the memory of a long conversation. Rewrite the running summary so \
 it also covers the new turns. Keep names, dates, numbers, preferences, plans and facts about \
 people; drop small talk. Write at most about {max_words} words.
@@ -129,11 +132,15 @@ class LLMSummarizer:
         Raises:
             SummarizerError: The LLM failed or returned an empty summary.
         """
-        return self._parse(invoke_text(self.llm, self.prompt(previous, turns)), turns)
+        return self._parse(
+            invoke_text(self.llm, self.prompt(previous, turns), SUMMARIZE_RUN), turns
+        )
 
     async def afold(self, previous: str, turns: Sequence[Turn]) -> SummaryUpdate:
         """Async twin of :meth:`fold`."""
-        return self._parse(await ainvoke_text(self.llm, self.prompt(previous, turns)), turns)
+        return self._parse(
+            await ainvoke_text(self.llm, self.prompt(previous, turns), SUMMARIZE_RUN), turns
+        )
 
     def _parse(self, text: str, turns: Sequence[Turn]) -> SummaryUpdate:
         payload = parse_json_object(text) if self.extract_entities else None

@@ -11,6 +11,7 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
 from langchain_hybrid_memory import HybridMemory, with_hybrid_memory
+from langchain_hybrid_memory.errors import InvalidInputError
 from tests.conversations import filler
 from tests.fakes import RecordingChatModel
 
@@ -141,3 +142,15 @@ def test_the_history_reads_the_same_until_the_next_write(memory):
     assert history.messages != first
     history.clear()
     assert history.transcript == []
+
+
+def test_langgraphs_thread_id_names_the_session_and_user_id_stays_optional(memory):
+    model = RecordingChatModel(responses=["Hi!", "Hello again!"])
+    chain = chain_with(memory, model, input_messages_key="input", history_messages_key="history")
+    chain.invoke({"input": "I'm Ana"}, {"configurable": {"thread_id": "t9"}})
+    assert [m.text for m in memory.transcript("t9")] == ["I'm Ana", "Hi!"]
+    bound = chain.with_config(configurable={"user_id": "ana"})
+    bound.invoke({"input": "Still me"}, {"configurable": {"thread_id": "t10"}})
+    assert memory.store.session_user("t10") == "ana", "a bound user_id is not reset"
+    with pytest.raises(InvalidInputError, match="'user_id' is optional"):
+        chain.invoke({"input": "who am I?"}, {"configurable": {}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from langchain_core.messages import HumanMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder, PromptTemplate
 
@@ -97,5 +98,18 @@ def test_a_prompt_template_chain_gets_the_summary_separately(embeddings):
     legacy = ConversationHybridMemory(memory=memory, session_id="s1", summary_key="summary")
     prompt = PromptTemplate.from_template("Summary: {summary}\n{history}\nHuman: {input}\nAI:")
     LLMChain(llm=model, prompt=prompt, memory=legacy).invoke({"input": "coffee?"})
-    assert memory.summary("s1").text
-    assert f"Summary: {memory.summary('s1').text}\n" in model.prompts[-1]
+    summary = memory.summary("s1").text
+    assert summary
+    assert f"Summary: {summary}\n" in model.prompts[-1]
+    assert model.prompts[-1].count(summary) == 1, "the summary is in the prompt once"
+
+
+def test_entities_under_their_own_key_are_not_repeated_in_the_history(embeddings):
+    memory = HybridMemory(embeddings=embeddings, window_turns=2)
+    memory.add_messages(
+        "s1", [HumanMessage("My dog is Bolt")], entities={"Bolt": {"kind": "border collie"}}
+    )
+    legacy = ConversationHybridMemory(memory=memory, session_id="s1", entities_key="facts")
+    variables = legacy.load_memory_variables({"input": "Tell me about Bolt"})
+    assert "border collie" in variables["facts"]
+    assert "border collie" not in variables["history"]

@@ -6,6 +6,7 @@ from itertools import count
 
 import pytest
 from langchain.agents import create_agent
+from langchain.agents.middleware import ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.tools import tool
@@ -66,11 +67,10 @@ def test_an_agent_remembers_a_fact_from_far_outside_its_window(memory, checkpoin
     agent.invoke(say("Suggest a snack for my hike."), thread())
 
     last_call = model.calls[-1]
-    assert isinstance(last_call[0], SystemMessage)
-    assert last_call[0].text.startswith("You are a helpful assistant.")
-    assert "allergic to peanuts" in last_call[0].text
-    memory_part = [SystemMessage(last_call[0].text.split("\n\n", 1)[1]), *last_call[1:]]
-    assert count_tokens_approximately(memory_part) <= BUDGET
+    assert last_call[0].text == "You are a helpful assistant.", "the app's system message, as is"
+    assert isinstance(last_call[1], SystemMessage)
+    assert "allergic to peanuts" in last_call[1].text, "the memory, in a message of its own"
+    assert count_tokens_approximately(last_call[1:]) <= BUDGET
     transcript = memory.transcript("t1")
     assert len(transcript) == 2 * (2 + 2 * len(_TOPICS))
     assert len({m.id for m in transcript}) == len(transcript), "no message stored twice"
@@ -112,11 +112,21 @@ def test_the_context_is_not_written_into_the_graph_state(memory):
     ]
 
 
-def test_a_replayed_state_stores_nothing_twice(memory):
+def request_for(model, messages, system="Be brief."):
+    return ModelRequest(
+        model=model,
+        messages=list(messages),
+        system_message=SystemMessage(system),
+        state={"messages": list(messages)},
+    )
+
+
+def test_a_replayed_model_call_stores_nothing_twice(memory):
     middleware = HybridMemoryMiddleware(memory, session_id="s1")
-    state = {"messages": [HumanMessage("hi", id="h1"), AIMessage("hello", id="a1")]}
-    middleware.after_model(state, None)
-    middleware.after_model(state, None)
+    reply = AIMessage("hello", id="a1")
+    request = request_for(RecordingToolModel(messages=replies()), [HumanMessage("hi", id="h1")])
+    for _ in range(2):  # the same step run again (a retry, a replay from a checkpoint)
+        middleware.wrap_model_call(request, lambda _request: ModelResponse(result=[reply]))
     assert [m.id for m in memory.transcript("s1")] == ["h1", "a1"]
 
 
@@ -150,3 +160,92 @@ def test_a_client_resending_its_history_without_ids_stores_each_turn_once(memory
         "Where do I live?",
         "Reply 2.",
     ]
+
+
+# -- what a user of create_agent hit (issue #13) ------------------------------------------------
+
+
+def test_a_long_user_message_and_a_large_tool_result_reach_the_model_whole(memory):
+    question = "Here is my whole report. " + "Quarterly numbers went up. " * 400 + "Summarize it?"
+    call = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Porto"}, "id": "c1"}])
+    model = RecordingToolModel(messages=replies([AIMessage("Noted."), call, AIMessage("Done.")]))
+    agent = agent_for(memory, model, checkpointer=InMemorySaver())
+    agent.invoke(say("I live in Porto."), thread())
+    agent.invoke(say(question), thread())
+
+    for prompt in model.calls[1:]:
+        assert any(m.text == question for m in prompt), "the current input is never cut"
+    tool_step = model.calls[2]
+    assert [type(m).__name__ for m in tool_step[-3:]] == [
+        "HumanMessage",
+        "AIMessage",
+        "ToolMessage",
+    ]
+    assert tool_step[-1].text == "Sunny in Porto"
+
+
+def test_a_step_over_the_budget_gets_no_memory_and_says_so(memory, caplog):
+    huge = "word " * (4 * BUDGET)
+    model = RecordingToolModel(messages=replies())
+    agent = agent_for(memory, model)
+    agent.invoke(say("I live in Porto."), thread())
+    with caplog.at_level("WARNING"):
+        agent.invoke(say(huge), thread())
+    last = model.calls[-1]
+    assert [type(m).__name__ for m in last] == ["SystemMessage", "HumanMessage"]
+    assert last[-1].text == huge
+    assert "adds nothing" in caplog.text
+    context = memory._build_step_context("t1", huge, None, before=2, reserved=3 * BUDGET)
+    assert context.crowded_out
+    assert context.tokens == 0
+
+
+def test_the_recent_turns_start_on_a_user_message(memory):
+    model = RecordingToolModel(messages=replies())
+    agent = agent_for(memory, model, checkpointer=InMemorySaver())
+    for i in range(12):
+        agent.invoke(say(f"Message number {i} about the garden."), thread())
+    for prompt in model.calls[1:]:
+        after_memory = [m for m in prompt[1:] if not isinstance(m, SystemMessage)]
+        assert isinstance(after_memory[0], HumanMessage)
+
+
+def test_the_thread_state_stays_bounded_and_the_memory_keeps_everything(memory):
+    saver = InMemorySaver()
+    call = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Faro"}, "id": "w1"}])
+    script = [AIMessage(f"Reply {i}.") for i in range(15)] + [call, AIMessage("Sunny!")]
+    model = RecordingToolModel(messages=replies(script))
+    agent = agent_for(memory, model, checkpointer=saver)
+    for i in range(16):
+        result = agent.invoke(say(f"Turn {i}: tell me about my plans."), thread())
+        assert len(result["messages"]) <= 6 + 4, "the window plus the current step"
+        assert isinstance(result["messages"][0], HumanMessage)
+    kinds = [type(m).__name__ for m in result["messages"]]
+    assert kinds[-4:] == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
+    assert len(memory.transcript("t1")) == 2 * 15 + 4, "every message stored, once"
+    state = agent.get_state(thread()).values["messages"]
+    assert [m.id for m in state] == [m.id for m in result["messages"]]
+
+
+def test_keep_full_thread_keeps_every_message_in_the_state(memory):
+    model = RecordingToolModel(messages=replies())
+    agent = agent_for(memory, model, checkpointer=InMemorySaver(), keep_full_thread=True)
+    for i in range(10):
+        result = agent.invoke(say(f"Turn {i}."), thread())
+    assert len(result["messages"]) == 20
+    assert len(model.calls[-1]) < 20, "the model still gets the bounded prompt"
+
+
+def test_storing_adds_no_graph_step(memory):
+    model = RecordingToolModel(messages=replies())
+    saver = InMemorySaver()
+    agent = agent_for(memory, model, checkpointer=saver)
+    agent.invoke(say("hello"), thread())
+    steps = list(saver.list(thread()))
+    plain = create_agent(
+        RecordingToolModel(messages=replies()),
+        tools=[weather],
+        checkpointer=(bare := InMemorySaver()),
+    )
+    plain.invoke(say("hello"), thread())
+    assert len(steps) == len(list(bare.list(thread()))), "as many checkpoints as without memory"

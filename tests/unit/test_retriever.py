@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 
 from langchain_hybrid_memory import HybridMemory
+from langchain_hybrid_memory.errors import InvalidInputError
 from tests.conversations import START, filler
 from tests.fakes import RecordingChatModel
 
@@ -60,3 +62,15 @@ def test_the_retriever_composes_into_a_chain(embeddings):
     )
     assert chain.invoke("When is my sister's birthday?").content == "On 14 April."
     assert "14 April" in model.prompts[-1]
+
+
+def test_the_vector_store_habits_work(embeddings):
+    memory = memory_with_fact(embeddings)
+    retriever = memory.as_retriever(thread_id="s1", search_kwargs={"k": 2})
+    documents = retriever.invoke("When is Marta's birthday?")
+    assert len(documents) == 2
+    assert "14 April" in documents[0].page_content
+    with pytest.raises(InvalidInputError, match="search_kwargs"):
+        memory.as_retriever(session_id="s1", search_kwargs={"score_threshold": 0.5})
+    with pytest.raises(InvalidInputError, match="session_id"):
+        memory.as_retriever()

@@ -119,3 +119,32 @@ def test_turns_in_a_prompt_are_one_line_each_and_long_ones_cut():
     assert len(lines) == 2
     assert lines[0].endswith("line one line two")
     assert len(lines[1]) < 2100
+
+
+def test_the_summarizer_and_extractor_calls_are_named_in_traces():
+    from datetime import UTC, datetime
+
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.language_models import FakeListChatModel
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory.entities import LLMEntityExtractor
+    from langchain_hybrid_memory.summary import LLMSummarizer
+    from langchain_hybrid_memory.types import Turn
+
+    class Names(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def on_chat_model_start(self, serialized, messages, **kwargs):
+            self.names.append(kwargs.get("name"))
+
+    names = Names()
+    answer = '{"summary": "Ana lives in Porto.", "entities": []}'
+    llm = FakeListChatModel(responses=[answer, answer]).with_config(callbacks=[names])
+    turn = Turn(
+        "s", 0, HumanMessage("I live in Porto"), "I live in Porto", datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    LLMSummarizer(llm).fold("", [turn])
+    LLMEntityExtractor(llm).extract([turn])
+    assert names.names == ["hybrid_memory.summarize", "hybrid_memory.extract_entities"]
