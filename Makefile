@@ -46,6 +46,7 @@ bench: install services
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/embedders.py
+	$(BIN)/python benchmarks/agent_thread.py
 	$(BIN)/python benchmarks/locomo_recall.py
 	$(BIN)/python benchmarks/knowledge_updates.py
 	$(BIN)/python benchmarks/bytes_per_turn.py

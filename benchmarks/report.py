@@ -1,4 +1,4 @@
-"""Assemble docs/benchmarks.md from the parts the benchmark scripts wrote (issues #6, #12, #14).
+"""Assemble docs/benchmarks.md from the parts the benchmark scripts wrote (issues #6, #12, #13, #14).
 
 Each script writes its own Markdown, JSON and plot under ``docs/benchmarks/``; this one puts
 a headline table of every target in front of them, in one page, and copies the headline
@@ -29,6 +29,7 @@ PARTS = [
     ("ingest", "Ingest", "python benchmarks/ingest.py"),
     ("serving", "Serving many conversations", "python benchmarks/serving.py"),
     ("embedders", "The packaged embeddings", "python benchmarks/embedders.py"),
+    ("agent_thread", "One long agent thread", "python benchmarks/agent_thread.py"),
     ("locomo_recall", "Recall on LoCoMo", "python benchmarks/locomo_recall.py"),
     (
         "knowledge_updates",
@@ -167,6 +168,9 @@ def headline(parts: Path) -> list[str]:
                 ),
             )
         )
+    agent = _load(parts, "agent_thread")
+    if agent:
+        rows += _agent_rows(agent)
     embedders = _load(parts, "embedders")
     if embedders:
         rows += _embedder_rows(embedders)
@@ -245,6 +249,41 @@ def _embedder_rows(embedders: dict[str, Any]) -> list[tuple[str, str, str, str]]
             )
         )
     return lines
+
+
+def _agent_rows(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """Issue #13: a long create_agent thread with SqliteSaver, against SummarizationMiddleware."""
+    ours, theirs = rows[0], rows[-1]
+    turns = ours["turns"]
+    first, last = ours["at"]["10"]["p50_ms"], ours["at"][str(turns)]["p50_ms"]
+    growth = last / first if first else float("inf")
+    flat = ours["checkpoint_bytes_per_turn_last_block"] <= 1.2 * max(
+        1.0, ours["checkpoint_bytes_per_turn_first_block"]
+    )
+    return [
+        (
+            f"agent thread of {turns:,} turns (SqliteSaver): turn p50 at the end over turn 10",
+            f"{growth:.2f}x ({first:.1f} -> {last:.1f} ms; SummarizationMiddleware "
+            f"{theirs['at']['10']['p50_ms']:.1f} -> {theirs['at'][str(turns)]['p50_ms']:.1f})",
+            "<= 1.3x",
+            _status(growth <= 1.3),
+        ),
+        (
+            "agent thread: state messages at the end, checkpoint bytes per turn first / last tenth",
+            f"{ours['state_messages']}, {ours['checkpoint_bytes_per_turn_first_block']:,.0f} / "
+            f"{ours['checkpoint_bytes_per_turn_last_block']:,.0f} (SummarizationMiddleware: "
+            f"{theirs['state_messages']}, {theirs['checkpoint_bytes_per_turn_last_block']:,.0f})",
+            "bounded by the window, flat",
+            _status(flat),
+        ),
+        (
+            "agent thread: the turn-1 fact in the last prompt",
+            f"{'yes' if ours['fact_in_last_prompt'] else 'no'} (SummarizationMiddleware: "
+            f"{'yes' if theirs['fact_in_last_prompt'] else 'no'})",
+            "yes",
+            _status(ours["fact_in_last_prompt"]),
+        ),
+    ]
 
 
 def _knowledge_rows(knowledge: dict[str, Any]) -> list[tuple[str, str, str, str]]:

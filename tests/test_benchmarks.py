@@ -150,3 +150,16 @@ def test_the_knowledge_updates_benchmark_scores_both_ways_facts_come_in(tmp_path
         assert path["other_users_values"] == 0
     assert figures["paths"]["extractor"]["llm_calls"] > 0
     assert "right current" in out.read_text()
+
+
+def test_the_agent_thread_benchmark_runs_both_middlewares_on_sqlite(tmp_path):
+    agent_thread = load("agent_thread")
+    out = tmp_path / "agent_thread.md"
+    assert agent_thread.main(["--turns", "30", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [row["agent"] for row in rows] == ["HybridMemoryMiddleware", "SummarizationMiddleware"]
+    ours = rows[0]
+    assert ours["messages_stored"] == 60, "each message stored once"
+    assert ours["state_messages"] <= 10 + 2
+    assert ours["fact_in_last_prompt"]
+    assert "state messages" in out.read_text()
