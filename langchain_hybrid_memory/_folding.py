@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from langchain_hybrid_memory._plans import run_calls, twin
+from langchain_hybrid_memory.summary import SummaryUpdate
 from langchain_hybrid_memory.types import RunningSummary
 from langchain_hybrid_memory.window import full_batch_length
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.entities import EntityExtractor
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.summary import Summarizer
-    from langchain_hybrid_memory.types import SessionHead, Turn
+    from langchain_hybrid_memory.types import EntityMention, SessionHead, Turn
 
 __all__ = ["Folder"]
 
@@ -168,11 +169,18 @@ class Folder:
     def _fold_batch(
         self, session_id: str, incarnation: str, holder: str, batch: _Batch
     ) -> Plan[Call, RunningSummary | None]:
-        """One summarizer call (and extractor call), then the summary's compare-and-set."""
-        update = yield twin(self.summarizer, "fold", batch.summary.text, batch.turns)
-        extracted = (
-            [] if self.extractor is None else (yield twin(self.extractor, "extract", batch.turns))
-        )
+        """One summarizer call (and extractor call), then the summary's compare-and-set.
+
+        Turns the settings keep out (tool results) are not sent; a batch of nothing else is
+        folded without a call.
+        """
+        shown = [turn for turn in batch.turns if self._config.recalls(turn)]
+        update = SummaryUpdate(batch.summary.text)
+        extracted: list[EntityMention] = []
+        if shown:
+            update = yield twin(self.summarizer, "fold", batch.summary.text, shown)
+            if self.extractor is not None:
+                extracted = yield twin(self.extractor, "extract", shown)
         new = RunningSummary(
             text=update.summary,
             through_turn=batch.turns[-1].id,

@@ -70,9 +70,12 @@ class SessionState:
         *,
         keep_roles: int,
         count_text: Callable[[str], int] | None,
+        recalls: Callable[[Turn], bool] | None = None,
     ) -> None:
         self.session_id = session_id
         self.incarnation = incarnation
+        #: which turns recall (and the summary) take in; the others are indexed without text
+        self._recalls = recalls
         self._lock = threading.Lock()
         self._index = SearchIndex()
         self._roles: deque[str] = deque(maxlen=keep_roles)
@@ -108,18 +111,19 @@ class SessionState:
             fresh = [turn for turn in turns if turn.id > self._index.indexed_through]
             if fresh and fresh[0].id != self._index.indexed_through + 1:
                 return None
+            taken = [self._recalls is None or self._recalls(turn) for turn in fresh]
             self._index.add_texts(
                 [t.id for t in fresh],
-                [t.text for t in fresh],
+                [t.text if take else "" for t, take in zip(fresh, taken, strict=True)],
                 speakers=[t.message.name for t in fresh],
                 timestamps=[t.timestamp for t in fresh],
             )
             self._roles.extend(turn.role for turn in fresh)
             if self._count_text is not None:
-                for turn in fresh:
+                for turn, take in zip(fresh, taken, strict=True):
                     if count_from <= turn.id and (count_until is None or turn.id < count_until):
-                        self._tokens[turn.id] = self._count_text(turn.text)
-            return fresh
+                        self._tokens[turn.id] = self._count_text(turn.text) if take else 0
+            return [turn for turn, take in zip(fresh, taken, strict=True) if take]
 
     def add_vectors(self, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Index stored vectors (known turns are skipped).
@@ -245,8 +249,10 @@ class Sessions:
         count_ahead: int,
         window_turns: int,
         unembedded: Callable[[str, str, list[Turn]], None],
+        recalls: Callable[[Turn], bool] | None = None,
     ) -> None:
         self._store = store
+        self._recalls = recalls
         self._count_ahead = count_ahead
         self._window_turns = window_turns
         self._unembedded = unembedded
@@ -266,6 +272,7 @@ class Sessions:
                     incarnation,
                     keep_roles=self._keep_roles,
                     count_text=self._count_text,
+                    recalls=self._recalls,
                 )
                 self._states[session_id] = state
             self._states.move_to_end(session_id)

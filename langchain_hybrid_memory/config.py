@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from langchain_hybrid_memory.errors import ConfigError
+
+if TYPE_CHECKING:
+    from langchain_hybrid_memory.types import Turn
 
 __all__ = ["BudgetShares", "HybridMemoryConfig"]
 
@@ -105,6 +108,9 @@ class HybridMemoryConfig:
             that user's, and every session of the user sees them (merged from the records of
             the user's sessions when a context is built; a session without a user keeps its
             own). ``"session"``: each session sees only the facts it stated itself.
+        exclude_tool_results: Keep tool results out of recall and the summary (they still
+            reach the model in the recent window): ``True`` for every tool, or the names of
+            the tools whose results to keep out (e.g. a noisy web search).
         ttl_seconds: Sessions expire this long after their last write (all their data
             together); ``None`` keeps them. Applies to a store opened from a URL (or the
             default store); a store object keeps its own ``ttl_seconds``.
@@ -146,6 +152,7 @@ class HybridMemoryConfig:
     summary_lease_seconds: float = 300.0
     recall_scope: Literal["session", "user"] = "session"
     entity_scope: Literal["session", "user"] = "user"
+    exclude_tool_results: bool | frozenset[str] = False
     ttl_seconds: float | None = None
     symmetric_embeddings: bool = True
     faiss_threads: int | None = 1
@@ -206,9 +213,18 @@ class HybridMemoryConfig:
         if self.recall_scope not in ("session", "user"):
             msg = f"recall_scope must be 'session' or 'user', got {self.recall_scope!r}"
             raise ConfigError(msg)
+        if not isinstance(self.exclude_tool_results, bool):
+            object.__setattr__(self, "exclude_tool_results", _tool_names(self.exclude_tool_results))
         if self.entity_scope not in ("session", "user"):
             msg = f"entity_scope must be 'session' or 'user', got {self.entity_scope!r}"
             raise ConfigError(msg)
+
+    def recalls(self, turn: Turn) -> bool:
+        """Whether recall and the summary take ``turn`` in (tool results may be kept out)."""
+        excluded = self.exclude_tool_results
+        if turn.role != "tool" or excluded is False:
+            return True
+        return excluded is not True and turn.message.name not in excluded
 
     @classmethod
     def from_settings(
@@ -245,3 +261,21 @@ def _require_int(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         msg = f"{name} must be an integer >= {minimum}, got {value!r}"
         raise ConfigError(msg)
+
+
+def _tool_names(value: object) -> frozenset[str]:
+    """``exclude_tool_results`` as a set of tool names (one name may be given alone).
+
+    Raises:
+        ConfigError: Not a collection of strings.
+    """
+    names: list[object] = [value] if isinstance(value, str) else []
+    if not names:
+        try:
+            names = list(value)  # type: ignore[call-overload]
+        except TypeError:
+            names = [value]
+    if not all(isinstance(name, str) for name in names):
+        msg = "exclude_tool_results must be True, False or a collection of tool names"
+        raise ConfigError(msg)
+    return frozenset(cast("list[str]", names))

@@ -238,6 +238,7 @@ class HybridMemory:
             count_ahead=config.summary_batch,
             window_turns=config.window_turns,
             unembedded=self._indexer.enqueue,
+            recalls=config.recalls if config.exclude_tool_results else None,
         )
         self._folder = Folder(
             self.store,

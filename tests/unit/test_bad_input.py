@@ -127,3 +127,13 @@ def test_entity_facts_that_do_not_read_as_text_are_refused(memory, facts):
     with pytest.raises(InvalidInputError):
         memory.add_messages("s2", [HumanMessage("hi")], entities={"Ana": facts})
     assert memory.transcript("s2") == []
+
+
+@pytest.mark.parametrize("value", [3, ["web_search", 4], object()])
+def test_exclude_tool_results_takes_a_flag_or_tool_names(value):
+    from langchain_hybrid_memory.config import HybridMemoryConfig
+    from langchain_hybrid_memory.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exclude_tool_results"):
+        HybridMemoryConfig(exclude_tool_results=value)
+    assert HybridMemoryConfig(exclude_tool_results="web").exclude_tool_results == {"web"}

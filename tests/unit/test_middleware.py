@@ -15,7 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langchain_hybrid_memory import HybridMemory, HybridMemoryMiddleware
 from langchain_hybrid_memory.errors import InvalidInputError
 from tests.conversations import _TOPICS
-from tests.fakes import RecordingToolModel
+from tests.fakes import RecordingChatModel, RecordingToolModel
 
 BUDGET = 500
 
@@ -249,3 +249,38 @@ def test_storing_adds_no_graph_step(memory):
     )
     plain.invoke(say("hello"), thread())
     assert len(steps) == len(list(bare.list(thread()))), "as many checkpoints as without memory"
+
+
+@tool
+def web_search(query: str) -> str:
+    """Search the web."""
+    return "SPAMWORD cookie banner, SPAMWORD ads, SPAMWORD newsletter signup"
+
+
+def test_tool_results_can_be_kept_out_of_recall_and_the_summary(embeddings):
+    summaries = RecordingChatModel(responses=['{"summary": "Small talk.", "entities": []}'] * 50)
+    memory = HybridMemory(
+        embeddings=embeddings,
+        llm=summaries,
+        window_turns=4,
+        summary_batch=4,
+        summary_batch_tokens=None,
+        token_budget=BUDGET,
+        exclude_tool_results={"web_search"},
+    )
+    call = AIMessage("", tool_calls=[{"name": "web_search", "args": {"query": "x"}, "id": "s1"}])
+    model = RecordingToolModel(messages=replies([call, AIMessage("Found it.")]))
+    agent = create_agent(
+        model, tools=[web_search], middleware=[HybridMemoryMiddleware(memory)], checkpointer=None
+    )
+    agent.invoke(say("Search the web for me."), thread())
+    assert any("SPAMWORD" in m.text for m in model.calls[1]), "the current step sees the result"
+    for question, _ in _TOPICS:
+        agent.invoke(say(question), thread())
+    memory.flush()
+
+    assert any(m.type == "tool" for m in memory.transcript("t1")), "still stored"
+    recalled = memory.recall("t1", "SPAMWORD cookie banner", k=5)
+    assert all(item.turn.role != "tool" for item in recalled)
+    assert summaries.prompts, "the summary was folded"
+    assert not any("SPAMWORD" in prompt for prompt in summaries.prompts)
