@@ -34,7 +34,7 @@ from langchain_hybrid_memory._inputs import (
     check_query,
     prepare_drafts,
 )
-from langchain_hybrid_memory._plans import arun_calls, cpu, run_calls, twin
+from langchain_hybrid_memory._plans import Call, arun_calls, cpu, run_calls, twin
 from langchain_hybrid_memory._recall import CATCH_UP, Recall
 from langchain_hybrid_memory._sessions import WINDOW_SLACK, Sessions, read_window
 from langchain_hybrid_memory.budget import (
@@ -74,8 +74,9 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.messages import BaseMessage
     from langchain_core.runnables import Runnable
+    from langgraph.checkpoint.base import BaseCheckpointSaver
 
-    from langchain_hybrid_memory._plans import Call, Plan
+    from langchain_hybrid_memory._plans import Plan
     from langchain_hybrid_memory._search import WordScores
     from langchain_hybrid_memory._sessions import SessionState
     from langchain_hybrid_memory.chat_message_history import HybridChatMessageHistory
@@ -1011,20 +1012,43 @@ class HybridMemory:
 
     # -- erasure ----------------------------------------------------------------------------
 
-    def forget_session(self, session_id: str, *, user_id: str | None = None) -> ErasureReport:
+    def forget_session(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None = None,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+    ) -> ErasureReport:
         """Erase the session: turns, vectors, summary, entities, and this process's caches.
 
         Work other processes still hold for the session (vectors waiting to be stored, a fold
         in progress) is refused by the store when they try to write it: the session they
         computed it from is gone, even if a session of the same id is written again.
+
+        Args:
+            session_id: The session.
+            user_id: When given, the session must belong to this user (or to nobody).
+            checkpointer: A LangGraph checkpointer whose thread of the same id (the
+                middleware's session is the run's ``thread_id``) is deleted too; the report's
+                ``threads`` says so.
+
+        Raises:
+            StoreError: The store failed, or the checkpointer failed after the memory was
+                erased (the message says which).
         """
-        return run_calls(self._forget_session(session_id, user_id))
+        erasure = self._forget_session(session_id, user_id)
+        return run_calls(self._forgotten(erasure, checkpointer, (session_id,)))
 
     async def aforget_session(
-        self, session_id: str, *, user_id: str | None = None
+        self,
+        session_id: str,
+        *,
+        user_id: str | None = None,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
     ) -> ErasureReport:
         """Async twin of :meth:`forget_session`."""
-        return await arun_calls(self._forget_session(session_id, user_id))
+        erasure = self._forget_session(session_id, user_id)
+        return await arun_calls(self._forgotten(erasure, checkpointer, (session_id,)))
 
     def _forget_session(self, session_id: str, user_id: str | None) -> Plan[Call, ErasureReport]:
         for _ in range(_READ_ATTEMPTS):
@@ -1045,17 +1069,50 @@ class HybridMemory:
         msg = f"session {session_id!r} kept being erased and written again while being erased"
         raise StoreError(msg)
 
-    def forget_user(self, user_id: str) -> ErasureReport:
+    def forget_user(
+        self, user_id: str, *, checkpointer: BaseCheckpointSaver[Any] | None = None
+    ) -> ErasureReport:
         """Erase every session of the user, with everything derived from them.
 
         As with :meth:`forget_session`, what other processes still hold for those sessions is
-        refused by the store when they try to write it.
+        refused by the store when they try to write it; with ``checkpointer``, the threads of
+        the erased sessions' ids are deleted from it too.
         """
-        return run_calls(self._forget_user(user_id))
+        return run_calls(self._forgotten(self._forget_user(user_id), checkpointer))
 
-    async def aforget_user(self, user_id: str) -> ErasureReport:
+    async def aforget_user(
+        self, user_id: str, *, checkpointer: BaseCheckpointSaver[Any] | None = None
+    ) -> ErasureReport:
         """Async twin of :meth:`forget_user`."""
-        return await arun_calls(self._forget_user(user_id))
+        return await arun_calls(self._forgotten(self._forget_user(user_id), checkpointer))
+
+    def _forgotten(
+        self,
+        erasure: Plan[Call, ErasureReport],
+        checkpointer: BaseCheckpointSaver[Any] | None,
+        requested: tuple[str, ...] = (),
+    ) -> Plan[Call, ErasureReport]:
+        """Run an erasure, then delete the erased (or requested) sessions' threads.
+
+        The threads are deleted from ``checkpointer`` (when given) after the memory's erasure.
+        """
+        report = yield from erasure
+        if checkpointer is None:
+            return report
+        deleted: list[str] = []
+        for thread in report.sessions or requested:
+            delete = partial(_adelete_thread, checkpointer)
+            try:
+                yield Call(checkpointer.delete_thread, delete, (thread,))
+            except Exception as exc:  # reported as a HybridMemoryError
+                msg = (
+                    f"the memory erased {len(report.sessions)} session(s), but deleting thread "
+                    f"{thread!r} from the checkpointer failed ({type(exc).__name__}); "
+                    f"deleted: {deleted}"
+                )
+                raise StoreError(msg) from exc
+            deleted.append(thread)
+        return dataclasses.replace(report, threads=tuple(deleted))
 
     def _forget_user(self, user_id: str) -> Plan[Call, ErasureReport]:
         user = check_id(user_id, "user_id")
@@ -1117,6 +1174,14 @@ class HybridMemory:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+async def _adelete_thread(checkpointer: BaseCheckpointSaver[Any], thread: str) -> None:
+    """``adelete_thread``, or the sync one in a worker thread for a sync-only checkpointer."""
+    try:
+        await checkpointer.adelete_thread(thread)
+    except NotImplementedError:
+        await asyncio.to_thread(checkpointer.delete_thread, thread)
 
 
 def _check_owner(session_id: str, head: SessionHead, user_id: str | None) -> str | None:

@@ -229,6 +229,8 @@ class ErasureReport:
     vectors: int = 0
     summaries: int = 0
     entities: int = 0
+    #: LangGraph checkpointer threads deleted with the sessions (``checkpointer=``).
+    threads: tuple[str, ...] = ()
 
     def __add__(self, other: ErasureReport) -> ErasureReport:
         return ErasureReport(
@@ -237,6 +239,7 @@ class ErasureReport:
             vectors=self.vectors + other.vectors,
             summaries=self.summaries + other.summaries,
             entities=self.entities + other.entities,
+            threads=self.threads + other.threads,
         )
 
 

@@ -13,7 +13,7 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from langchain_hybrid_memory import HybridMemory, HybridMemoryMiddleware
-from langchain_hybrid_memory.errors import InvalidInputError
+from langchain_hybrid_memory.errors import InvalidInputError, StoreError
 from tests.conversations import _TOPICS
 from tests.fakes import RecordingChatModel, RecordingToolModel
 
@@ -284,3 +284,50 @@ def test_tool_results_can_be_kept_out_of_recall_and_the_summary(embeddings):
     assert all(item.turn.role != "tool" for item in recalled)
     assert summaries.prompts, "the summary was folded"
     assert not any("SPAMWORD" in prompt for prompt in summaries.prompts)
+
+
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+def test_erasure_reaches_the_checkpointer(memory, saver_kind, tmp_path):
+    if saver_kind == "sqlite":
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        saver = SqliteSaver(sqlite3.connect(tmp_path / "threads.db", check_same_thread=False))
+    else:
+        saver = InMemorySaver()
+    model = RecordingToolModel(messages=replies())
+    agent = agent_for(memory, model, checkpointer=saver)
+    for thread_id in ("t1", "t2", "other"):
+        user = "bob" if thread_id == "other" else "ana"
+        agent.invoke(say("My secret is 4711."), thread(thread_id), context={"user_id": user})
+    assert saver.get_tuple(thread("t1")) is not None
+
+    report = memory.forget_session("t1", checkpointer=saver)
+    assert report.threads == ("t1",)
+    assert saver.get_tuple(thread("t1")) is None
+    assert memory.transcript("t1") == []
+
+    report = memory.forget_user("ana", checkpointer=saver)
+    assert report.threads == ("t2",)
+    assert saver.get_tuple(thread("t2")) is None
+    assert saver.get_tuple(thread("other")) is not None, "another user's thread stays"
+
+
+async def test_async_erasure_reaches_the_checkpointer_and_a_failure_is_reported(memory):
+    saver = InMemorySaver()
+    agent = agent_for(memory, RecordingToolModel(messages=replies()), checkpointer=saver)
+    await agent.ainvoke(say("hello"), thread("t1"))
+    report = await memory.aforget_session("t1", checkpointer=saver)
+    assert report.threads == ("t1",)
+    assert saver.get_tuple(thread("t1")) is None
+
+    class Broken(InMemorySaver):
+        def delete_thread(self, thread_id):
+            raise ConnectionError("postgresql://user:hunter2@db/checkpoints is down")
+
+    await agent.ainvoke(say("hello again"), thread("t2"))
+    with pytest.raises(StoreError, match="erased 1 session") as failure:
+        memory.forget_session("t2", checkpointer=Broken())
+    assert "hunter2" not in str(failure.value)
+    assert memory.transcript("t2") == [], "the memory was erased before the checkpointer failed"
