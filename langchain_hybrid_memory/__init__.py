@@ -4,8 +4,8 @@ One engine, :class:`HybridMemory`, combines a recent window of turns, a rolling 
 entity memory and FAISS recall, and hands LangChain a context that never exceeds a token budget.
 Adapters plug it into every LangChain surface: :class:`HybridChatMessageHistory` and
 :func:`with_hybrid_memory` (LCEL), :class:`ConversationHybridMemory` (classic chains, ``classic``
-extra) and :class:`HybridMemoryMiddleware` (``create_agent``, ``agents`` extra). The last two load
-on first access, so the core needs neither extra.
+extra), :class:`HybridMemoryMiddleware` and :func:`memory_tools` (``create_agent``, ``agents``
+extra). Those needing an extra load on first access, so the core needs none.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from langchain_hybrid_memory.types import (
     Entity,
     EntityFact,
     ErasureReport,
+    FactValue,
     RecalledTurn,
     RunningSummary,
     Turn,
@@ -44,6 +45,7 @@ from langchain_hybrid_memory.types import (
 if TYPE_CHECKING:
     from langchain_hybrid_memory.classic_memory import ConversationHybridMemory
     from langchain_hybrid_memory.middleware import HybridMemoryMiddleware
+    from langchain_hybrid_memory.tools import memory_tools
 
 __all__ = [
     "BudgetShares",
@@ -54,6 +56,7 @@ __all__ = [
     "Entity",
     "EntityFact",
     "ErasureReport",
+    "FactValue",
     "HybridChatMessageHistory",
     "HybridMemory",
     "HybridMemoryConfig",
@@ -70,12 +73,14 @@ __all__ = [
     "SummarizerError",
     "Turn",
     "__version__",
+    "memory_tools",
     "with_hybrid_memory",
 ]
 
 _LAZY = {
     "ConversationHybridMemory": "langchain_hybrid_memory.classic_memory",
     "HybridMemoryMiddleware": "langchain_hybrid_memory.middleware",
+    "memory_tools": "langchain_hybrid_memory.tools",
 }
 
 

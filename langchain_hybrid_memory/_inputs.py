@@ -211,6 +211,18 @@ def _require_storable(message: BaseMessage, name: str) -> None:
         raise InvalidInputError(msg) from exc
 
 
+def check_timestamp(timestamp: object) -> datetime:
+    """One timestamp as stored: ``None`` for now, naive taken as UTC.
+
+    Raises:
+        InvalidMessageTypeError: Not a datetime.
+        InvalidInputError: Out of range once converted to UTC.
+    """
+    if timestamp is not None and not isinstance(timestamp, datetime):
+        _require_datetime(timestamp)
+    return _timestamps(timestamp, 1)[0]
+
+
 def _timestamps(timestamp: object, count: int) -> list[datetime]:
     if timestamp is None:
         return [datetime.now(UTC)] * count

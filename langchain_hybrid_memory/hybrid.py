@@ -32,6 +32,7 @@ from langchain_hybrid_memory._inputs import (
     check_id,
     check_optional_id,
     check_query,
+    check_timestamp,
     prepare_drafts,
 )
 from langchain_hybrid_memory._plans import Call, arun_calls, cpu, run_calls, twin
@@ -378,14 +379,7 @@ class HybridMemory:
                 TurnDraft(self.redactor.redact_message(d.message), redact(d.text), d.timestamp)
                 for d in drafts
             ]
-            mentions = [
-                dataclasses.replace(
-                    m,
-                    name=redact(m.name),
-                    facts={redact(k): None if v is None else redact(v) for k, v in m.facts.items()},
-                )
-                for m in mentions
-            ]
+            mentions = self._redacted(mentions)
         if not drafts:
             return None
         # the caller's facts belong to the last user message of the call
@@ -396,6 +390,69 @@ class HybridMemory:
         said_at = drafts[anchor].timestamp
         mentions = [dataclasses.replace(m, turn_id=anchor, timestamp=said_at) for m in mentions]
         return _AddJob(session, user, drafts, mentions)
+
+    def _redacted(self, mentions: Sequence[EntityMention]) -> list[EntityMention]:
+        """Mentions as they may be stored: through the redactor when it applies to storage."""
+        if self.redactor is None or not self.redactor.applies_to("persist"):
+            return list(mentions)
+        redact = self.redactor.redact
+        return [
+            dataclasses.replace(
+                m,
+                name=redact(m.name),
+                facts={redact(k): None if v is None else redact(v) for k, v in m.facts.items()},
+            )
+            for m in mentions
+        ]
+
+    def remember(
+        self,
+        session_id: str,
+        entities: Mapping[str, Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Record entity facts in a session without a message (an agent's tool, an import).
+
+        The facts merge as the caller's ``entities=`` do (``None`` retracts), said at
+        ``timestamp`` (default: now) and at no turn.
+
+        Raises:
+            InvalidInputError: Bad ids or facts, or a session with no message yet.
+            SessionOwnershipError: The session belongs to another user.
+        """
+        run_calls(self._remember(session_id, entities, user_id, timestamp))
+
+    async def aremember(
+        self,
+        session_id: str,
+        entities: Mapping[str, Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Async twin of :meth:`remember`."""
+        await arun_calls(self._remember(session_id, entities, user_id, timestamp))
+
+    def _remember(
+        self,
+        session_id: object,
+        entities: Mapping[str, Mapping[str, Any]],
+        user_id: object,
+        timestamp: datetime | None,
+    ) -> Plan[Call, None]:
+        when = check_timestamp(timestamp)
+        mentions = self._redacted(mentions_from_mapping(entities, turn_id=None, timestamp=when))
+        session, head = yield from self._owned(session_id, user_id)
+        merged = head.exists and (
+            yield twin(
+                self.store, "merge_entities", session, mentions, incarnation=head.incarnation
+            )
+        )
+        if not merged:
+            msg = f"session {session!r} has no message yet: facts are recorded in a session"
+            raise InvalidInputError(msg)
 
     def _add(self, job: _AddJob) -> Plan[Call, list[Turn]]:
         """Store, then index and embed, then fold."""

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, cast
 from langchain_core.messages import BaseMessage, RemoveMessage, SystemMessage
 
 from langchain_hybrid_memory._inputs import last_user_text
-from langchain_hybrid_memory.errors import InvalidInputError, MissingDependencyError
+from langchain_hybrid_memory._runs import session_and_user
+from langchain_hybrid_memory.errors import MissingDependencyError
 
 try:
     from langchain.agents.middleware import AgentMiddleware
@@ -159,17 +160,13 @@ class HybridMemoryMiddleware(AgentMiddleware):
 
     def _session_and_user(self, runtime: Runtime[Any] | None) -> tuple[str, str | None]:
         context = getattr(runtime, "context", None) if runtime is not None else None
-        session = self.session_id or _lookup(context, "session_id")
-        if session is None:
+        try:
             configurable = (get_config() or {}).get("configurable", {})
-            session = configurable.get("thread_id")
-        if session is None:
-            msg = (
-                "HybridMemoryMiddleware needs a session: pass session_id=, a context with "
-                "session_id, or a thread_id in the run's config"
-            )
-            raise InvalidInputError(msg)
-        return str(session), self.user_id or _lookup(context, "user_id")
+        except RuntimeError:  # called outside a run (a test, a replay by hand)
+            configurable = {}
+        return session_and_user(
+            self.session_id, self.user_id, context, configurable, who="HybridMemoryMiddleware"
+        )
 
     # -- one model call -----------------------------------------------------------------------
 
@@ -306,10 +303,3 @@ def _unseen(messages: Sequence[BaseMessage], stored: Sequence[Turn]) -> list[Bas
         if not message.id:
             message.id = f"hm-{uuid.uuid4()}"
     return [message for message in messages if message.id not in known]
-
-
-def _lookup(context: object, key: str) -> str | None:
-    if context is None:
-        return None
-    value = context.get(key) if isinstance(context, dict) else getattr(context, key, None)
-    return None if value is None else str(value)

@@ -14,6 +14,7 @@ def test_the_public_surface_changes_only_on_purpose():
         "Entity",
         "EntityFact",
         "ErasureReport",
+        "FactValue",
         "HybridChatMessageHistory",
         "HybridMemory",
         "HybridMemoryConfig",
@@ -30,6 +31,7 @@ def test_the_public_surface_changes_only_on_purpose():
         "SummarizerError",
         "Turn",
         "__version__",
+        "memory_tools",
         "with_hybrid_memory",
     ]
     assert sorted(stores.__all__) == [
