@@ -25,6 +25,7 @@ never held across a model call or a store call.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import itertools
 import logging
@@ -42,6 +43,7 @@ from langchain_hybrid_memory.errors import EmbeddingError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Sequence
+    from concurrent.futures import Future
 
     from langchain_core.embeddings import Embeddings
 
@@ -210,22 +212,24 @@ class Indexer:
                 return vectors
         return _checked((yield twin(self.embeddings, "embed_documents", keys)), keys)
 
-    def prefetch(self, text: str | None) -> None:
+    def prefetch(self, text: str | None) -> Future[np.ndarray] | None:
         """Start embedding a query now, so the model runs while the store is read.
 
-        The query's later request (:meth:`query_vector`) joins the call under way: the batcher
-        embeds a text once. Only with the background on: without it the query rides in one
-        call with the session's waiting turns instead. A failure here is left for that later
-        request to meet and report.
+        Returns the request, for :meth:`query_vector` to wait on (it holds the vector, which a
+        small cache might have let go of by then). Only with the background on: without it the
+        query rides in one call with the session's waiting turns instead.
         """
         if not self.background or self._async_only or not self._symmetric:
-            return
+            return None
         if text is None or not text.strip():
-            return
-        self.batcher.submit([self._embeddable(text)], urgent=True, use_cache=self._use_cache)
+            return None
+        return self.batcher.submit([self._embeddable(text)], urgent=True, use_cache=self._use_cache)
 
     def query_vector(
-        self, text: str, state: SessionState | None = None
+        self,
+        text: str,
+        state: SessionState | None = None,
+        prefetched: Future[np.ndarray] | None = None,
     ) -> Plan[Call, np.ndarray | None]:
         """The query's vector, from the cache when it rode with the waiting turns.
 
@@ -233,6 +237,7 @@ class Indexer:
             text: The query.
             state: The session searched: with a symmetric model it keeps the vector, for the
                 user message the query becomes (see :meth:`add`).
+            prefetched: The request :meth:`prefetch` made for the query, if any.
 
         Returns ``None`` when it cannot be embedded: recall then searches by words only.
         """
@@ -240,7 +245,14 @@ class Indexer:
             return None
         try:
             if self._symmetric:  # a document's vector: shared calls, and the cache
-                vector: np.ndarray = (yield from self.embed([text]))[0]
+                vector: np.ndarray | None = None
+                if prefetched is not None:
+                    try:
+                        vector = (yield Call(_waited, _awaited, (prefetched,)))[0]
+                    except NotImplementedError:  # async-only embeddings: embed() finds out
+                        vector = None
+                if vector is None:
+                    vector = (yield from self.embed([text]))[0]
                 if state is not None:
                     state.remember_query(self._embeddable(text), vector)
                 return vector
@@ -601,6 +613,16 @@ if hasattr(os, "register_at_fork"):  # registered after the batchers': runs befo
     os.register_at_fork(
         before=_stop_for_fork, after_in_parent=_carry_on, after_in_child=_reset_in_child
     )
+
+
+def _waited(future: Future[np.ndarray]) -> np.ndarray:
+    """A batcher request's answer, waited for."""
+    return future.result()
+
+
+async def _awaited(future: Future[np.ndarray]) -> np.ndarray:
+    """A batcher request's answer, awaited."""
+    return await asyncio.wrap_future(future)
 
 
 def _embed_rows(embeddings: Embeddings, texts: list[str]) -> np.ndarray:

@@ -115,6 +115,8 @@ class SearchIndex:
         #: a turn's context score needs no vector of its neighbours at query time.
         self._next = np.zeros(0, dtype=np.float32)
         self._across = np.zeros(0, dtype=np.float32)
+        #: By turn id: its vector's squared length (1, or 0 for an all-zero embedding).
+        self._own = np.zeros(0, dtype=np.float32)
         #: Highest turn id this index has seen (texts), -1 for none.
         self.indexed_through = -1
         #: Speaker name (``message.name``) of each turn that has one.
@@ -224,12 +226,15 @@ class SearchIndex:
             self._row_of = _grown(self._row_of, size, -1)
             self._next = _grown(self._next, size, 0.0)
             self._across = _grown(self._across, size, 0.0)
+            self._own = _grown(self._own, size, 0.0)
         self._row_of[ids] = np.arange(first_row, first_row + len(ids), dtype=np.int64)
         self._pair_dots(ids)
 
     def _pair_dots(self, new: np.ndarray) -> None:
         """Update the neighbour dot products that the vectors of turns ``new`` complete."""
         stored = self._stored()
+        rows = self._rows(new)
+        self._own[new] = np.einsum("ij,ij->i", stored[rows], stored[rows], dtype=np.float32)
         # the pairs (a, b) a new vector is part of, and where each dot product goes
         for first, second, target, at in (
             (new - 1, new, self._next, new - 1),
@@ -351,7 +356,7 @@ class SearchIndex:
         if not has.any():
             return values
         # The sum's dot product with the query is the sum of the rows' own (one product per
-        # row involved); its length comes from the unit rows and the neighbours' stored dot
+        # row involved); its length comes from the rows' and the neighbours' stored dot
         # products, so no neighbour's vector is gathered twice.
         involved = np.unique(np.concatenate([before, own, after]))
         toward_query = self._stored()[np.maximum(involved, 0)] @ query[0]
@@ -360,7 +365,9 @@ class SearchIndex:
         b, a = before >= 0, after >= 0
         last = len(self._next) - 1  # keys with a vector (the ones scored) are inside
         at, previous = np.clip(keys, 0, last), np.clip(keys - 1, 0, last)
-        squared = 1.0 + b + a + 2.0 * (b * self._next[previous] + a * self._next[at])
+        following = np.clip(keys + 1, 0, last)
+        squared = self._own[at] + b * self._own[previous] + a * self._own[following]
+        squared += 2.0 * (b * self._next[previous] + a * self._next[at])
         squared += 2.0 * (b & a) * self._across[at]
         norms = np.sqrt(np.maximum(squared, 0.0))
         values[has] = toward[has] / np.maximum(norms[has], 1e-9)

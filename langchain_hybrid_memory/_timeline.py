@@ -29,26 +29,29 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from langchain_hybrid_memory.types import EntityFact, FactValue
+from langchain_hybrid_memory.types import EntityFact, FactStatement, FactValue
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from datetime import datetime
 
-__all__ = ["MAX_HISTORY", "Statement", "fact_from", "same_value", "statements_of"]
+__all__ = [
+    "MAX_HISTORY",
+    "MAX_STATEMENTS",
+    "Statement",
+    "bounded",
+    "fact_from",
+    "same_value",
+    "statements_of",
+]
 
-#: Earlier values kept per attribute (the oldest are dropped first).
+#: Earlier values shown per attribute (the oldest are dropped first).
 MAX_HISTORY = 8
+#: Sayings kept per attribute in one session's record (the oldest are dropped first); a value
+#: said again more often than this keeps its later sayings only.
+MAX_STATEMENTS = 32
 
-
-@dataclass(frozen=True)
-class Statement:
-    """One saying about an attribute: a value, or ``None`` for a retraction."""
-
-    when: datetime
-    value: str | None
-    session_id: str | None = None
-    turn_id: int | None = None
+Statement = FactStatement
 
 
 def same_value(a: str | None, b: str | None) -> bool:
@@ -151,8 +154,17 @@ def fact_from(
     )
 
 
+def bounded(statements: Iterable[Statement], limit: int | None = MAX_STATEMENTS) -> list[Statement]:
+    """Statements in time order (ties keep their order), the latest ``limit`` of them."""
+    ordered = [s for _, s in sorted(enumerate(statements), key=lambda p: (p[1].when, p[0]))]
+    return ordered if limit is None else ordered[-limit:]
+
+
 def statements_of(fact: EntityFact, session_id: str | None = None) -> list[Statement]:
     """The statements a fact stands for: each value's first and last saying, retractions.
+
+    Only for records written before each saying was kept: a summary loses the sayings in
+    between, so statements merged from it may date a value's start later than it was.
 
     Args:
         fact: The fact.

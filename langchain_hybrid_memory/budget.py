@@ -43,6 +43,7 @@ from langchain_hybrid_memory.context import (
     render_messages,
     shorten,
 )
+from langchain_hybrid_memory.entities import joined
 from langchain_hybrid_memory.window import latest_exchange_start, split_units
 
 if TYPE_CHECKING:
@@ -442,7 +443,8 @@ class _Sections:
         units = self.units_newest_first[: self.count["window"]][::-1]
         window = tuple(turn for unit in units for turn in unit) + tuple(latest)
         recalled = tuple(self.candidates.recalled[: self.count["recall"]])
-        entities = tuple(self.candidates.entities[: self.count["entities"]])
+        # the entities section offers one fact per item: those that fit, one line per entity
+        entities = joined(self.candidates.entities[: self.count["entities"]])
         summary = self._summary()
         messages = render_messages(summary, entities, recalled, window)
         total = self.counter(messages)
@@ -454,7 +456,7 @@ class _Sections:
         }
         omitted = {
             "summary": int(bool(self.candidates.summary) and summary != self.candidates.summary),
-            "entities": len(self.candidates.entities) - len(entities),
+            "entities": len(self.candidates.entities) - self.count["entities"],
             "recall": len(self.candidates.recalled) - len(recalled),
             "window": len(self.candidates.window) - len(window),
         }

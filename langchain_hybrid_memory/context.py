@@ -7,6 +7,7 @@ rendered context never exceeds the token budget.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import groupby
@@ -94,34 +95,44 @@ def shorten(text: str, max_chars: int) -> str:
 
 
 def entity_line(entity: Entity) -> str:
-    """One line for an entity: its name and its facts, each with the day its value began.
+    """One line for an entity: its name and its facts, with the day each value began.
 
-    Earlier values, and values that no longer hold, appear only when the entity carries them
-    (see :func:`~langchain_hybrid_memory.entities.context_view`), always marked as past.
+    The day most of its current facts began heads the line (``- Ana (since ...):``); a fact
+    that began another day carries its own. Earlier values, and values that no longer hold,
+    appear only when the entity carries them (see
+    :func:`~langchain_hybrid_memory.entities.context_view`), always marked as past.
 
     Example:
         >>> from datetime import datetime
         >>> from langchain_hybrid_memory.types import Entity, EntityFact, FactValue
-        >>> when = datetime(2026, 3, 2)
-        >>> entity_line(Entity("Ana", {"allergy": EntityFact("peanuts", 0, when)}, (0,), when))
-        '- Ana: allergy: peanuts (since Mon 2 Mar 2026)'
+        >>> when, later = datetime(2026, 3, 2), datetime(2026, 4, 7)
+        >>> facts = {"allergy": EntityFact("peanuts", 0, when), "city": EntityFact("Faro", 9, later)}
+        >>> entity_line(Entity("Ana", facts, (0, 9), later))
+        '- Ana (since Mon 2 Mar 2026): allergy: peanuts; city: Faro (since Tue 7 Apr 2026)'
         >>> porto = FactValue("Porto", datetime(2026, 1, 10), when, datetime(2026, 1, 10))
         >>> moved = EntityFact("Lisbon", 9, when, history=(porto,))
         >>> entity_line(Entity("Ana", {"city": moved}, (9,), when))
         '- Ana: city: Lisbon (since Mon 2 Mar 2026; before: Porto, Sat 10 Jan 2026 to Mon 2 Mar 2026)'
     """
-    parts = [_fact_text(name, fact) for name, fact in entity.facts.items()]
-    parts += [_fact_text(name, fact) for name, fact in entity.ended.items()]
-    return f"- {entity.name}: {'; '.join(parts)}" if parts else f"- {entity.name}"
+    plain = [fact for fact in entity.facts.values() if not fact.history]
+    days = Counter(format_day(fact.first_said) for fact in plain)
+    head = min(days, key=lambda day: (-days[day], day)) if days else None
+    parts = [_fact_text(name, fact, head) for name, fact in entity.facts.items()]
+    parts += [_fact_text(name, fact, head) for name, fact in entity.ended.items()]
+    name = f"{entity.name} (since {head})" if head else entity.name
+    return f"- {name}: {'; '.join(parts)}" if parts else f"- {entity.name}"
 
 
-def _fact_text(name: str, fact: EntityFact) -> str:
+def _fact_text(name: str, fact: EntityFact, head: str | None) -> str:
     earlier = [
         f"{past.value}, {format_day(past.since)} to {format_day(past.until)}"
         for past in reversed(fact.history)
     ]
     if fact.current:
-        notes = [f"since {format_day(fact.first_said)}"]
+        began = format_day(fact.first_said)
+        if not earlier and began == head:
+            return f"{name}: {fact.value}"
+        notes = [f"since {began}"]
         if earlier:
             notes.append("before: " + "; ".join(earlier))
         return f"{name}: {fact.value} ({'; '.join(notes)})"

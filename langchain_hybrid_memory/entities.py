@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_hybrid_memory._inputs import check_storable_text
 from langchain_hybrid_memory._llm import ainvoke_text, format_turns, invoke_text, parse_json_object
-from langchain_hybrid_memory._timeline import Statement, fact_from, statements_of
+from langchain_hybrid_memory._timeline import (
+    MAX_STATEMENTS,
+    Statement,
+    bounded,
+    fact_from,
+    statements_of,
+)
 from langchain_hybrid_memory.errors import InvalidInputError, SummarizerError
 from langchain_hybrid_memory.lexical import tokenize
 from langchain_hybrid_memory.types import Entity, EntityMention, entity_key
@@ -44,7 +50,9 @@ __all__ = [
     "LLMEntityExtractor",
     "asks_about_the_past",
     "context_view",
+    "fact_lines",
     "fact_records",
+    "joined",
     "mentions_from_mapping",
     "mentions_from_payload",
     "merge_mentions",
@@ -146,7 +154,7 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
         except InvalidInputError:
             continue  # an LLM's odd value: skip the item, keep the batch
         clean = {
-            _storable(key): None if value is None else _storable(value)
+            _storable(key): None if value is None or _is_null(value) else _storable(value)
             for key, value in said.items()
         }
         clean = {
@@ -158,6 +166,11 @@ def mentions_from_payload(payload: object, turns: Sequence[Turn]) -> list[Entity
         if clean and name.strip():
             mentions.append(EntityMention(name, clean, turn.id, turn.timestamp))
     return mentions
+
+
+def _is_null(value: str) -> bool:
+    """A model writing JSON's null as a string: ``"null"``, ``"None"``."""
+    return value.strip().casefold() in {"null", "none"}
 
 
 def _clean_facts(facts: Mapping[Any, Any]) -> dict[str, str | None]:
@@ -198,6 +211,11 @@ def merge_mentions(
 ) -> dict[str, Entity]:
     """Merge mentions into known entities (one session's record).
 
+    Every saying is kept (the latest :data:`~langchain_hybrid_memory._timeline.MAX_STATEMENTS`
+    per attribute), and the facts are computed from them; a retraction of what this session
+    never said is kept too (as an ended fact with an empty value), for the user's other
+    sessions.
+
     Returns:
         The entities that changed, keyed by :func:`~langchain_hybrid_memory.types.entity_key`.
 
@@ -218,19 +236,20 @@ def merge_mentions(
         current = changed.get(key) or existing.get(key)
         if current is None:
             current = Entity(mention.name, {}, (), mention.timestamp)
-        said = {
-            attribute: [Statement(mention.timestamp, value, None, mention.turn_id)]
-            for attribute, value in mention.facts.items()
-        }
-        merged = _merge_facts([current], said, keep_retractions=True)
-        if merged is None:  # named without a fact: known by name
-            merged = current
-
+        said = _statements(current)
+        for attribute, value in mention.facts.items():
+            name = _spelled(said, attribute)
+            said.setdefault(name, []).append(
+                Statement(mention.timestamp, value, None, mention.turn_id)
+            )
         turn_ids = current.turn_ids
         if mention.turn_id is not None and mention.turn_id not in turn_ids:
             turn_ids = tuple(sorted((*turn_ids, mention.turn_id)))[-MAX_TURN_IDS:]
-        changed[key] = replace(
-            merged,
+        changed[key] = _entity_from(
+            current.name,
+            said,
+            keep_retractions=True,
+            limit=MAX_STATEMENTS,
             turn_ids=turn_ids,
             updated_at=max(current.updated_at, mention.timestamp),
         )
@@ -239,6 +258,10 @@ def merge_mentions(
 
 def merge_sessions(per_session: Mapping[str, Mapping[str, Entity]]) -> dict[str, Entity]:
     """One view of entities recorded by several sessions (a user's): every fact's history merged.
+
+    The sayings of all the records are put in time order, each knowing its session, and the
+    facts computed from them: the same view whatever order the records were written in. An
+    entity left with nothing but retractions of what no record says is left out.
 
     Args:
         per_session: Session id to that session's entities by normalized name.
@@ -260,84 +283,72 @@ def merge_sessions(per_session: Mapping[str, Mapping[str, Entity]]) -> dict[str,
             by_key.setdefault(key, []).append((session_id, entity))
     merged: dict[str, Entity] = {}
     for key, records in by_key.items():
-        if len(records) == 1:  # said in one session: nothing to merge
-            merged[key] = _in_session(records[0][1], records[0][0])
-            continue
         records.sort(key=lambda pair: pair[1].updated_at)
         said: dict[str, list[Statement]] = {}
-        names: dict[str, str] = {}
         for session_id, entity in records:
-            for attribute, fact in [*entity.ended.items(), *entity.facts.items()]:
-                name = names.setdefault(entity_key(attribute), attribute)
-                said.setdefault(name, []).extend(statements_of(fact, session_id))
+            for attribute, statements in _statements(entity, session_id).items():
+                said.setdefault(_spelled(said, attribute), []).extend(statements)
         latest = records[-1][1]
-        combined = _merge_facts([], said, name=latest.name)
-        if combined is not None:
-            merged[key] = replace(combined, turn_ids=latest.turn_ids, updated_at=latest.updated_at)
+        entity = _entity_from(
+            latest.name,
+            said,
+            keep_retractions=False,
+            limit=None,
+            turn_ids=latest.turn_ids,
+            updated_at=latest.updated_at,
+        )
+        if entity.facts or entity.ended or not said:  # no said at all: known by name only
+            merged[key] = entity
     return merged
 
 
 def with_session(entities: Mapping[str, Entity], session_id: str) -> dict[str, Entity]:
-    """One session's entities, each fact knowing its session (a record does not store it)."""
-    return {key: _in_session(entity, session_id) for key, entity in entities.items()}
+    """One session's entities as its context sees them, each fact knowing its session."""
+    return merge_sessions({session_id: entities})
 
 
-def _in_session(entity: Entity, session_id: str) -> Entity:
-    def fill(fact: EntityFact) -> EntityFact:
-        history = tuple(replace(h, session_id=h.session_id or session_id) for h in fact.history)
-        return replace(fact, session_id=fact.session_id or session_id, history=history)
+def _statements(entity: Entity, session_id: str | None = None) -> dict[str, list[Statement]]:
+    """Every saying an entity record holds, per attribute, each given ``session_id`` if none.
 
-    return replace(
-        entity,
-        facts={name: fill(fact) for name, fact in entity.facts.items()},
-        # a retraction of what another session said tells nothing on its own
-        ended={name: fill(fact) for name, fact in entity.ended.items() if fact.value},
-    )
+    A record written before sayings were kept gives its facts' summary instead.
+    """
+    said: dict[str, list[Statement]] = {}
+    for attribute, statements in entity.said.items():
+        said.setdefault(_spelled(said, attribute), []).extend(
+            s if s.session_id or session_id is None else replace(s, session_id=session_id)
+            for s in statements
+        )
+    for attribute, fact in [*entity.ended.items(), *entity.facts.items()]:
+        name = _spelled(said, attribute)
+        if name not in said:
+            said[name] = statements_of(fact, session_id)
+    return said
 
 
-def _merge_facts(
-    entities: Sequence[Entity],
+def _spelled(said: Mapping[str, object], attribute: str) -> str:
+    """The attribute's name as first spelled in ``said`` (names match without case)."""
+    key = entity_key(attribute)
+    return next((name for name in said if entity_key(name) == key), attribute)
+
+
+def _entity_from(
+    name: str,
     said: Mapping[str, Sequence[Statement]],
     *,
-    name: str | None = None,
-    keep_retractions: bool = False,
-) -> Entity | None:
-    """An entity from the facts of ``entities`` and new statements ``said`` per attribute.
-
-    Attributes match without case (the first spelling is kept). ``None`` when the result has
-    no fact at all. With ``keep_retractions`` a retraction of an attribute nothing here said is
-    kept (an ended fact with an empty value): one session's record may retract what another
-    session said.
-    """
-    statements: dict[str, list[Statement]] = {}
-    names: dict[str, str] = {}
-    for entity in entities:
-        for attribute, fact in [*entity.ended.items(), *entity.facts.items()]:
-            key = names.setdefault(entity_key(attribute), attribute)
-            statements.setdefault(key, []).extend(statements_of(fact))
-    for attribute, new in said.items():
-        key = names.setdefault(entity_key(attribute), attribute)
-        statements.setdefault(key, []).extend(new)
+    keep_retractions: bool,
+    limit: int | None,
+    turn_ids: tuple[int, ...],
+    updated_at: datetime,
+) -> Entity:
+    """An entity whose facts are computed from its sayings (the latest ``limit`` kept)."""
+    kept = {attribute: tuple(bounded(statements, limit)) for attribute, statements in said.items()}
     facts: dict[str, EntityFact] = {}
     ended: dict[str, EntityFact] = {}
-    for attribute, attribute_said in statements.items():
-        made = fact_from(attribute_said, keep_retraction=keep_retractions)
+    for attribute, statements in kept.items():
+        made = fact_from(statements, keep_retraction=keep_retractions)
         if made is not None:
             (facts if made.current else ended)[attribute] = made
-    if not facts and not ended:
-        return None
-    first = entities[0] if entities else None
-    return Entity(
-        name=name or (first.name if first else ""),
-        facts=facts,
-        turn_ids=first.turn_ids if first else (),
-        updated_at=max((e.updated_at for e in entities), default=_latest(facts, ended)),
-        ended=ended,
-    )
-
-
-def _latest(*groups: Mapping[str, EntityFact]) -> datetime:
-    return max(fact.timestamp for group in groups for fact in group.values())
+    return Entity(name, facts, turn_ids, updated_at, ended=ended, said=kept)
 
 
 def rank_entities(entities: Iterable[Entity], focus: str) -> list[Entity]:
@@ -409,6 +420,69 @@ def fact_records(
                     }
                 )
     return records
+
+
+def fact_lines(entities: Iterable[Entity], focus: str) -> list[Entity]:
+    """Entities split into one entity per fact, for a budget that takes facts one by one.
+
+    Entities keep their order; within one, the facts whose attribute or values the focus text
+    (the query and the recent window) mentions come first, then the most recently said. An
+    entity without facts stays whole. :func:`joined` puts the fragments that fit together again.
+
+    Example:
+        >>> from datetime import datetime
+        >>> ana = merge_mentions({}, [EntityMention("Ana", {"city": "Faro", "pet": "a cat"}, 0, datetime(2026, 1, 5))])
+        >>> [list(part.facts) for part in fact_lines(ana.values(), "Is my pet OK?")]
+        [['pet'], ['city']]
+    """
+    focus_terms = set(tokenize(focus))
+    lines: list[Entity] = []
+    for entity in entities:
+        facts = [(name, fact, False) for name, fact in entity.facts.items()]
+        facts += [(name, fact, True) for name, fact in entity.ended.items()]
+        if not facts:
+            lines.append(entity)
+            continue
+
+        def relevance(item: tuple[str, EntityFact, bool]) -> tuple[int, float]:
+            name, fact, _ = item
+            words = " ".join([name, fact.value, *(h.value for h in fact.history)])
+            return len(focus_terms.intersection(tokenize(words))), fact.timestamp.timestamp()
+
+        for name, fact, ended in sorted(facts, key=relevance, reverse=True):
+            lines.append(
+                replace(
+                    entity,
+                    facts={} if ended else {name: fact},
+                    ended={name: fact} if ended else {},
+                    said={},
+                )
+            )
+    return lines
+
+
+def joined(lines: Sequence[Entity]) -> tuple[Entity, ...]:
+    """The fragments of :func:`fact_lines` put back together, one entity each, in order.
+
+    Example:
+        >>> from datetime import datetime
+        >>> ana = merge_mentions({}, [EntityMention("Ana", {"city": "Faro", "pet": "a cat"}, 0, datetime(2026, 1, 5))])
+        >>> [sorted(e.facts) for e in joined(fact_lines(ana.values(), ""))]
+        [['city', 'pet']]
+    """
+    together: dict[str, Entity] = {}
+    for line in lines:
+        known = together.get(line.key)
+        together[line.key] = (
+            line
+            if known is None
+            else replace(
+                known,
+                facts={**known.facts, **line.facts},
+                ended={**known.ended, **line.ended},
+            )
+        )
+    return tuple(together.values())
 
 
 _ABOUT_THE_PAST = re.compile(

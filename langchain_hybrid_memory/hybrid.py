@@ -51,6 +51,7 @@ from langchain_hybrid_memory.entities import (
     EntityExtractor,
     asks_about_the_past,
     context_view,
+    fact_lines,
     fact_records,
     mentions_from_mapping,
     merge_sessions,
@@ -70,6 +71,7 @@ from langchain_hybrid_memory.types import ErasureReport, TurnDraft
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from concurrent.futures import Future
 
     import numpy as np
     from langchain_core.embeddings import Embeddings
@@ -518,19 +520,24 @@ class HybridMemory:
         return _Read(head, owner, state)
 
     def _searched(
-        self, read: _Read, window: Sequence[Turn], text: str | None
+        self,
+        read: _Read,
+        window: Sequence[Turn],
+        text: str | None,
+        prefetched: Future[np.ndarray] | None = None,
     ) -> Plan[Call, tuple[str, np.ndarray | None]]:
         """Embed what the session waits for, with the query; the query's text and vector.
 
         In the background's stead, everything that waits; else only what recall searches (what
         left the window). ``text=None`` searches for the latest user turn of ``window``, with
-        its stored vector.
+        its stored vector. ``prefetched``: the query's request, made before the reads.
         """
         state = read.state
         before = None
         if self._indexer.background:
             before = window[0].id if window else read.head.turn_count
-        waiting = self._indexer.store_waiting(state, before=before, query=text, limit=CATCH_UP)
+        riding = None if prefetched is not None else text  # else it rides with waiting turns
+        waiting = self._indexer.store_waiting(state, before=before, query=riding, limit=CATCH_UP)
         if not (yield from waiting):
             self._sessions.forget([state.session_id])  # erased meanwhile
         vector = None
@@ -539,7 +546,7 @@ class HybridMemory:
             text = latest.text if latest else ""
             vector = state.vector(latest.id) if latest else None
         if vector is None:
-            vector = yield from self._indexer.query_vector(text, state)
+            vector = yield from self._indexer.query_vector(text, state, prefetched)
         return text, vector
 
     def _found(
@@ -612,7 +619,7 @@ class HybridMemory:
         """
         config = self.config
         budget = config.token_budget if budget is None else budget
-        self._indexer.prefetch(query)  # the model embeds it while the store is read
+        prefetched = self._indexer.prefetch(query)  # the model embeds it during the reads
         read = yield from self._read(session_id, user_id)
         count = read.head.turn_count
         until = count if before is None else max(0, min(before, count))
@@ -620,7 +627,7 @@ class HybridMemory:
         # while the query's vector is on its way: what needs no vector
         entities = yield from self._entities_of(session_id, read.owner)
         words = (yield cpu(read.state.score_words, query)) if query else None
-        text, vector = yield from self._searched(read, window, query)
+        text, vector = yield from self._searched(read, window, query, prefetched)
         # Recall over-fetches by the window's size instead of excluding the window: turns the
         # budget drops from the window may then come back as recalled turns. Without recall_k,
         # it reads ranked turns until they would fill the whole budget (at most
@@ -641,7 +648,12 @@ class HybridMemory:
         shares = shares_for_query(config.budget_shares, config.recall_first_shares, window, found)
         fitted = yield cpu(
             fit_window_and_recall,
-            ContextCandidates(read.head.summary.text, rank_entities(shown, focus), found, window),
+            ContextCandidates(
+                read.head.summary.text,
+                fact_lines(rank_entities(shown, focus), focus),
+                found,
+                window,
+            ),
             budget,
             self.token_counter,
             shares,
@@ -702,7 +714,11 @@ class HybridMemory:
     def _entities_of(self, session_id: str, owner: str | None) -> Plan[Call, dict[str, Entity]]:
         """The entities a session sees: its user's (``entity_scope="user"``), else its own."""
         if self.config.entity_scope == "user" and owner is not None:
-            return merge_sessions((yield twin(self.store, "get_user_entities", owner)))
+            per_session = yield twin(self.store, "get_user_entities", owner)
+            if session_id not in per_session:  # not the user's yet (no owner): its own too
+                own = yield twin(self.store, "get_entities", session_id)
+                per_session = {**per_session, session_id: own}
+            return merge_sessions(per_session)
         return with_session((yield twin(self.store, "get_entities", session_id)), session_id)
 
     def entities(
@@ -786,7 +802,8 @@ class HybridMemory:
             msg = "with entity_scope='session' facts belong to sessions: pass a session_id"
             raise InvalidInputError(msg)
         session, head = yield from self._owned(session_id, user)
-        return (yield from self._entities_of(session, head.user_id))
+        # the owner a context of the session sees (as _check_owner gives it to _context)
+        return (yield from self._entities_of(session, head.user_id or user))
 
     def _consistent(
         self, session_id: str, step: Callable[[], Plan[Call, tuple[_T, str | None]]]

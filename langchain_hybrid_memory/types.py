@@ -22,6 +22,7 @@ __all__ = [
     "EntityFact",
     "EntityMention",
     "ErasureReport",
+    "FactStatement",
     "FactValue",
     "RecalledTurn",
     "RunningSummary",
@@ -69,6 +70,23 @@ class Turn:
 
 
 _ROLE_LABELS = {"human": "User", "ai": "Assistant", "tool": "Tool", "system": "System"}
+
+
+@dataclass(frozen=True)
+class FactStatement:
+    """One saying about an entity's attribute: a value, or ``None`` for a retraction.
+
+    Attributes:
+        when: When it was said.
+        value: The value said (``None``: the attribute no longer holds).
+        session_id: The session that said it (``None`` in a session's own record).
+        turn_id: The turn that said it, in that session (``None``: no turn).
+    """
+
+    when: datetime
+    value: str | None
+    session_id: str | None = None
+    turn_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +161,9 @@ class Entity:
         updated_at: When a fact about it was last said.
         ended: Attributes that no longer have a value (their last value was retracted), with
             that value and its history; never shown as current.
+        said: What was said about each attribute, in time order (the latest 32 sayings per
+            attribute and session): ``facts`` and ``ended`` are computed from it, and records
+            of several sessions merge by it exactly, whatever order they arrive in.
     """
 
     name: str
@@ -150,6 +171,7 @@ class Entity:
     turn_ids: tuple[int, ...]
     updated_at: datetime
     ended: Mapping[str, EntityFact] = field(default_factory=dict)
+    said: Mapping[str, tuple[FactStatement, ...]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -33,7 +33,14 @@ from langchain_hybrid_memory.entities import merge_mentions
 from langchain_hybrid_memory.errors import ConfigError, DecryptionError, StoreError
 from langchain_hybrid_memory.stores.base import check_vectors
 from langchain_hybrid_memory.stores.encryption import Sealer, is_sealed, no_key_error
-from langchain_hybrid_memory.types import Entity, EntityFact, FactValue, RunningSummary, Turn
+from langchain_hybrid_memory.types import (
+    Entity,
+    EntityFact,
+    FactStatement,
+    FactValue,
+    RunningSummary,
+    Turn,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -177,6 +184,11 @@ def dump_entity(entity: Entity) -> str:
     }
     if entity.ended:
         record["ended"] = {attribute: _dump_fact(fact) for attribute, fact in entity.ended.items()}
+    if entity.said:
+        record["said"] = {
+            attribute: [[dump_time(s.when), s.value, s.turn_id] for s in statements]
+            for attribute, statements in entity.said.items()
+        }
     return _dumps(record, "entity")
 
 
@@ -190,6 +202,12 @@ def load_entity(data: str | bytes) -> Entity:
             turn_ids=tuple(record["turn_ids"]),
             updated_at=load_time(record["updated_at"]),
             ended={name: _load_fact(fact) for name, fact in record.get("ended", {}).items()},
+            said={
+                name: tuple(
+                    FactStatement(load_time(when), value, None, turn) for when, value, turn in said
+                )
+                for name, said in record.get("said", {}).items()
+            },
         )
 
 

@@ -416,7 +416,9 @@ class MemoryStore(ABC):
     def get_user_entities(self, user_id: str) -> dict[str, dict[str, Entity]]:
         """The entities of each of the user's sessions: session id to entities by name.
 
-        One read: the user's sessions, then each one's entities.
+        Every session of the user is a key (with no entities: an empty mapping). One read
+        operation: the user's sessions, then each one's entities (one round trip per session on
+        Redis).
         """
         return self._read(self._user_entities, user_id)
 
@@ -428,9 +430,7 @@ class MemoryStore(ABC):
         sessions = yield from self._plans.list_sessions(user_id)
         found: dict[str, dict[str, Entity]] = {}
         for session_id in sessions:
-            entities = yield from self._plans.get_entities(session_id)
-            if entities:
-                found[session_id] = entities
+            found[session_id] = yield from self._plans.get_entities(session_id)
         return found
 
     def merge_entities(

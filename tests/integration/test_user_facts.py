@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,7 @@ def test_a_fact_from_a_first_session_reaches_a_new_session_weeks_later(backend, 
     say(memory, "ana-2", "ana", "Hello again", later)
     context = memory.build_context("ana-2", "What breed is my dog?", user_id="ana")
     assert [e.name for e in context.entities] == ["Bolt"], "another user's facts never come"
-    assert "- Bolt: kind: border collie (since Mon 2 Mar 2026)" in entity_lines(context)
+    assert "- Bolt (since Mon 2 Mar 2026): kind: border collie" in entity_lines(context)
     assert context.tokens <= 500
 
     other = memory.build_context("bob-2", "What breed is my dog?", user_id="bob")
@@ -108,7 +109,7 @@ def test_changed_and_retracted_facts_show_as_current_and_earlier_with_dates(back
 
     now = memory.build_context("s3", "Any restaurant ideas near my home?", user_id="ana")
     text = entity_lines(now)
-    assert "city: Lisbon (since Mon 23 Mar 2026)" in text
+    assert "- Ana (since Mon 23 Mar 2026): city: Lisbon" in text
     assert "Porto" not in text, "no old value as current"
     assert "vegetarian" not in text, "no ended value as current"
 
@@ -242,3 +243,18 @@ def test_facts_and_their_history_are_encrypted_at_rest(sealed, embeddings):
     raw = sealed.raw_values()
     for secret in (b"Matosinhos", b"Ericeira", b"hometown"):
         assert not [value for value in raw if secret in value], secret
+
+
+def test_a_sessions_facts_expire_with_it(backend, embeddings):
+    # margins as in the store contract: checks 0.5 s after s1 expires and 1.5 s before s2 does
+    store = backend.open(ttl_seconds=4)
+    memory = HybridMemory(store=store, embeddings=embeddings, window_turns=4)
+    say(memory, "s1", "ana", "I live in Porto", MARCH, Ana={"city": "Porto"})
+    time.sleep(2.0)
+    say(memory, "s2", "ana", "I moved to Lisbon", MARCH + WEEK, Ana={"city": "Lisbon"})
+    city = memory.entities(user_id="ana")["ana"].facts["city"]
+    assert [h.value for h in city.history] == ["Porto"]
+
+    time.sleep(2.5)
+    city = memory.entities(user_id="ana")["ana"].facts["city"]
+    assert (city.value, city.history) == ("Lisbon", ()), "what s1 said expired with it"

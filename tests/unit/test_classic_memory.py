@@ -68,7 +68,8 @@ async def test_llm_chain_with_messages_and_extra_variables_async(memory):
     await chain.ainvoke({"question": "Can Bolt come along?"})
 
     call = model.calls[-1]
-    assert "Bolt: species: dog" in call[0].text
+    assert "- Bolt (since " in call[0].text
+    assert "): species: dog" in call[0].text
     assert len(await memory.atranscript("s1")) == 44
 
 

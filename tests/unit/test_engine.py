@@ -274,9 +274,7 @@ def test_caller_entities_are_merged_with_provenance_and_shown_when_relevant(embe
     assert bolt.name == "Bolt"
     assert bolt.facts["breed"].value == "border collie"
     assert bolt.facts["breed"].turn_id == 0
-    expected = (
-        "Bolt: species: dog (since Mon 2 Mar 2026); breed: border collie (since Mon 2 Mar 2026)"
-    )
+    expected = "- Bolt (since Mon 2 Mar 2026): species: dog; breed: border collie"
     assert expected in context.to_text()
 
 
