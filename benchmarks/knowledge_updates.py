@@ -18,8 +18,9 @@ Scored without an LLM, on the entities section of the context built for each que
   attribute (should be 0);
 - *other users' values*: a value only another user stated appears in the context (should be 0).
 
-Two ways facts reach the memory: the caller's own NLU (``add_messages(..., entities=...)``),
-and a scripted fake LLM summarizer whose one call per batch returns the batch's facts (changes
+Facts reach the memory three ways: the caller's own NLU (``add_messages(..., entities=...)``),
+the same with each user's sessions stored newest first (a device that syncs late: the history
+must not depend on the order), and a scripted fake LLM summarizer whose one call per batch returns the batch's facts (changes
 as new values, retractions as ``null``), as a real model would be asked to; it records its
 prompts, so the number of LLM calls is reported too.
 
@@ -50,6 +51,9 @@ from langchain_hybrid_memory import HybridMemory
 from langchain_hybrid_memory.context import format_day
 
 ROOT = Path(__file__).resolve().parents[1]
+#: How facts reach the memory: the caller's entities (sessions stored in order, and newest
+#: first), and a scripted LLM summarizer.
+PATHS = ("caller", "caller-shuffled", "extractor")
 BUDGET = 500
 #: Targets of issue #14 at a 500-token budget.
 TARGET_CURRENT, TARGET_HISTORY = 0.95, 0.9
@@ -180,6 +184,8 @@ def write_story(name: str, rng: random.Random, start: datetime, sessions: int) -
                     value, template = None, retract
                 elif roll < 0.75 and known is not None:  # restated
                     value, template = known, first
+                elif roll < 0.5 and known is None:  # said again after a retraction
+                    value, template = rng.choice(values), first
                 else:
                     continue
             text = template.format(value=value) if value is not None else template
@@ -289,11 +295,14 @@ def build_memory(
         options |= {"llm": RunnableLambda(fake), "window_turns": 6, "summary_batch_tokens": 80}
     memory = HybridMemory(**options)
     for story in stories:
-        for index, turns in enumerate(story.sessions):
+        order = list(enumerate(story.sessions))
+        if path == "caller-shuffled":  # a user's devices sync late: newest sessions first
+            order.reverse()
+        for index, turns in order:
             session = f"{story.name.lower()}-{index}"
             for user_text, reply, when, said in turns:
                 entities = None
-                if path == "caller" and said is not None:
+                if path.startswith("caller") and said is not None:
                     entities = {said.about or story.name: {said.attribute: said.value}}
                 memory.add_messages(
                     session,
@@ -308,20 +317,47 @@ def build_memory(
 
 # -- scoring --------------------------------------------------------------------------------------
 
-_FACT = re.compile(r"(?P<attribute>[\w ]+): (?P<value>.+?) \((?P<notes>[^)]*)\)")
+_HEAD = re.compile(r"^- (?P<name>[^(:]+?)(?: \(since (?P<day>[^)]*)\))?: (?P<body>.*)$")
+
+
+def _top_level(body: str) -> list[str]:
+    """``a: x; b: y (since ...; before: ...)`` split at the semicolons outside parentheses."""
+    parts, depth, current = [], 0, ""
+    for char in body:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == ";" and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [*parts, current.strip()] if current.strip() else parts
 
 
 def shown_facts(context_text: str, name: str) -> dict[str, tuple[str | None, str]]:
-    """The facts the entities section shows for ``name``: attribute -> (current or None, notes)."""
+    """The facts the entities section shows for ``name``: attribute -> (current or None, notes).
+
+    A fact without notes of its own began the day that heads its entity's line.
+    """
     facts: dict[str, tuple[str | None, str]] = {}
     for line in context_text.splitlines():
-        if not line.startswith(f"- {name}: "):
+        head = _HEAD.match(line)
+        if head is None or head["name"] != name:
             continue
-        for match in _FACT.finditer(line[len(f"- {name}: ") :]):
-            attribute = match["attribute"].strip().lstrip("; ").strip()
-            value = match["value"].strip()
-            facts[attribute] = (None if value == "none now" else value, match["notes"])
+        for part in _top_level(head["body"]):
+            attribute, _, rest = part.partition(": ")
+            value, notes = rest, f"since {head['day']}" if head["day"] else ""
+            if rest.endswith(")") and " (" in rest:
+                value, notes = rest[:-1].split(" (", 1)
+            facts[attribute.strip()] = (None if value == "none now" else value.strip(), notes)
     return facts
+
+
+def _latest_earlier(notes: str) -> str | None:
+    """The value shown right before the current one (or the one that ended), if any."""
+    for marker in ("before: ", "was: "):
+        if marker in notes:
+            return notes.split(marker, 1)[1].split(", ", 1)[0]
+    return None
 
 
 def score(memory: HybridMemory, stories: list[UserStory]) -> dict[str, Any]:
@@ -345,8 +381,7 @@ def score(memory: HybridMemory, stories: list[UserStory]) -> dict[str, Any]:
             shown, notes = facts.get(question.attribute, (None, ""))
             right = shown == question.current
             if question.kind == "history":
-                right = question.earlier is not None and question.earlier in notes
-                right = right and (shown == question.current)
+                right = right and _latest_earlier(notes) == question.earlier
             elif question.kind == "when":
                 day = format_day(question.since) if question.since else ""
                 right = right and f"since {day}" in notes
@@ -398,7 +433,7 @@ def run(users: int, sessions: int, seed: int) -> dict[str, Any]:
         if any(x.attribute == attribute and not x.about for x in story.said)
     )
     results["paths"] = {}
-    for path in ("caller", "extractor"):
+    for path in PATHS:
         began = time.perf_counter()
         memory, fake = build_memory(path, stories)
         figures = score(memory, stories)
@@ -439,7 +474,11 @@ def write(results: dict[str, Any], out: Path, command: str) -> None:
         "| facts from | right current | right history | superseded as current | other users' values | questions | LLM calls |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    labels = {"caller": "the caller's NLU (`entities=`)", "extractor": "a scripted LLM summarizer"}
+    labels = {
+        "caller": "the caller's NLU (`entities=`)",
+        "caller-shuffled": "the caller's NLU, a user's sessions stored newest first",
+        "extractor": "a scripted LLM summarizer",
+    }
     for path, figures in results["paths"].items():
         lines.append(
             f"| {labels[path]} | {figures['right_current']:.3f} | {figures['right_history']:.3f} | "

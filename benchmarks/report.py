@@ -288,7 +288,11 @@ def _agent_rows(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
 
 def _knowledge_rows(knowledge: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """Issue #14: a user's facts across sessions at 500 tokens, per way facts come in."""
-    labels = {"caller": "caller's entities", "extractor": "scripted LLM summarizer"}
+    labels = {
+        "caller": "caller's entities",
+        "caller-shuffled": "caller's entities, sessions stored newest first",
+        "extractor": "scripted LLM summarizer",
+    }
     rows = []
     for path, figures in knowledge["paths"].items():
         current, history = figures["right_current"], figures["right_history"]

@@ -143,7 +143,7 @@ def test_the_knowledge_updates_benchmark_scores_both_ways_facts_come_in(tmp_path
     out = tmp_path / "knowledge_updates.md"
     assert knowledge.main(["--users", "2", "--sessions", "3", "--out", str(out)]) == 0
     figures = json.loads(out.with_suffix(".json").read_text())
-    assert set(figures["paths"]) == {"caller", "extractor"}
+    assert set(figures["paths"]) == {"caller", "caller-shuffled", "extractor"}
     for path in figures["paths"].values():
         assert path["questions"] > 0
         assert path["superseded_as_current"] == 0
