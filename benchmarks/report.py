@@ -69,7 +69,8 @@ def headline(parts: Path) -> list[str]:
             rows.append(
                 (
                     f"chat loop p50 / p95 against classic CombinedMemory ({ours['memory']}, "
-                    f"{chat['meta']['exchanges']:,} exchanges)",
+                    f"{chat['meta']['exchanges']:,} exchanges, interleaved by blocks of "
+                    f"{chat['meta'].get('block', 1)} turns)",
                     f"{p50:.2f}x / {p95:.2f}x ({ours['p50_ms']:.1f} / {ours['p95_ms']:.1f} ms "
                     f"vs {classic['p50_ms']:.1f} / {classic['p95_ms']:.1f})",
                     f"<= {CHAT_RATIOS[0]}x / {CHAT_RATIOS[1]}x",

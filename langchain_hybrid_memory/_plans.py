@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -33,10 +34,12 @@ __all__ = [
     "arun_calls",
     "arun_plan",
     "cpu",
+    "light",
     "plan_name",
     "run_calls",
     "run_plan",
     "twin",
+    "while_waiting",
 ]
 
 _Request = TypeVar("_Request")
@@ -127,6 +130,40 @@ def twin(owner: object, name: str, *args: Any, **kwargs: Any) -> Call:
 def cpu(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Call:
     """A call of CPU-bound work, which the async driver runs in a worker thread."""
     return Call(function, None, args, kwargs)
+
+
+def light(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Call:
+    """CPU work too small to be worth a worker thread: the async driver runs it on the loop.
+
+    A hop to a worker thread and back costs the event loop tens of microseconds; work below
+    that (a search of a short session, fitting a few candidates) is cheaper done in place.
+
+    Example:
+        >>> import threading
+        >>> def plan() -> Plan[Call, bool]:
+        ...     return (yield light(lambda: threading.current_thread() is threading.main_thread()))
+        >>> asyncio.run(arun_calls(plan()))
+        True
+    """
+    return Call(function, functools.partial(_in_place, function), args, kwargs)
+
+
+async def _in_place(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return function(*args, **kwargs)
+
+
+def while_waiting(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Call:
+    """CPU work worth doing only while a sync caller waits for something else.
+
+    The sync driver calls it (its thread is idle while the model works in another); the async
+    driver answers ``None`` without running it: a hop to a worker thread would cost the event
+    loop more than the work saves, and the step does it later where it needs it.
+    """
+    return Call(function, _nothing, args, kwargs)
+
+
+async def _nothing(*_args: Any, **_kwargs: Any) -> None:
+    return None
 
 
 def run_calls(plan: Plan[Call, _Result]) -> _Result:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from langchain_hybrid_memory._plans import cpu, twin
+from langchain_hybrid_memory._plans import cpu, light, twin
 from langchain_hybrid_memory.types import RecalledTurn
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.config import HybridMemoryConfig
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.types import Turn
+
+#: Sessions shorter than this are searched in place by async callers (see ``light``).
+LIGHT_SEARCH_TURNS = 200
 
 __all__ = ["Recall"]
 
@@ -77,7 +80,9 @@ class Recall:
         the text's lexical scores, computed while its vector was on its way.
         """
         config = self._config
-        hits = yield cpu(
+        # a short session's search is cheaper on the event loop than a hop to a thread
+        run = light if state.next_turn < LIGHT_SEARCH_TURNS else cpu
+        hits = yield run(
             state.search,
             text,
             vector,

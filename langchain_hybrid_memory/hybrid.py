@@ -35,7 +35,15 @@ from langchain_hybrid_memory._inputs import (
     check_timestamp,
     prepare_drafts,
 )
-from langchain_hybrid_memory._plans import Call, arun_calls, cpu, run_calls, twin
+from langchain_hybrid_memory._plans import (
+    Call,
+    arun_calls,
+    cpu,
+    light,
+    run_calls,
+    twin,
+    while_waiting,
+)
 from langchain_hybrid_memory._recall import CATCH_UP, Recall
 from langchain_hybrid_memory._sessions import WINDOW_SLACK, Sessions, read_window
 from langchain_hybrid_memory.budget import (
@@ -100,6 +108,9 @@ if TYPE_CHECKING:
 __all__ = ["HybridMemory"]
 
 logger = logging.getLogger(__name__)
+
+#: Contexts with fewer candidate turns are fitted in place by async callers (see ``light``).
+LIGHT_FIT_CANDIDATES = 40
 
 #: Turns recall returns when ``config.recall_k`` is ``None`` and :meth:`HybridMemory.recall`
 #: is not given ``k``.
@@ -626,7 +637,7 @@ class HybridMemory:
         window = yield from read_window(self.store, session_id, until, config.window_turns)
         # while the query's vector is on its way: what needs no vector
         entities = yield from self._entities_of(session_id, read.owner)
-        words = (yield cpu(read.state.score_words, query)) if query else None
+        words = (yield while_waiting(read.state.score_words, query)) if query else None
         text, vector = yield from self._searched(read, window, query, prefetched)
         # Recall over-fetches by the window's size instead of excluding the window: turns the
         # budget drops from the window may then come back as recalled turns. Without recall_k,
@@ -646,7 +657,8 @@ class HybridMemory:
         focus = " ".join([text, *(turn.text for turn in window)])
         shown = context_view(entities.values(), history=asks_about_the_past(text))
         shares = shares_for_query(config.budget_shares, config.recall_first_shares, window, found)
-        fitted = yield cpu(
+        small = len(found) + len(window) < LIGHT_FIT_CANDIDATES
+        fitted = yield (light if small else cpu)(
             fit_window_and_recall,
             ContextCandidates(
                 read.head.summary.text,
