@@ -207,8 +207,13 @@ def fit_window_and_recall(
     *,
     recall_k: int | None = None,
     recall_max_chars: int | None = None,
+    user_first: bool = False,
 ) -> FittedContext:
     """Fit a context whose recall hits may hold turns of the window too.
+
+    With ``user_first`` the window starts on a user message (providers reject a conversation
+    that opens with the assistant): the turns before the first user message that fits are
+    left to recall, like any other turn the budget drops from the window.
 
     ``candidates.recalled`` are the best recall hits, window turns included (recall reads that
     many more). They are first offered without the window's turns; if the budget then leaves
@@ -247,11 +252,17 @@ def fit_window_and_recall(
             shares,
         )
 
+    def kept(window: Sequence[Turn]) -> Sequence[Turn]:
+        if not user_first:
+            return window
+        first = next((i for i, turn in enumerate(window) if turn.role == "human"), len(window))
+        return window[first:]
+
     # The window only shrinks from one fit to the next, so this ends.
-    shown: Sequence[Turn] = candidates.window
+    shown: Sequence[Turn] = kept(candidates.window)
     fitted = fit(shown)
-    while len(fitted.window) < len(shown):
-        shown = fitted.window
+    while len(kept(fitted.window)) < len(shown):
+        shown = kept(fitted.window)
         fitted = fit(shown)
     omitted = {**fitted.omitted, "window": len(candidates.window) - len(fitted.window)}
     return dataclasses.replace(fitted, omitted=omitted)

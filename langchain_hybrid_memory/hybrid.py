@@ -671,6 +671,7 @@ class HybridMemory:
             shares,
             recall_k=config.recall_k,
             recall_max_chars=config.recall_max_chars,
+            user_first=before is not None,  # an agent step: the model gets the window as is
         )
         context = MemoryContext(
             session_id=session_id,

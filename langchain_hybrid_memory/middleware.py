@@ -187,9 +187,7 @@ class HybridMemoryMiddleware(AgentMiddleware):
         self, request: ModelRequest[Any], step: _Step, context: MemoryContext
     ) -> ModelRequest[Any]:
         """The model's messages: the memory, the recent turns from a user message on, the step."""
-        window = list(context.window)
-        while window and window[0].role != "human":  # providers want a user message first
-            window.pop(0)
+        window = list(context.window)  # starts on a user message (the rest went to recall)
         messages: list[BaseMessage] = []
         rendered = context.to_messages()
         if rendered and isinstance(rendered[0], SystemMessage):

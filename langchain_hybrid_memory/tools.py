@@ -109,7 +109,9 @@ def _elsewhere(
 
 
 def _best(found: list[RecalledTurn], k: int) -> list[RecalledTurn]:
-    return sorted(found, key=lambda item: item.score, reverse=True)[:k]
+    """The ``k`` best turns, each once (``recall_scope="user"`` finds other sessions too)."""
+    unique = {(item.turn.session_id, item.turn.id): item for item in found}
+    return sorted(unique.values(), key=lambda item: item.score, reverse=True)[:k]
 
 
 def _line(item: RecalledTurn) -> str:

@@ -331,3 +331,20 @@ async def test_async_erasure_reaches_the_checkpointer_and_a_failure_is_reported(
         memory.forget_session("t2", checkpointer=Broken())
     assert "hunter2" not in str(failure.value)
     assert memory.transcript("t2") == [], "the memory was erased before the checkpointer failed"
+
+
+def test_a_long_tool_exchange_just_before_still_reaches_the_model(embeddings):
+    """Its turns before the window's first user message go to recall, never nowhere."""
+    memory = HybridMemory(embeddings=embeddings, window_turns=4, token_budget=2000)
+    porto = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Porto"}, "id": "a"}])
+    lima = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Lima"}, "id": "b"}])
+    done = AIMessage("Porto and Lima are sunny; the code is XK-42.")
+    model = RecordingToolModel(messages=replies([porto, lima, done]))
+    agent = agent_for(memory, model, checkpointer=InMemorySaver())
+    agent.invoke(say("Check Porto then Lima."), thread())
+    agent.invoke(say("What was the code you just told me?"), thread())
+
+    prompt = model.calls[-1]
+    assert any("XK-42" in m.text for m in prompt)
+    after_memory = [m for m in prompt[1:] if not isinstance(m, SystemMessage)]
+    assert isinstance(after_memory[0], HumanMessage)
