@@ -412,6 +412,20 @@ class RedisPlans:
         rows = yield Command(("HGETALL", self.session_keys(session_id)[3]))
         return self.codec.load_entities(list(rows.items()))
 
+    def get_user_entities(self, user_id: str) -> Plan[Request, dict[str, dict[str, Entity]]]:
+        """Plan of :meth:`MemoryStore.get_user_entities`.
+
+        Three round trips, however many sessions the user has (their entities in one pipeline).
+        """
+        sessions = yield from self.list_sessions(user_id)
+        if not sessions:
+            return {}
+        found = yield Batch(tuple(("HGETALL", self.session_keys(s)[3]) for s in sessions))
+        return {
+            session_id: self.codec.load_entities(list((rows or {}).items()))
+            for session_id, rows in zip(sessions, found, strict=True)
+        }
+
     def merge_entities(
         self, session_id: str, mentions: Sequence[EntityMention], incarnation: str | None
     ) -> Plan[Request, bool]:

@@ -312,6 +312,23 @@ class SQLPlans:
         )
         return self.codec.load_entities(rows)
 
+    def get_user_entities(self, user_id: str) -> Plan[Query, dict[str, dict[str, Entity]]]:
+        """Plan of :meth:`MemoryStore.get_user_entities`: two queries, however many sessions."""
+        sessions = yield from self.list_sessions(user_id)
+        if not sessions:
+            return {}
+        rows = yield self._q(
+            "SELECT e.session_id, e.entity_key, e.record FROM {t}entities e "
+            "JOIN {t}sessions s ON s.session_id = e.session_id WHERE s.user_id = %s",
+            (user_id,),
+            "all",
+        )
+        grouped: dict[str, list[tuple[str, str | bytes]]] = {s: [] for s in sessions}
+        for session_id, key, record in rows:
+            if session_id in grouped:
+                grouped[session_id].append((key, record))
+        return {s: self.codec.load_entities(found) for s, found in grouped.items()}
+
     def get_vectors(
         self, session_id: str, start: int
     ) -> Plan[Query, tuple[list[int], np.ndarray | None]]:

@@ -272,6 +272,26 @@ def test_entities_merge_by_normalized_name_and_newer_facts_win(store):
     assert ana.ended["job"] == EntityFact("nurse", 3, later, ended_at=later + SECOND)
 
 
+def test_a_users_entities_come_back_per_session_in_one_read(store):
+    store.append_turns("a1", drafts("hi"), user_id="ana")
+    assert store.merge_entities("a1", [ANA_SAID])
+    store.append_turns("a2", drafts("hello"), user_id="ana")  # no entities yet
+    store.append_turns("b1", drafts("hey"), user_id="bob")
+    assert store.merge_entities("b1", [BOB_SAID])
+
+    found = store.get_user_entities("ana")
+    assert sorted(found) == ["a1", "a2"]
+    assert without_said(found["a1"]) == {"ana": ANA}
+    assert found["a2"] == {}
+    assert store.get_user_entities("nobody") == {}
+
+
+async def test_a_users_entities_async(store):
+    await store.aappend_turns("a1", drafts("hi"), user_id="ana")
+    assert await store.amerge_entities("a1", [ANA_SAID])
+    assert without_said((await store.aget_user_entities("ana"))["a1"]) == {"ana": ANA}
+
+
 def test_entity_merges_from_many_threads_lose_no_fact(store):
     store.append_turns("s1", drafts("a"))
 
