@@ -291,6 +291,7 @@ class SearchIndex:
             return []
         ids = sorted(pool)
         dense_values = self._dense_scores(ids, dense, query_vector)
+        cosines = dense_values  # reported as each hit's dense score
         if query_vector is not None:
             dense_values = dense_values + _CONTEXT_WEIGHT * self._context_scores(ids, query_vector)
         lexical_values = np.zeros(len(ids), dtype=np.float32)
@@ -301,7 +302,7 @@ class SearchIndex:
         fused = self._around(ids, _fuse(dense_values, lexical_values, dense_weight), query)
         order = np.argsort(-fused, kind="stable")[:k]
         # plain floats in one go: per-element NumPy scalars cost more than the rest of a hit
-        scores, denses = fused[order].tolist(), dense_values[order].tolist()
+        scores, denses = fused[order].tolist(), cosines[order].tolist()
         lexicals = lexical_values[order].tolist()
         return [
             RecallHit(

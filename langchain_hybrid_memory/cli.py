@@ -39,7 +39,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_hybrid_memory._model_cache import CACHE_ENV, FORMATS, exported
 from langchain_hybrid_memory._version import __version__
 from langchain_hybrid_memory.context import entity_line
-from langchain_hybrid_memory.errors import HybridMemoryError
+from langchain_hybrid_memory.errors import ConfigError, HybridMemoryError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORE", "DemoConversation", "load_demo_conversation", "main"]
 
+#: The environment variable naming the store when ``--store`` is not given.
+STORE_VARIABLE = "HYBRID_MEMORY_STORE"
 #: The store every command uses unless ``--store`` or ``$HYBRID_MEMORY_STORE`` says otherwise.
 DEFAULT_STORE = "sqlite:///hybrid-memory.db"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
@@ -98,11 +100,32 @@ def _percentile(values: Sequence[float], q: int) -> float:
 KEY_VARIABLE = "HYBRID_MEMORY_ENCRYPTION_KEY"
 
 
-def _open(args: argparse.Namespace, **settings: Any) -> HybridMemory:
+def _open(args: argparse.Namespace, *, create: bool = False, **settings: Any) -> HybridMemory:
+    """The memory on ``--store``.
+
+    A SQLite file that does not exist is an error unless the command creates data
+    (``create``): a typo must not read as an empty memory.
+    """
     from langchain_hybrid_memory.hybrid import HybridMemory
 
+    path = _sqlite_path(args.store)
+    if not create and path is not None and not path.exists():
+        msg = (
+            f"no memory store at {path} (from --store or ${STORE_VARIABLE}); "
+            "`hybrid-memory demo` creates one there"
+        )
+        raise ConfigError(msg)
     keys = [key.strip() for key in os.environ.get(KEY_VARIABLE, "").split(",") if key.strip()]
     return HybridMemory(store=args.store, encryption_key=keys or None, **settings)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (``None`` for another store or an in-memory database)."""
+    scheme, separator, rest = url.partition("://")
+    if scheme.lower() != "sqlite" or not separator or not rest.startswith("/"):
+        return None
+    name = rest[1:]
+    return None if name in ("", ":memory:") else Path(name)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -114,7 +137,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
     conversation = load_demo_conversation()
-    memory = _open(args, token_budget=args.budget, window_turns=args.window)
+    memory = _open(args, create=True, token_budget=args.budget, window_turns=args.window)
     session = conversation.session_id
     started = time.perf_counter()
     memory.embeddings.embed_query("warm up")  # load the model before timing turns
@@ -247,6 +270,10 @@ def run_forget(args: argparse.Namespace, console: Console) -> int:
         return EXIT_ABORTED
     memory = _open(args)
     report = memory.forget_session(args.session) if args.session else memory.forget_user(args.user)
+    if not report.sessions:  # a typo must not read as an erasure
+        memory.close()
+        sys.stderr.write(f"error: nothing to erase: no {target} in this store\n")
+        return EXIT_ERROR
     console.print_json(
         json.dumps(
             {
@@ -277,9 +304,13 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
     """Write a session's transcript as JSON lines to standard output."""
     memory = _open(args)
     try:
-        _write_json_lines(memory.export_session(args.session, anonymize=args.anonymize))
+        records = memory.export_session(args.session, anonymize=args.anonymize)
     finally:
         memory.close()
+    if not records:
+        sys.stderr.write(f"error: session {args.session!r} has no stored turns\n")
+        return EXIT_ERROR
+    _write_json_lines(records)
     return EXIT_OK
 
 
@@ -379,7 +410,7 @@ def _parser() -> argparse.ArgumentParser:
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument(
         "--store",
-        default=os.environ.get("HYBRID_MEMORY_STORE", DEFAULT_STORE),
+        default=os.environ.get(STORE_VARIABLE, DEFAULT_STORE),
         help="store URL: sqlite:///path, redis://host:port/db, postgresql://..., memory:// "
         f"(default: $HYBRID_MEMORY_STORE or {DEFAULT_STORE})",
     )

@@ -241,3 +241,22 @@ def test_export_model_fills_the_cache_folder_it_is_given(tmp_path, capsys):
     models = sorted(tmp_path.rglob("model.onnx"))
     assert [model.parent.name for model in models] == ["fp32", "int8"]
     assert all(str(model) in out.replace("\n", "") for model in models)
+
+
+def test_a_typo_never_looks_like_success(tmp_path, capsys, store):
+    missing = f"sqlite:///{tmp_path / 'no-such.db'}"
+    for command in (
+        ["inspect", "s1"],
+        ["sessions", "--user", "ana"],
+        ["export", "s1"],
+        ["facts", "--user", "ana"],
+        ["forget", "--session", "s1", "--yes"],
+    ):
+        assert main([*command, "--store", missing]) == 1, command
+        assert "no memory store at" in capsys.readouterr().err
+    assert not (tmp_path / "no-such.db").exists(), "no empty store created by a read"
+
+    assert main(["forget", "--session", "does-not-exist", "--yes", "--store", store]) == 1
+    assert "nothing to erase" in capsys.readouterr().err
+    assert main(["export", "nope", "--store", store]) == 1
+    assert "no stored turns" in capsys.readouterr().err

@@ -186,3 +186,16 @@ def test_word_scores_computed_ahead_are_used_only_while_the_index_is_unchanged()
     assert 2 in {hit.turn_id for hit in hits}, "stale scores are computed again"
     fresh = index.score_words("Where is Porto?")
     assert index.search("Where is Porto?", None, k=3, words=fresh) == hits
+
+
+def test_a_hits_dense_score_is_the_cosine_of_the_turn_and_the_query(embeddings):
+    index = SearchIndex()
+    texts = ["I live in Porto", "Porto has a bridge", "We talked about the weather"]
+    index.add_texts([0, 1, 2], texts)
+    index.add_vectors([0, 1, 2], np.asarray(embeddings.embed_documents(texts)))
+    query = np.asarray(embeddings.embed_query("Where do I live?"))
+    for hit in index.search("Where do I live?", query, k=3):
+        vector = index.vector(hit.turn_id)
+        cosine = float(vector @ query / np.linalg.norm(query))
+        assert hit.dense_score == pytest.approx(cosine, abs=1e-5)
+        assert -1.0 <= hit.dense_score <= 1.0
