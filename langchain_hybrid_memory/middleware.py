@@ -5,8 +5,10 @@ messages the thread gained since the last call (the user input, tool results), b
 memory for the current user input, hands the model the app's system message untouched, the
 memory in its own system message, the recent turns and the current step whole, stores the
 model's reply, and removes from the graph state what the memory holds and the next call will
-not need. Storing is idempotent by message id, so a replayed step or a checkpointed thread never
-stores a message twice.
+not need. Storing is idempotent by message id (among the session's latest stored messages), so
+a step retried or replayed with the same messages stores nothing twice. The memory keeps one log
+per session: a thread forked from an older checkpoint is not followed, and
+``SummarizationMiddleware`` must not run beside it (its summary would be taken for user input).
 
 The session is, in order: the ``session_id`` given to the middleware, the ``session_id`` of the
 run's context (``context={"session_id": ...}`` or an attribute), or the run's ``thread_id``. The
