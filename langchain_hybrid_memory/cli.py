@@ -191,31 +191,71 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _describe(context: MemoryContext) -> str:
-    """The sections of a context, one line per item, with tokens and recall scores."""
+def _describe(context: MemoryContext, *, full: bool = False) -> str:
+    """The sections of a context, one line per item, with tokens and recall scores.
+
+    Texts are cut to about a line unless ``full``.
+    """
     from rich.markup import escape
 
+    def cut(text: str, limit: int) -> str:
+        return text if full or len(text) <= limit else text[:limit] + "…"
+
+    left_out = ", ".join(
+        "summary cut" if name == "summary" else f"{count} {name}"
+        for name, count in context.omitted.items()
+        if count
+    )
     lines = [
         f"tokens {context.tokens} / {context.token_budget} · "
         + " · ".join(f"{name} {tokens}" for name, tokens in context.section_tokens.items())
-        + " · left out: "
-        + ", ".join(f"{name} {count}" for name, count in context.omitted.items() if count)
+        + (f" · left out: {left_out}" if left_out else "")
     ]
     if context.summary:
-        cut = context.summary[:300] + ("…" if len(context.summary) > 300 else "")
-        lines.append(f"[bold]summary[/] {escape(cut)}")
+        lines.append(f"[bold]summary[/] {escape(cut(context.summary, 300))}")
     for entity in context.entities:
         lines.append(f"[bold]entity[/] {escape(entity_line(entity)[2:])}")
     for item in context.recalled:
         dense = "-" if item.dense_score is None else f"{item.dense_score:.2f}"
         lines.append(
-            f"[bold]recall[/] {item.score:+.2f} (dense {dense}, bm25 {item.lexical_score:.1f}) "
+            f"[bold]recall[/] {item.score:+.2f} (cosine {dense}, bm25 {item.lexical_score:.1f}) "
             f"{item.turn.timestamp:%d %b %Y} {escape(item.turn.speaker)}: "
-            f"{escape(item.turn.text[:110])}"
+            f"{escape(cut(item.turn.text, 110))}"
         )
     for turn in context.window:
-        lines.append(f"[bold]window[/] {escape(turn.speaker)}: {escape(turn.text[:110])}")
+        lines.append(f"[bold]window[/] {escape(turn.speaker)}: {escape(cut(turn.text, 110))}")
     return "\n".join(lines)
+
+
+def _context_record(context: MemoryContext) -> dict[str, Any]:
+    """A context as JSON-ready data: every section whole, with its scores and tokens."""
+    return {
+        "session_id": context.session_id,
+        "query": context.query,
+        "tokens": context.tokens,
+        "token_budget": context.token_budget,
+        "section_tokens": dict(context.section_tokens),
+        "omitted": dict(context.omitted),
+        "summary": context.summary,
+        "entities": [entity_line(entity)[2:] for entity in context.entities],
+        "recalled": [
+            {
+                "session_id": item.turn.session_id,
+                "turn_id": item.turn.id,
+                "timestamp": item.turn.timestamp.isoformat(),
+                "speaker": item.turn.speaker,
+                "text": item.turn.text,
+                "score": item.score,
+                "dense_score": item.dense_score,
+                "lexical_score": item.lexical_score,
+            }
+            for item in context.recalled
+        ],
+        "window": [
+            {"turn_id": turn.id, "role": turn.role, "speaker": turn.speaker, "text": turn.text}
+            for turn in context.window
+        ],
+    }
 
 
 def run_inspect(args: argparse.Namespace, console: Console) -> int:
@@ -224,13 +264,18 @@ def run_inspect(args: argparse.Namespace, console: Console) -> int:
     from rich.panel import Panel
 
     memory = _open(args, token_budget=args.budget)
-    if not memory.latest_turns(args.session, 1):
-        console.print(f"session {args.session!r} has no stored turns", markup=False)
-        return EXIT_ERROR
-    context = memory.build_context(args.session, args.query, user_id=args.user)
+    try:
+        if not memory.latest_turns(args.session, 1):
+            sys.stderr.write(f"error: session {args.session!r} has no stored turns\n")
+            return EXIT_ERROR
+        context = memory.build_context(args.session, args.query, user_id=args.user)
+    finally:
+        memory.close()
+    if args.json:
+        _write_json_lines([_context_record(context)])
+        return EXIT_OK
     title = f"[bold]{escape(args.session)}[/] · query: {escape(context.query or '(none)')}"
-    console.print(Panel(_describe(context), title=title))
-    memory.close()
+    console.print(Panel(_describe(context, full=args.full), title=title))
     return EXIT_OK
 
 
@@ -240,18 +285,30 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
     from rich.text import Text
 
     memory = _open(args)
+    rows: list[dict[str, Any]] = []
+    try:
+        for session in memory.store.list_sessions(args.user):
+            latest = memory.latest_turns(session, 1)
+            rows.append(
+                {
+                    "session_id": session,
+                    "turns": memory.store.count_turns(session),
+                    "last_turn": latest[0].timestamp.isoformat() if latest else None,
+                }
+            )
+    finally:
+        memory.close()
+    if args.json:
+        _write_json_lines(rows)
+        return EXIT_OK
     table = Table(title=Text(f"sessions of {args.user}"))
     table.add_column("session")
     table.add_column("turns", justify="right")
     table.add_column("last turn")
-    for session in memory.store.list_sessions(args.user):
-        count = memory.store.count_turns(session)
-        last = memory.latest_turns(session, 1)
-        table.add_row(
-            Text(session), str(count), f"{last[0].timestamp:%Y-%m-%d %H:%M}" if last else ""
-        )
+    for row in rows:
+        when = str(row["last_turn"] or "")[:16].replace("T", " ")
+        table.add_row(Text(str(row["session_id"])), str(row["turns"]), when)
     console.print(table)
-    memory.close()
     return EXIT_OK
 
 
@@ -438,10 +495,13 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--budget", type=_positive, default=2000, help="token budget (default 2000)"
     )
+    inspect.add_argument("--full", action="store_true", help="show every text whole")
+    inspect.add_argument("--json", action="store_true", help="write the context as JSON")
     inspect.set_defaults(run=run_inspect)
 
     sessions = commands.add_parser("sessions", parents=[store], help="list a user's sessions")
     sessions.add_argument("--user", required=True, help="user id")
+    sessions.add_argument("--json", action="store_true", help="write JSON lines instead")
     sessions.set_defaults(run=run_sessions)
 
     forget = commands.add_parser(

@@ -260,3 +260,25 @@ def test_a_typo_never_looks_like_success(tmp_path, capsys, store):
     assert "nothing to erase" in capsys.readouterr().err
     assert main(["export", "nope", "--store", store]) == 1
     assert "no stored turns" in capsys.readouterr().err
+
+
+def test_read_commands_write_json_and_inspect_shows_texts_whole(store, capsys):
+    assert (
+        main(["inspect", "demo-ana", "--json", "--store", store, "--query", "Is my dog OK?"]) == 0
+    )
+    context = json.loads(capsys.readouterr().out)
+    assert context["tokens"] <= context["token_budget"]
+    assert context["recalled"], "recalled turns with their scores"
+    hit = context["recalled"][0]
+    assert {"turn_id", "timestamp", "text", "score", "dense_score", "lexical_score"} <= set(hit)
+    assert all(-1.0 <= r["dense_score"] <= 1.0 for r in context["recalled"] if r["dense_score"])
+
+    assert (
+        main(["inspect", "demo-ana", "--full", "--store", store, "--query", "Is my dog OK?"]) == 0
+    )
+    assert "cosine" in capsys.readouterr().out
+
+    assert main(["sessions", "--user", "ana", "--json", "--store", store]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["session_id"] == "demo-ana"
+    assert rows[0]["turns"] == 146
