@@ -156,10 +156,15 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             f"{len(conversation.messages)} turns into the store "
             f"(window {args.window}, budget {args.budget} tokens)"
         )
-        for message, when in conversation.messages:
-            began = time.perf_counter()
-            memory.add_message(session, message, user_id=conversation.user_id, timestamp=when)
-            add_ms.append((time.perf_counter() - began) * 1000)
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("storing turns", total=len(conversation.messages))
+            for message, when in conversation.messages:
+                began = time.perf_counter()
+                memory.add_message(session, message, user_id=conversation.user_id, timestamp=when)
+                add_ms.append((time.perf_counter() - began) * 1000)
+                progress.advance(task)
     history_tokens = count_tokens_approximately(memory.transcript(session))
     build_ms = []
     remembered = 0
@@ -188,6 +193,12 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     table.add_row("probes answered from memory", f"{remembered} / {len(conversation.probes)}")
     console.print(table)
     memory.close()
+    console.print(  # never the store URL: it may hold a password
+        f"Stored as session {session!r} of user {conversation.user_id!r}. Look closer with "
+        f"`hybrid-memory inspect {session}` or `hybrid-memory facts --user "
+        f"{conversation.user_id}` (with the same --store).",
+        markup=False,
+    )
     return EXIT_OK
 
 

@@ -36,6 +36,7 @@ def test_a_second_demo_remembers_the_first(store, capsys):
     assert "already in" in out
     assert "3 / 3" in out
     assert out.count("remembered") >= 3
+    assert "session 'demo-ana' of user 'ana'" in out, "the demo says where to look next"
 
 
 def test_inspect_shows_the_sections_with_scores(store, capsys):
