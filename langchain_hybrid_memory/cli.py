@@ -27,7 +27,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -67,6 +67,8 @@ class DemoConversation:
     session_id: str
     messages: list[tuple[BaseMessage, datetime]]
     probes: list[tuple[str, list[str]]]
+    #: The facts some messages state, as a caller's NLU would pass them: message index -> facts.
+    entities: dict[int, dict[str, dict[str, str]]] = field(default_factory=dict)
 
 
 def load_demo_conversation() -> DemoConversation:
@@ -87,7 +89,10 @@ def load_demo_conversation() -> DemoConversation:
         else:
             messages.append((AIMessage(item["text"]), when))
     probes = [(probe["question"], list(probe["expect"])) for probe in raw["probes"]]
-    return DemoConversation(raw["title"], raw["user_id"], raw["session_id"], messages, probes)
+    entities = {i: item["entities"] for i, item in enumerate(raw["messages"]) if "entities" in item}
+    return DemoConversation(
+        raw["title"], raw["user_id"], raw["session_id"], messages, probes, entities
+    )
 
 
 def _percentile(values: Sequence[float], q: int) -> float:
@@ -160,9 +165,15 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
 
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("storing turns", total=len(conversation.messages))
-            for message, when in conversation.messages:
+            for index, (message, when) in enumerate(conversation.messages):
                 began = time.perf_counter()
-                memory.add_message(session, message, user_id=conversation.user_id, timestamp=when)
+                memory.add_message(
+                    session,
+                    message,
+                    user_id=conversation.user_id,
+                    timestamp=when,
+                    entities=conversation.entities.get(index),
+                )
                 add_ms.append((time.perf_counter() - began) * 1000)
                 progress.advance(task)
     history_tokens = count_tokens_approximately(memory.transcript(session))
