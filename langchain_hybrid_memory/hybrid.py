@@ -72,7 +72,7 @@ from langchain_hybrid_memory.errors import (
     SessionOwnershipError,
     StoreError,
 )
-from langchain_hybrid_memory.redaction import PIIRedactor
+from langchain_hybrid_memory.redaction import PIIRedactor, detect_address, name_detector
 from langchain_hybrid_memory.stores import open_store
 from langchain_hybrid_memory.summary import ExtractiveSummarizer, LLMSummarizer, Summarizer
 from langchain_hybrid_memory.types import ErasureReport, TurnDraft
@@ -998,7 +998,9 @@ class HybridMemory:
         Args:
             session_id: The conversation.
             anonymize: Redact personal data in texts and messages (with this memory's redactor,
-                or the default detectors) and replace speaker names by role labels.
+                or the default detectors), names too (the speakers', the known entities', and
+                any introduced with "I'm ..."/"my name is ...") and street addresses, and
+                replace speaker names by role labels.
             user_id: When given, the session must belong to this user (or to nobody).
 
         Example:
@@ -1009,17 +1011,36 @@ class HybridMemory:
             >>> record["speaker"], record["text"]
             ('User', 'Mail me: [REDACTED_EMAIL]')
         """
-        return self._records(self.turns(session_id, user_id=user_id), anonymize)
+        turns = self.turns(session_id, user_id=user_id)
+        known = self.entities(session_id, user_id=user_id) if anonymize and turns else {}
+        names = [entity.name for entity in known.values()]
+        return self._records(turns, anonymize, names)
 
     async def aexport_session(
         self, session_id: str, *, anonymize: bool = False, user_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Async twin of :meth:`export_session`."""
         turns = await self.aturns(session_id, user_id=user_id)
-        return await asyncio.to_thread(self._records, turns, anonymize)
+        known = (
+            list(await self.aentities(session_id, user_id=user_id)) if anonymize and turns else []
+        )
+        return await asyncio.to_thread(self._records, turns, anonymize, known)
 
-    def _records(self, turns: Sequence[Turn], anonymize: bool) -> list[dict[str, Any]]:
-        redactor = (self.redactor or PIIRedactor()) if anonymize else None
+    def _records(
+        self, turns: Sequence[Turn], anonymize: bool, entity_names: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        redactor = None
+        if anonymize:
+            base = self.redactor or PIIRedactor()
+            names = [*(t.message.name for t in turns if t.message.name), *entity_names]
+            redactor = PIIRedactor(
+                {
+                    **base.detectors,
+                    "name": name_detector(names),
+                    "address": detect_address,
+                },
+                redact_on=base.redact_on,
+            )
         records = []
         for stored in turns:
             turn = stored

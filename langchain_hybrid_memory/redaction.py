@@ -27,8 +27,10 @@ __all__ = [
     "PIIRedactor",
     "RedactionPoint",
     "default_detectors",
+    "detect_address",
     "detect_iban",
     "detect_phone",
+    "name_detector",
 ]
 
 RedactionPoint = Literal["persist", "embed", "summarize"]
@@ -134,6 +136,54 @@ def _pattern_detector(kind: str, pattern: str | re.Pattern[str]) -> Detector:
 
     def detect(text: str) -> list[PIIMatch]:
         return [PIIMatch(kind, m.start(), m.end()) for m in compiled.finditer(text) if m.group()]
+
+    return detect
+
+
+#: A self-introduction: the name after it is redacted ("I'm Carla Mendes").
+_INTRODUCED = re.compile(
+    r"\b(?:I am|I'm|my name is|call me|this is)\s+((?:[A-Z][\w'-]+)(?:\s+[A-Z][\w'-]+){0,2})"
+)
+#: A street address: a number and a street word around a capitalized name (either order).
+_ADDRESS = re.compile(
+    r"\b\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][\w'-]*\s+){1,4}"
+    r"(?:Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Boulevard|Blvd|Drive|Dr|Square|Sq)\b\.?"
+    r"|\b(?:Rua|Avenida|Av\.|Calle|Via|Rue|Praça|Largo|Travessa)\s+(?:d[aeo]s?\s+)?"
+    r"(?:[A-Z][\w'-]*\s*){1,4},?\s*\d{1,5}[A-Za-z]?\b"
+)
+
+
+def detect_address(text: str) -> list[PIIMatch]:
+    """Street addresses (``12 Baker Street``, ``Rua das Flores, 21``).
+
+    Example:
+        >>> [text[m.start:m.end] for text in ["I live at 12 Baker Street now"] for m in detect_address(text)]
+        ['12 Baker Street']
+    """
+    return [PIIMatch("address", m.start(), m.end()) for m in _ADDRESS.finditer(text)]
+
+
+def name_detector(names: Iterable[str]) -> Detector:
+    """Detects the given names (each word of a name too) and any self-introduced name.
+
+    Example:
+        >>> detect = name_detector(["Ana Ribeiro"])
+        >>> text = "Ana said: I'm Carla Mendes, and Ribeiro is Ana's name"
+        >>> [text[m.start:m.end] for m in detect(text)]
+        ['Ana', 'Carla Mendes', 'Ribeiro', 'Ana']
+    """
+    words = sorted(
+        {part for name in names for part in [name, *name.split()] if len(part.strip()) > 1},
+        key=len,
+        reverse=True,
+    )
+    known = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b") if words else None
+
+    def detect(text: str) -> list[PIIMatch]:
+        found = [PIIMatch("name", m.start(1), m.end(1)) for m in _INTRODUCED.finditer(text)]
+        if known is not None:
+            found += [PIIMatch("name", m.start(), m.end()) for m in known.finditer(text)]
+        return sorted(found, key=lambda m: m.start)
 
     return detect
 

@@ -66,6 +66,10 @@ def test_export_writes_json_lines_and_can_anonymize(store, capsys):
     anonymous = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(anonymous) == 146
     assert {record["speaker"] for record in anonymous} == {"User", "Assistant"}
+    text = " ".join(record["text"] for record in anonymous)
+    for name in ("Ana", "Ribeiro", "Marta", "Bolt"):  # speakers, entities, self-introductions
+        assert name not in text, name
+    assert "[REDACTED_NAME]" in text
 
 
 def test_facts_shows_a_users_facts_with_their_history_and_exports_them(tmp_path, capsys):
@@ -283,3 +287,21 @@ def test_read_commands_write_json_and_inspect_shows_texts_whole(store, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows[0]["session_id"] == "demo-ana"
     assert rows[0]["turns"] == 146
+
+
+def test_anonymized_export_leaves_out_introduced_names_and_addresses(tmp_path, capsys):
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    url = f"sqlite:///{tmp_path / 'anon.db'}"
+    memory = HybridMemory(store=url, embeddings=None)
+    memory.add_messages(
+        "s1", [HumanMessage("Hello, I am Carla Mendes and I live at 12 Baker Street, London")]
+    )
+    memory.close()
+    assert main(["export", "s1", "--anonymize", "--store", url]) == 0
+    text = json.loads(capsys.readouterr().out)["text"]
+    assert "Carla" not in text
+    assert "Mendes" not in text
+    assert "12 Baker Street" not in text
