@@ -431,8 +431,15 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from langchain_hybrid_memory.evaluation import evaluate_locomo
+    from langchain_hybrid_memory.evaluation import evaluate_locomo, evaluation_memory
 
+    settings: dict[str, Any] = {}
+    if args.window is not None:
+        settings["window_turns"] = args.window
+    if args.dense_weight is not None:
+        settings["dense_weight"] = args.dense_weight
+    if args.embeddings is not None:
+        settings["embeddings"] = args.embeddings
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
 
@@ -442,6 +449,8 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
         report = evaluate_locomo(
             args.file,
             budgets=tuple(args.budgets),
+            categories=tuple(args.categories),
+            memory_factory=lambda: evaluation_memory(**settings),
             limit_conversations=args.limit,
             progress=advance,
         )
@@ -467,6 +476,15 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
         )
     console.print(table)
     console.print(f"{report.questions} questions in {report.conversations} conversations")
+    if report.skipped:
+        console.print(
+            f"{report.skipped} questions of these categories left out: no evidence id of "
+            "theirs names a turn of the conversation"
+        )
+    unscored = sorted(set(CATEGORY_NAMES) - set(args.categories))
+    if unscored:
+        names = ", ".join(f"{c} ({CATEGORY_NAMES[c]})" for c in unscored)
+        console.print(f"not scored: category {names}; --categories scores them")
     return EXIT_OK
 
 
@@ -559,11 +577,30 @@ def _parser() -> argparse.ArgumentParser:
     facts.set_defaults(run=run_facts)
 
     evaluate = commands.add_parser(
-        "eval", help="evidence recall on a LoCoMo-format conversation file"
+        "eval",
+        help="evidence recall on a LoCoMo-format conversation file",
+        description="The share of each question's evidence turns that reach the context built "
+        "for it, per budget and category. LoCoMo's categories: 1 multi-hop, 2 temporal, "
+        "3 open-domain, 4 single-hop, 5 adversarial (asks about what was never said: it has no "
+        "evidence to recall, so it is not scored by default).",
     )
     evaluate.add_argument("file", help="path to a LoCoMo-format JSON file")
     evaluate.add_argument(
         "--budgets", type=_positive, nargs="+", default=[500, 1000, 2000], help="token budgets"
+    )
+    evaluate.add_argument(
+        "--categories",
+        type=_positive,
+        nargs="+",
+        default=[1, 2, 3, 4],
+        help="categories to score (default 1 2 3 4)",
+    )
+    evaluate.add_argument("--window", type=_positive, help="recent turns kept verbatim")
+    evaluate.add_argument(
+        "--dense-weight", type=float, help="weight of the embedding score against BM25 (0-1)"
+    )
+    evaluate.add_argument(
+        "--embeddings", help="embeddings by name: minilm-onnx-int8, minilm-onnx, minilm-torch"
     )
     evaluate.add_argument("--limit", type=_positive, help="evaluate only the first N conversations")
     evaluate.set_defaults(run=run_eval)

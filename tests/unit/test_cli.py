@@ -215,15 +215,21 @@ def test_eval_prints_recall_per_budget_for_a_locomo_format_file(tmp_path, capsys
                 "answer": "Porto",
                 "evidence": ["D1:1"],
                 "category": 4,
-            }
+            },
+            {"question": "Who is Zed?", "answer": "?", "evidence": ["D9:9"], "category": 4},
+            {"question": "When did Ana fly?", "answer": "never", "evidence": [], "category": 5},
         ],
     }
     path = tmp_path / "mini.json"
     path.write_text(json.dumps([sample]))
-    assert main(["eval", str(path), "--budgets", "300"]) == 0
+    assert (
+        main(["eval", str(path), "--budgets", "300", "--window", "2", "--dense-weight", "0.4"]) == 0
+    )
     out = capsys.readouterr().out
     assert "300" in out
     assert "1.000" in out
+    assert "1 questions of these categories left out" in out, "never dropped silently"
+    assert "5 (adversarial)" in out
 
 
 def test_bad_option_values_are_usage_errors(capsys):
