@@ -283,6 +283,11 @@ def merge_sessions(per_session: Mapping[str, Mapping[str, Entity]]) -> dict[str,
             by_key.setdefault(key, []).append((session_id, entity))
     merged: dict[str, Entity] = {}
     for key, records in by_key.items():
+        if len(records) == 1 and records[0][1].said:  # one record: its facts are computed
+            alone = _in_session(records[0][1], records[0][0])
+            if alone is not None:
+                merged[key] = alone
+            continue
         records.sort(key=lambda pair: pair[1].updated_at)
         said: dict[str, list[Statement]] = {}
         for session_id, entity in records:
@@ -305,6 +310,28 @@ def merge_sessions(per_session: Mapping[str, Mapping[str, Entity]]) -> dict[str,
 def with_session(entities: Mapping[str, Entity], session_id: str) -> dict[str, Entity]:
     """One session's entities as its context sees them, each fact knowing its session."""
     return merge_sessions({session_id: entities})
+
+
+def _in_session(entity: Entity, session_id: str) -> Entity | None:
+    """One session's record as its context sees it, each fact knowing its session.
+
+    The record's facts were computed when it was written (keeping bare retractions, for the
+    user's other sessions): those are dropped, and so is an entity left with nothing else.
+    """
+
+    def fill(fact: EntityFact) -> EntityFact:
+        history = tuple(replace(h, session_id=h.session_id or session_id) for h in fact.history)
+        return replace(fact, session_id=fact.session_id or session_id, history=history)
+
+    facts = {name: fill(fact) for name, fact in entity.facts.items()}
+    ended = {name: fill(fact) for name, fact in entity.ended.items() if fact.value}
+    if not facts and not ended:
+        return None
+    said = {
+        name: tuple(replace(s, session_id=s.session_id or session_id) for s in statements)
+        for name, statements in entity.said.items()
+    }
+    return replace(entity, facts=facts, ended=ended, said=said)
 
 
 def _statements(entity: Entity, session_id: str | None = None) -> dict[str, list[Statement]]:

@@ -258,3 +258,30 @@ def test_a_sessions_facts_expire_with_it(backend, embeddings):
     time.sleep(2.5)
     city = memory.entities(user_id="ana")["ana"].facts["city"]
     assert (city.value, city.history) == ("Lisbon", ()), "what s1 said expired with it"
+
+
+def test_an_erasure_by_one_worker_reaches_the_facts_another_worker_sees(shared, embeddings):
+    """Worker 1 writes and reads a user's facts; worker 2 erases: worker 1 never shows them."""
+    first, second = worker(shared, embeddings), worker(shared, embeddings)
+    say(first, "s1", "ana", "I live in Porto", MARCH, Ana={"city": "Porto"})
+    say(
+        first,
+        "s2",
+        "ana",
+        "I moved to Lisbon",
+        MARCH + WEEK,
+        Ana={"city": "Lisbon", "job": "nurse"},
+    )
+    assert first.entities(user_id="ana")["ana"].facts["city"].value == "Lisbon"
+
+    second.forget_session("s2", user_id="ana")
+    ana = first.entities(user_id="ana")["ana"]
+    assert ana.facts["city"].value == "Porto", "what s2 said is gone for every worker"
+    assert "job" not in ana.facts
+    with pytest.raises(SessionOwnershipError):
+        second.entities("s1", user_id="bob")
+
+    second.forget_user("ana")
+    assert first.entities(user_id="ana") == {}
+    context = first.build_context("s3", "Where do I live?", user_id="ana")
+    assert context.entities == ()
