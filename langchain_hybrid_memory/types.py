@@ -27,6 +27,7 @@ __all__ = [
     "RecalledTurn",
     "RunningSummary",
     "SessionHead",
+    "SessionInfo",
     "Turn",
     "TurnDraft",
 ]
@@ -301,3 +302,20 @@ class Appended:
 
     turns: list[Turn]
     head: SessionHead
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session as a list of every session shows it (no turn is read but its last).
+
+    Attributes:
+        session_id: The session.
+        user_id: Its owner, or ``None``.
+        turn_count: How many turns it holds.
+        last_activity: When its latest turn was said (``None``: it holds no turn).
+    """
+
+    session_id: str
+    user_id: str | None
+    turn_count: int
+    last_activity: datetime | None = None

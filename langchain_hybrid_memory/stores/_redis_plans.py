@@ -34,11 +34,11 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from langchain_hybrid_memory.errors import SessionOwnershipError, StoreError
 from langchain_hybrid_memory.stores._codec import Codec
-from langchain_hybrid_memory.types import Appended, ErasureReport, SessionHead, Turn
+from langchain_hybrid_memory.types import Appended, ErasureReport, SessionHead, SessionInfo, Turn
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.stores.base import FoldCommit
     from langchain_hybrid_memory.types import Entity, EntityMention, TurnDraft
 
-__all__ = ["Batch", "Command", "Pause", "RedisPlans", "Request", "Script"]
+__all__ = ["Batch", "Command", "Pause", "RedisPlans", "Request", "Scan", "Script"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,17 @@ class Script:
     args: tuple[Any, ...]
 
 
-Request = Command | Batch | Script | Pause
+@dataclass(frozen=True)
+class Scan:
+    """Every key matching ``pattern``, by ``SCAN`` (on every primary of a cluster).
+
+    Answered with the key names.
+    """
+
+    pattern: str
+
+
+Request = Command | Batch | Script | Pause | Scan
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -150,6 +160,15 @@ class RedisPlans:
         """A ``SCAN`` pattern matching every session key of this prefix (and maybe others)."""
         escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
         return f"{escaped}:s:*"
+
+    def _session_of_meta_key(self, key: bytes | str) -> str | None:
+        """The session id of one of this prefix's meta keys (``None``: another key)."""
+        name = _text(key) or ""
+        head, tail = f"{self.prefix}:s:{{", "}:meta"
+        if not (name.startswith(head) and name.endswith(tail)):
+            return None
+        encoded = name[len(head) : -len(tail)]
+        return None if any(c in encoded for c in "{}:") else unquote(encoded)
 
     def _script(self, name: str, session_id: str, *args: Any) -> Script:
         return Script(name, self.session_keys(session_id), args)
@@ -404,6 +423,30 @@ class RedisPlans:
         ]
         yield from self._unlist(user_id, stale)
         return owned
+
+    def list_all_sessions(self, after: str | None, limit: int) -> Plan[Request, list[SessionInfo]]:
+        """Plan of :meth:`MemoryStore.list_all_sessions`.
+
+        Redis keeps no ordered index of sessions: the page is cut from a ``SCAN`` of the meta
+        keys (names only), then one pipeline reads each listed session's owner, length and last
+        turn.
+        """
+        keys = yield Scan(f"{self.session_key_pattern()}:meta")
+        found = {self._session_of_meta_key(key) for key in keys}
+        ids = sorted(s for s in found if s is not None and (after is None or s > after))[:limit]
+        if not ids:
+            return []
+        calls: list[tuple[Any, ...]] = []
+        for session_id in ids:
+            meta, turns, *_ = self.session_keys(session_id)
+            calls += [("HGET", meta, "user"), ("LLEN", turns), ("LINDEX", turns, -1)]
+        answers = yield Batch(tuple(calls))
+        page = []
+        for i, session_id in enumerate(ids):
+            owner, count, last = answers[3 * i : 3 * i + 3]
+            when = None if last is None else self.codec.load_turn(session_id, 0, last).timestamp
+            page.append(SessionInfo(session_id, _text(owner), int(count), when))
+        return page
 
     # -- summary and entities ---------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 from langchain_hybrid_memory.errors import SessionOwnershipError, StoreError
 from langchain_hybrid_memory.stores._codec import Codec
 from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl
-from langchain_hybrid_memory.types import Appended, ErasureReport, SessionHead, Turn
+from langchain_hybrid_memory.types import Appended, ErasureReport, SessionHead, SessionInfo, Turn
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -300,6 +300,27 @@ class SQLPlans:
         if expired:
             raise SessionExpiredError(expired)
         return sorted(session_id for session_id, _ in rows)
+
+    def list_all_sessions(self, after: str | None, limit: int) -> Plan[Query, list[SessionInfo]]:
+        """Plan of :meth:`MemoryStore.list_all_sessions`: one query, with each last turn."""
+        rows = yield self._q(
+            "SELECT s.session_id, s.user_id, s.next_turn, t.record FROM {t}sessions s "
+            "LEFT JOIN {t}turns t ON t.session_id = s.session_id AND t.turn_id = s.next_turn - 1 "
+            "WHERE NOT {expired}"
+            + ("" if after is None else " AND s.session_id > %s")
+            + " ORDER BY s.session_id LIMIT %s",
+            (limit,) if after is None else (after, limit),
+            "all",
+        )
+        return [
+            SessionInfo(
+                session_id,
+                user_id,
+                int(count),
+                None if record is None else self.codec.load_turn(session_id, 0, record).timestamp,
+            )
+            for session_id, user_id, count, record in rows
+        ]
 
     def get_entities(self, session_id: str) -> Plan[Query, dict[str, Entity]]:
         """Plan of :meth:`MemoryStore.get_entities`."""

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         ErasureReport,
         RunningSummary,
         SessionHead,
+        SessionInfo,
         Turn,
         TurnDraft,
     )
@@ -98,6 +99,20 @@ def check_vectors(turn_ids: Sequence[int], vectors: np.ndarray) -> np.ndarray:
         msg = f"expected one vector per turn id ({len(turn_ids)}), got shape {matrix.shape}"
         raise InvalidInputError(msg)
     return matrix
+
+
+#: Sessions per page of :meth:`MemoryStore.list_all_sessions` unless told, and the most.
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+
+
+def _check_page(after: object, limit: object) -> None:
+    """Refuse a page of :meth:`MemoryStore.list_all_sessions` that is not one."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        msg = f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}"
+        raise InvalidInputError(msg)
+    if after is not None and not isinstance(after, str):
+        msg = f"after must be a session id (a string) or None, got {type(after).__name__}"
+        raise InvalidInputError(msg)
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,10 @@ class StorePlans(Protocol):
 
     def list_sessions(self, user_id: str) -> Plan[Any, list[str]]:
         """Plan of :meth:`MemoryStore.list_sessions`."""
+        ...
+
+    def list_all_sessions(self, after: str | None, limit: int) -> Plan[Any, list[SessionInfo]]:
+        """Plan of :meth:`MemoryStore.list_all_sessions`."""
         ...
 
     def get_entities(self, session_id: str) -> Plan[Any, dict[str, Entity]]:
@@ -353,6 +372,38 @@ class MemoryStore(ABC):
     async def alist_sessions(self, user_id: str) -> list[str]:
         """Async twin of :meth:`list_sessions`."""
         return await self._aread(self._plans.list_sessions, user_id)
+
+    def list_all_sessions(
+        self, *, after: str | None = None, limit: int = DEFAULT_PAGE
+    ) -> list[SessionInfo]:
+        """Every session, whoever owns it, in id order: one page of at most ``limit``.
+
+        For a browser of the store (``hybrid-memory sessions``, the inspector): no turn is
+        read but each listed session's last one (for its time). The next page starts after
+        the last id of this one; an empty page is the end.
+
+        Args:
+            after: List only sessions whose id sorts after this one (``None``: from the first).
+            limit: The most sessions to list (from 1 to 1000).
+
+        Raises:
+            InvalidInputError: ``limit`` is not a whole number from 1 to 1000, or ``after`` is
+                not a string.
+
+        Example:
+            >>> from langchain_hybrid_memory.stores import InMemoryStore
+            >>> InMemoryStore().list_all_sessions(limit=10)
+            []
+        """
+        _check_page(after, limit)
+        return self._read(self._plans.list_all_sessions, after, limit)
+
+    async def alist_all_sessions(
+        self, *, after: str | None = None, limit: int = DEFAULT_PAGE
+    ) -> list[SessionInfo]:
+        """Async twin of :meth:`list_all_sessions`."""
+        _check_page(after, limit)
+        return await self._aread(self._plans.list_all_sessions, after, limit)
 
     # -- summary and entities --------------------------------------------------------------
 

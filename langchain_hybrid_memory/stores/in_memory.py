@@ -15,7 +15,14 @@ from langchain_hybrid_memory._plans import run_plan
 from langchain_hybrid_memory.entities import merge_mentions
 from langchain_hybrid_memory.errors import SessionOwnershipError
 from langchain_hybrid_memory.stores.base import MemoryStore, check_ttl, check_vectors
-from langchain_hybrid_memory.types import Appended, ErasureReport, RunningSummary, SessionHead, Turn
+from langchain_hybrid_memory.types import (
+    Appended,
+    ErasureReport,
+    RunningSummary,
+    SessionHead,
+    SessionInfo,
+    Turn,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -146,6 +153,19 @@ class _InMemoryPlans:
         sessions: _Sessions = yield None
         owned = [s for s, session in sessions.by_id.items() if session.user_id == user_id]
         return sorted(s for s in owned if sessions.live(s) is not None)
+
+    def list_all_sessions(self, after: str | None, limit: int) -> Plan[None, list[SessionInfo]]:
+        sessions: _Sessions = yield None
+        ids = sorted(s for s in sessions.by_id if after is None or s > after)
+        page: list[SessionInfo] = []
+        for session_id in ids:
+            session = sessions.live(session_id)
+            if session is not None:
+                last = session.turns[-1].timestamp if session.turns else None
+                page.append(SessionInfo(session_id, session.user_id, len(session.turns), last))
+            if len(page) == limit:
+                break
+        return page
 
     def get_entities(self, session_id: str) -> Plan[None, dict[str, Entity]]:
         sessions: _Sessions = yield None

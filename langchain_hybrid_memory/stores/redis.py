@@ -31,6 +31,7 @@ from langchain_hybrid_memory.stores._redis_plans import (
     Pause,
     RedisPlans,
     Request,
+    Scan,
     Script,
 )
 from langchain_hybrid_memory.stores._secrets import connection_error
@@ -109,6 +110,8 @@ class _Scripted:
             for call in request.calls:
                 pipe.execute_command(*call)
             return await pipe.execute()
+        if isinstance(request, Scan):
+            return [key async for key in self.client.scan_iter(match=request.pattern, count=500)]
         return await self.client.execute_command(*request.args)
 
 
@@ -226,6 +229,8 @@ class RedisStore(MemoryStore):
             for call in request.calls:
                 pipe.execute_command(*call)
             return pipe.execute()
+        if isinstance(request, Scan):
+            return list(self._client.scan_iter(match=request.pattern, count=500))
         return self._client.execute_command(*request.args)  # type: ignore[no-untyped-call]
 
     def _run(self, plan: Plan[Request, _R]) -> _R:
