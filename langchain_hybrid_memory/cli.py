@@ -7,10 +7,13 @@ in the current directory, or ``$HYBRID_MEMORY_STORE``):
   facts planted in the first minutes), then show the context built for three questions about
   those facts. A second run on the same store finds the conversation already stored.
 * ``inspect SESSION [--query Q]``: the context that would be built, section by section.
-* ``sessions --user U``: the user's sessions with their sizes.
+* ``sessions [--user U]``: the user's sessions with their sizes; without ``--user``, every
+  session of the store with its user, a page at a time (``--limit``, ``--after``).
 * ``forget --session S | --user U [--yes]``: erase, after confirmation, and print the report.
 * ``export SESSION [--anonymize]``: the transcript as JSON lines.
 * ``eval FILE``: evidence recall on a LoCoMo-format file, with a progress bar.
+* ``serve [--host H] [--port N] [--allow-erasure] [--allow-remote]``: the memory inspector, a
+  local web app (the ``inspector`` extra), on loopback unless ``--allow-remote``.
 
 An encrypted store's Fernet key(s) come from ``$HYBRID_MEMORY_ENCRYPTION_KEY`` (comma-separated,
 newest first), never from the command line, where other users could read them.
@@ -39,7 +42,8 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_hybrid_memory._model_cache import CACHE_ENV, FORMATS, exported
 from langchain_hybrid_memory._version import __version__
 from langchain_hybrid_memory.context import entity_line
-from langchain_hybrid_memory.errors import ConfigError, HybridMemoryError
+from langchain_hybrid_memory.errors import ConfigError, HybridMemoryError, MissingDependencyError
+from langchain_hybrid_memory.stores.base import DEFAULT_PAGE, MAX_PAGE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -207,7 +211,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     console.print(  # never the store URL: it may hold a password
         f"Stored as session {session!r} of user {conversation.user_id!r}. Look closer with "
         f"`hybrid-memory inspect {session}` or `hybrid-memory facts --user "
-        f"{conversation.user_id}` (with the same --store).",
+        f"{conversation.user_id}` (with the same --store). Open the inspector in a browser "
+        "with `hybrid-memory serve` (same --store; the inspector extra).",
         markup=False,
     )
     return EXIT_OK
@@ -302,18 +307,29 @@ def run_inspect(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_sessions(args: argparse.Namespace, console: Console) -> int:
-    """List a user's sessions."""
+    """List a user's sessions, or every session of the store (a page at a time)."""
     from rich.table import Table
     from rich.text import Text
 
     memory = _open(args)
     rows: list[dict[str, Any]] = []
     try:
-        for session in memory.store.list_sessions(args.user):
+        if args.user is None:
+            for info in memory.store.list_all_sessions(after=args.after, limit=args.limit):
+                rows.append(
+                    {
+                        "session_id": info.session_id,
+                        "user_id": info.user_id,
+                        "turns": info.turn_count,
+                        "last_turn": info.last_activity.isoformat() if info.last_activity else None,
+                    }
+                )
+        for session in [] if args.user is None else memory.store.list_sessions(args.user):
             latest = memory.latest_turns(session, 1)
             rows.append(
                 {
                     "session_id": session,
+                    "user_id": args.user,
                     "turns": memory.store.count_turns(session),
                     "last_turn": latest[0].timestamp.isoformat() if latest else None,
                 }
@@ -323,14 +339,21 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         _write_json_lines(rows)
         return EXIT_OK
-    table = Table(title=Text(f"sessions of {args.user}"))
+    table = Table(title=Text(f"sessions of {args.user}" if args.user else "sessions"))
     table.add_column("session")
+    if args.user is None:
+        table.add_column("user")
     table.add_column("turns", justify="right")
     table.add_column("last turn")
     for row in rows:
         when = str(row["last_turn"] or "")[:16].replace("T", " ")
-        table.add_row(Text(str(row["session_id"])), str(row["turns"]), when)
+        owner = [] if args.user else [Text(row["user_id"] or "-")]
+        table.add_row(Text(str(row["session_id"])), *owner, str(row["turns"]), when)
     console.print(table)
+    if args.user is None and len(rows) == args.limit:
+        console.print(
+            f"more sessions follow: --after {json.dumps(rows[-1]['session_id'])}", markup=False
+        )
     return EXIT_OK
 
 
@@ -539,10 +562,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="write the context as JSON")
     inspect.set_defaults(run=run_inspect)
 
-    sessions = commands.add_parser("sessions", parents=[store], help="list a user's sessions")
-    sessions.add_argument("--user", required=True, help="user id")
-    sessions.add_argument("--json", action="store_true", help="write JSON lines instead")
-    sessions.set_defaults(run=run_sessions)
+    _add_sessions(commands, store)
 
     forget = commands.add_parser(
         "forget", parents=[store], help="erase a session or a user, and print what was removed"
@@ -617,7 +637,93 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir", type=Path, help=f"the cache folder (default: ${CACHE_ENV} or the user's)"
     )
     export_model.set_defaults(run=run_export_model)
+
+    _add_serve(commands, store)
     return parser
+
+
+def run_serve(args: argparse.Namespace, console: Console) -> int:
+    """Serve the memory inspector until interrupted."""
+    try:
+        from langchain_hybrid_memory.inspector import InspectorServer, check_host, create_app
+    except ImportError as exc:
+        msg = "the inspector needs Flask: pip install 'langchain-hybrid-memory[inspector]'"
+        raise MissingDependencyError(msg) from exc
+
+    check_host(args.host, allow_remote=args.allow_remote)  # before opening anything
+    memory = _open(args, token_budget=args.budget)
+    try:
+        server = InspectorServer(
+            create_app(memory, allow_erasure=args.allow_erasure),
+            args.host,
+            args.port,
+            allow_remote=args.allow_remote,
+        )
+        mode = "erasure allowed" if args.allow_erasure else "read-only"
+        console.print(
+            f"hybrid-memory inspector ({mode}) on {server.url} · Ctrl-C stops it", markup=False
+        )
+        if args.allow_remote:
+            console.print("warning: it has no login; anyone who reaches it reads the store")
+        server.serve_forever()
+    finally:
+        memory.close()
+    return EXIT_OK
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535."""
+    if not text.isdigit() or int(text) > 65535:
+        msg = f"expected a port from 0 to 65535, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _add_sessions(commands: Any, store: argparse.ArgumentParser) -> None:
+    """The ``sessions`` command's parser."""
+    sessions = commands.add_parser(
+        "sessions",
+        parents=[store],
+        help="list a user's sessions, or every session with its user",
+    )
+    sessions.add_argument("--user", help="user id (default: every session of the store)")
+    sessions.add_argument(
+        "--limit",
+        type=_positive,
+        default=DEFAULT_PAGE,
+        help=f"without --user: list at most this many (default {DEFAULT_PAGE}, at most {MAX_PAGE})",
+    )
+    sessions.add_argument(
+        "--after", help="without --user: list the sessions whose id sorts after this one"
+    )
+    sessions.add_argument("--json", action="store_true", help="write JSON lines instead")
+    sessions.set_defaults(run=run_sessions)
+
+
+def _add_serve(commands: Any, store: argparse.ArgumentParser) -> None:
+    """The ``serve`` command's parser."""
+    serve = commands.add_parser(
+        "serve",
+        parents=[store],
+        help="open the memory inspector, a local web app, in a browser",
+        description="A local web app showing users and sessions, transcripts, the context built "
+        "for a query (with scores and what was left out), summaries, entity facts with their "
+        "history, exports, and (with --allow-erasure) erasure. Needs the inspector extra. It "
+        "never shows encryption keys or the store URL, and listens on loopback only unless "
+        "--allow-remote: it has no login.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any)")
+    serve.add_argument(
+        "--allow-erasure", action="store_true", help="offer erasure of sessions and users"
+    )
+    serve.add_argument(
+        "--allow-remote", action="store_true", help="allow a host beyond loopback (no login!)"
+    )
+    serve.add_argument(
+        "--budget", type=_positive, default=2000, help="token budget of contexts (default 2000)"
+    )
+    serve.set_defaults(run=run_serve)
 
 
 def run_export_model(args: argparse.Namespace, console: Console) -> int:
