@@ -59,7 +59,7 @@ def create_app(memory: HybridMemory, *, allow_erasure: bool = False) -> Flask:
         >>> from langchain_core.messages import HumanMessage
         >>> from langchain_hybrid_memory import HybridMemory
         >>> memory = HybridMemory(embeddings=DeterministicFakeEmbedding(size=8))
-        >>> memory.add_messages("s1", [HumanMessage("I live in <Porto>")], user_id="ana")
+        >>> _ = memory.add_messages("s1", [HumanMessage("I live in <Porto>")], user_id="ana")
         >>> page = create_app(memory).test_client().get("/transcript?id=s1").text
         >>> "I live in &lt;Porto&gt;" in page
         True

@@ -37,6 +37,7 @@ def test_a_second_demo_remembers_the_first(store, capsys):
     assert "3 / 3" in out
     assert out.count("remembered") >= 3
     assert "session 'demo-ana' of user 'ana'" in out, "the demo says where to look next"
+    assert "hybrid-memory serve" in out, "and how to open the inspector"
 
 
 def test_inspect_shows_the_sections_with_scores(store, capsys):

@@ -1,0 +1,162 @@
+"""The inspector's pages and the ``serve`` / ``sessions`` commands, without a browser.
+
+The browser walk-through is in tests/browser; these check what a page must never do (run a
+stored text as markup, show a key or a store password, erase without the flag and the form's
+token) and what the commands print.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+from langchain_core.messages import AIMessage, HumanMessage
+
+from langchain_hybrid_memory import HybridMemory
+from langchain_hybrid_memory.cli import main
+from langchain_hybrid_memory.errors import ConfigError
+from langchain_hybrid_memory.inspector import check_host, create_app
+from langchain_hybrid_memory.inspector.app import TURNS_PER_PAGE
+
+T0 = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def memory(tmp_path):
+    memory = HybridMemory(store=f"sqlite:///{tmp_path / 'm.db'}", window_turns=4)
+    memory.add_messages(
+        "s1",
+        [HumanMessage(f"I am Ana and I say {HOSTILE}"), AIMessage("Noted.")],
+        user_id="ana",
+        timestamp=T0,
+        entities={"Ana": {"city": "Porto"}},
+    )
+    memory.add_messages(
+        "s1",
+        [HumanMessage(f"message number {i}") for i in range(TURNS_PER_PAGE + 10)],
+        user_id="ana",
+        timestamp=T0 + timedelta(hours=1),
+    )
+    memory.add_messages("s2", [HumanMessage("hello from bob")], user_id="bob")
+    yield memory
+    memory.close()
+
+
+def test_stored_text_is_shown_as_text_never_as_markup(memory):
+    client = create_app(memory).test_client()
+    for url in ("/transcript?id=s1", "/session?id=s1&q=what+did+Ana+say"):
+        page = client.get(url)
+        assert page.status_code == 200
+        assert HOSTILE not in page.text
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+        assert "script-src" not in page.headers["Content-Security-Policy"]  # no script at all
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_the_front_page_lists_every_user_with_their_sessions(memory):
+    page = create_app(memory).test_client().get("/").text
+    assert re.search(r"user <a [^>]*>ana</a>", page)
+    assert re.search(r"user <a [^>]*>bob</a>", page)
+    assert ">s1</a>" in page
+    assert ">s2</a>" in page
+
+
+def test_a_transcript_is_read_a_page_at_a_time(memory):
+    client = create_app(memory).test_client()
+    first = client.get("/transcript?id=s1").text
+    assert 'id="turn-0"' in first
+    assert f'id="turn-{TURNS_PER_PAGE - 1}"' in first
+    assert f'id="turn-{TURNS_PER_PAGE}"' not in first
+    second = client.get("/transcript?id=s1&page=1").text
+    assert f'id="turn-{TURNS_PER_PAGE}"' in second
+    assert 'id="turn-0"' not in second
+    assert client.get("/transcript?id=s1&page=-1").status_code == 400
+    assert client.get("/transcript?id=nope").status_code == 404
+
+
+def test_exports_are_json_downloads(memory):
+    client = create_app(memory).test_client()
+    export = client.get("/export.json?session=s1")
+    assert export.headers["Content-Disposition"].startswith("attachment")
+    records = json.loads(export.text)
+    assert len(records) == TURNS_PER_PAGE + 12
+    facts = json.loads(client.get("/facts.json?user=ana").text)
+    assert {(f["entity"], f["attribute"], f["value"]) for f in facts} == {("Ana", "city", "Porto")}
+
+
+def test_erasure_needs_the_flag_then_the_confirmation_forms_token(memory):
+    read_only = create_app(memory).test_client()
+    assert read_only.get("/erase?session=s1").status_code == 403
+    assert read_only.post("/erase", data={"session": "s1"}).status_code == 403
+
+    client = create_app(memory, allow_erasure=True).test_client()
+    confirm = client.get("/erase?session=s1").text
+    token = re.search(r'name="token" value="([^"]+)"', confirm).group(1)
+    assert client.post("/erase", data={"session": "s1", "token": "x" + token}).status_code == 403
+    assert memory.store.count_turns("s1") == TURNS_PER_PAGE + 12
+    done = client.post("/erase", data={"session": "s1", "token": token})
+    assert done.status_code == 200
+    assert re.search(rf"turns</th><td class=\"num\">{TURNS_PER_PAGE + 12}<", done.text)
+    assert memory.store.count_turns("s1") == 0
+    assert client.get("/erase?session=s1").status_code == 404, "nothing left to erase"
+    assert memory.store.count_turns("s2") == 1
+
+
+def test_no_page_shows_the_encryption_key(tmp_path):
+    key = Fernet.generate_key()
+    memory = HybridMemory(store=f"sqlite:///{tmp_path / 'sealed.db'}", encryption_key=key)
+    memory.add_messages("s1", [HumanMessage("secret plans")], user_id="ana")
+    client = create_app(memory, allow_erasure=True).test_client()
+    pages = [client.get(url) for url in ("/", "/user?id=ana", "/session?id=s1&q=plans")]
+    assert all(page.status_code == 200 for page in pages)
+    assert not any(key.decode() in page.text for page in pages)
+    memory.close()
+
+
+def test_only_loopback_is_served_unless_remote_is_allowed():
+    check_host("127.0.0.1")
+    check_host("::1")
+    check_host("localhost")
+    for host in ("0.0.0.0", "192.0.2.7", "::"):
+        with pytest.raises(ConfigError, match="--allow-remote"):
+            check_host(host)
+        check_host(host, allow_remote=True)
+
+
+def test_serve_beyond_loopback_without_the_flag_exits_1(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    assert main(["serve", "--host", "0.0.0.0", "--store", url]) == 1
+    assert "--allow-remote" in capsys.readouterr().err
+    assert not (tmp_path / "m.db").exists(), "nothing opened"
+
+
+def test_serve_never_prints_the_store_password(capsys):
+    url = "postgresql://ana:hunter2@127.0.0.1:1/memory"
+    assert main(["serve", "--port", "0", "--store", url]) == 1
+    captured = capsys.readouterr()
+    assert "hunter2" not in captured.err + captured.out
+
+
+def test_sessions_without_a_user_lists_every_session_a_page_at_a_time(memory, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    assert main(["sessions", "--json", "--store", url]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["session_id"], r["user_id"], r["turns"]) for r in rows] == [
+        ("s1", "ana", TURNS_PER_PAGE + 12),
+        ("s2", "bob", 1),
+    ]
+    assert rows[0]["last_turn"].startswith("2026-03-02T09:30")
+
+    assert main(["sessions", "--limit", "1", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "ana" in out
+    assert "s2" not in out
+    assert 'more sessions follow: --after "s1"' in out
+    assert main(["sessions", "--after", "s1", "--json", "--store", url]) == 0
+    assert [json.loads(line)["session_id"] for line in capsys.readouterr().out.splitlines()] == [
+        "s2"
+    ]
