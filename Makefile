@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= local-model,dev,redis,postgres
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test lint typecheck unit services bench clean
+.PHONY: install demo test lint typecheck unit services bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: install services
 	$(BIN)/python benchmarks/knowledge_updates.py
 	$(BIN)/python benchmarks/bytes_per_turn.py
 	$(BIN)/python benchmarks/report.py
+
+# The inspector's screenshots in docs/images/, taken by its browser test in headless Chromium.
+screenshots: install
+	HYBRID_MEMORY_SCREENSHOTS=docs/images $(BIN)/pytest tests/browser -q -k newcomer
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,6 +2,7 @@
 # Make sure the servers the tests need answer before they run (used by `make test` and .ci/run):
 #   Redis       127.0.0.1:6379
 #   PostgreSQL  127.0.0.1:5432, user postgres, trust auth, database `test`
+# and the browser the inspector's tests drive: Debian's Chromium at /usr/bin/chromium.
 # Installs them with apt-get when missing, starts them when stopped (the commands of
 # ../shared/DESIGN.md), then waits until both answer. Fails (exit 1) if they never do.
 set -euo pipefail
@@ -50,6 +51,7 @@ if [ -z "$(pg_version)" ] || ! command -v pg_isready >/dev/null 2>&1; then
     packages+=(postgresql)
     fresh_postgres=1
 fi
+[ -x /usr/bin/chromium ] || packages+=(chromium)  # the inspector's browser tests
 if [ "${#packages[@]}" -gt 0 ]; then
     say "installing ${packages[*]}"
     as_root apt-get update -qq

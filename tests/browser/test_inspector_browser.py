@@ -15,10 +15,12 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from langchain_core.messages import HumanMessage
 
 from langchain_hybrid_memory import HybridMemory
 from langchain_hybrid_memory.cli import load_demo_conversation
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
 CHROMIUM = Path(os.environ.get("HM_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = os.environ.get("HYBRID_MEMORY_SCREENSHOTS")
 DEMO = load_demo_conversation()
-TURNS = 40  # the demo's first 40 messages: its facts, its dog, a trip; the oldest summarized
+DEMO_TURNS = 40  # the demo's first 40 messages: its facts, its dog, a trip; the oldest summarized
+MOVED = "Big news: Bolt and I moved to Lisbon last week, he loves the park by the river."
+TURNS = DEMO_TURNS + 1  # and a later message that changes a fact
 
 
 def _launch_browser() -> Iterator[object]:
@@ -59,7 +63,7 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1180, "height": 860})
+    context = browser.new_context(viewport={"width": 1100, "height": 760})
     try:
         yield context.new_page()
     finally:
@@ -71,7 +75,7 @@ def store_url(tmp_path) -> str:
     """A SQLite store where a bot kept the start of the demo conversation (real embeddings)."""
     url = f"sqlite:///{tmp_path / 'memory.db'}"
     bot = HybridMemory(store=url, window_turns=6, summary_batch_tokens=300)
-    for index, (message, when) in enumerate(DEMO.messages[:TURNS]):
+    for index, (message, when) in enumerate(DEMO.messages[:DEMO_TURNS]):
         bot.add_message(
             DEMO.session_id,
             message,
@@ -79,6 +83,13 @@ def store_url(tmp_path) -> str:
             timestamp=when,
             entities=DEMO.entities.get(index),
         )
+    bot.add_message(
+        DEMO.session_id,
+        HumanMessage(MOVED, name="Ana"),
+        user_id=DEMO.user_id,
+        timestamp=when + timedelta(days=9),
+        entities={"Ana": {"city": "Lisbon"}},
+    )
     bot.add_message("other-session", DEMO.messages[0][0], user_id="bob")
     bot.close()
     return url
@@ -116,10 +127,11 @@ def served(store_url) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def _shot(page, name: str) -> None:
+def _shot(page, name: str, height: int | None = None) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / name))
+        clip = None if height is None else {"x": 0, "y": 0, "width": 1100, "height": height}
+        page.screenshot(path=str(Path(SCREENSHOTS) / name), clip=clip)
 
 
 def test_a_newcomer_finds_why_a_line_reached_the_prompt_and_erases_the_user(
@@ -151,6 +163,11 @@ def test_a_newcomer_finds_why_a_line_reached_the_prompt_and_erases_the_user(
 
     page.get_by_role("link", name=DEMO.user_id, exact=True).first.click()
     assert "Marta" in page.locator("table.facts").inner_text()
+    lisbon = page.locator("table.facts tr.current", has_text="Lisbon")
+    porto = page.locator("table.facts tr.past", has_text="Porto")
+    assert lisbon.count() == 1, "the city now"
+    assert porto.count() == 1, "and where she lived before, until the move"
+    assert porto.locator("td").nth(4).inner_text() == lisbon.locator("td").nth(3).inner_text()
     _shot(page, "inspector-user.png")
     page.get_by_role("link", name=re.compile("Erase user")).click()
     assert "cannot be undone" in page.content()
@@ -160,7 +177,7 @@ def test_a_newcomer_finds_why_a_line_reached_the_prompt_and_erases_the_user(
     assert page.locator("h1").inner_text() == "Erasure report"
     assert re.search(rf"turns\s+{TURNS}\b", report), report
     assert DEMO.session_id in report
-    _shot(page, "inspector-erased.png")
+    _shot(page, "inspector-erased.png", height=400)
 
     with SQLiteStore(store_url.removeprefix("sqlite:///")) as store:  # another worker's view
         assert store.list_sessions(DEMO.user_id) == []
