@@ -666,6 +666,8 @@ def run_serve(args: argparse.Namespace, console: Console) -> int:
         if args.allow_remote:
             console.print("warning: it has no login; anyone who reaches it reads the store")
         server.serve_forever()
+    except KeyboardInterrupt:  # Ctrl-C is how it stops
+        console.print("inspector stopped")
     finally:
         memory.close()
     return EXIT_OK

@@ -389,6 +389,8 @@ class MemoryStore(ABC):
         Raises:
             InvalidInputError: ``limit`` is not a whole number from 1 to 1000, or ``after`` is
                 not a string.
+            DecryptionError: The store is encrypted and its key is not configured (the last
+                turn's time is sealed with it).
 
         Example:
             >>> from langchain_hybrid_memory.stores import InMemoryStore

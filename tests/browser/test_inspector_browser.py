@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import subprocess
 import sys
 from datetime import timedelta
@@ -36,15 +37,23 @@ DEMO = load_demo_conversation()
 DEMO_TURNS = 40  # the demo's first 40 messages: its facts, its dog, a trip; the oldest summarized
 MOVED = "Big news: Bolt and I moved to Lisbon last week, he loves the park by the river."
 TURNS = DEMO_TURNS + 1  # and a later message that changes a fact
+STARTUP_SECONDS = 120
+
+
+def _missing(message: str) -> None:
+    """Skip, except in CI, where a browser test that cannot run is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _launch_browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        message = f"Chromium is missing: expected {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
+        _missing(f"Chromium is missing: expected {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright is missing: pip install -e '.[dev]'")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -118,7 +127,9 @@ def served(store_url) -> Iterator[str]:
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()  # blocks until the server says where it listens
+        ready, _, _ = select.select([process.stdout], [], [], STARTUP_SECONDS)
+        assert ready, f"serve said nothing for {STARTUP_SECONDS} s"
+        line = process.stdout.readline()  # the line saying where it listens
         found = re.search(r"http://127\.0\.0\.1:\d+/", line)
         assert found, f"serve did not start: {line}{process.stdout.read() if not line else ''}"
         yield found.group(0)
