@@ -312,28 +312,8 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
     from rich.text import Text
 
     memory = _open(args)
-    rows: list[dict[str, Any]] = []
     try:
-        if args.user is None:
-            for info in memory.store.list_all_sessions(after=args.after, limit=args.limit):
-                rows.append(
-                    {
-                        "session_id": info.session_id,
-                        "user_id": info.user_id,
-                        "turns": info.turn_count,
-                        "last_turn": info.last_activity.isoformat() if info.last_activity else None,
-                    }
-                )
-        for session in [] if args.user is None else memory.store.list_sessions(args.user):
-            latest = memory.latest_turns(session, 1)
-            rows.append(
-                {
-                    "session_id": session,
-                    "user_id": args.user,
-                    "turns": memory.store.count_turns(session),
-                    "last_turn": latest[0].timestamp.isoformat() if latest else None,
-                }
-            )
+        rows = _session_rows(memory, args.user, after=args.after, limit=args.limit)
     finally:
         memory.close()
     if args.json:
@@ -355,6 +335,34 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
             f"more sessions follow: --after {json.dumps(rows[-1]['session_id'])}", markup=False
         )
     return EXIT_OK
+
+
+def _session_rows(
+    memory: HybridMemory, user_id: str | None, *, after: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The user's sessions, or a page of every session, as JSON-ready rows."""
+    if user_id is None:
+        return [
+            {
+                "session_id": info.session_id,
+                "user_id": info.user_id,
+                "turns": info.turn_count,
+                "last_turn": info.last_activity.isoformat() if info.last_activity else None,
+            }
+            for info in memory.store.list_all_sessions(after=after, limit=limit)
+        ]
+    rows = []
+    for session in memory.store.list_sessions(user_id):
+        latest = memory.latest_turns(session, 1)
+        rows.append(
+            {
+                "session_id": session,
+                "user_id": user_id,
+                "turns": memory.store.count_turns(session),
+                "last_turn": latest[0].timestamp.isoformat() if latest else None,
+            }
+        )
+    return rows
 
 
 def run_forget(args: argparse.Namespace, console: Console) -> int:
