@@ -7,7 +7,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from langchain_hybrid_memory.errors import ConfigError
 
@@ -54,6 +54,18 @@ def check_host(host: str, *, allow_remote: bool = False) -> None:
         raise ConfigError(msg)
 
 
+class _RequestLog(WSGIRequestHandler):
+    """Logs each request's method, page and status, never its address's query.
+
+    The query holds ids and the text typed to build a context: conversation content, which
+    this project never logs above DEBUG.
+    """
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        page = getattr(self, "path", "").partition("?")[0]
+        self.log("info", '"%s %s" %s', self.command, page, code)
+
+
 class InspectorServer:
     """The inspector app on a host and port, served by threads (one per request).
 
@@ -72,7 +84,7 @@ class InspectorServer:
     ) -> None:
         check_host(host, allow_remote=allow_remote)
         try:
-            self._server = make_server(host, port, app, threaded=True)
+            self._server = make_server(host, port, app, threaded=True, request_handler=_RequestLog)
         except OSError as exc:
             msg = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc

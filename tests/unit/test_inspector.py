@@ -20,6 +20,8 @@ from langchain_hybrid_memory.cli import main
 from langchain_hybrid_memory.errors import ConfigError
 from langchain_hybrid_memory.inspector import check_host, create_app
 from langchain_hybrid_memory.inspector.app import TURNS_PER_PAGE
+from tests.integration.backends import KINDS
+from tests.unit.store_fixtures import cluster_port, open_backend  # noqa: F401 - fixture
 
 T0 = datetime(2026, 3, 2, 8, 30, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -44,6 +46,11 @@ def memory(tmp_path):
     memory.add_messages("s2", [HumanMessage("hello from bob")], user_id="bob")
     yield memory
     memory.close()
+
+
+def form_token(page: str) -> str:
+    """The token of the erasure confirmation form on ``page``."""
+    return re.search(r'name="token" value="([^"]+)"', page).group(1)
 
 
 def test_stored_text_is_shown_as_text_never_as_markup(memory):
@@ -95,7 +102,7 @@ def test_erasure_needs_the_flag_then_the_confirmation_forms_token(memory):
 
     client = create_app(memory, allow_erasure=True).test_client()
     confirm = client.get("/erase?session=s1").text
-    token = re.search(r'name="token" value="([^"]+)"', confirm).group(1)
+    token = form_token(confirm)
     assert client.post("/erase", data={"session": "s1", "token": "x" + token}).status_code == 403
     assert memory.store.count_turns("s1") == TURNS_PER_PAGE + 12
     done = client.post("/erase", data={"session": "s1", "token": token})
@@ -160,3 +167,39 @@ def test_sessions_without_a_user_lists_every_session_a_page_at_a_time(memory, tm
     assert [json.loads(line)["session_id"] for line in capsys.readouterr().out.splitlines()] == [
         "s2"
     ]
+
+
+def test_the_request_log_never_holds_the_typed_query(memory, caplog):
+    import urllib.request
+
+    from langchain_hybrid_memory.inspector import InspectorServer
+
+    caplog.set_level("INFO", logger="werkzeug")
+    with (
+        InspectorServer(create_app(memory), port=0) as server,
+        urllib.request.urlopen(f"{server.url}session?id=s1&q=my+secret+plans") as answer,
+    ):
+        assert answer.status == 200
+    logged = caplog.text
+    assert '"GET /session" 200' in logged
+    assert "secret" not in logged
+    assert "s1" not in logged
+
+
+@pytest.fixture(params=KINDS)
+def backend(request, tmp_path):
+    yield from open_backend(request, request.param, tmp_path)
+
+
+def test_the_inspector_reads_every_store_a_worker_wrote(backend):
+    writer = HybridMemory(store=backend.open())
+    inspector = writer if backend.kind == "memory" else HybridMemory(store=backend.open())
+    writer.add_messages("s1", [HumanMessage("I live in Porto"), AIMessage("Nice.")], user_id="ana")
+    client = create_app(inspector, allow_erasure=True).test_client()
+    assert ">s1</a>" in client.get("/").text
+    assert "I live in Porto" in client.get("/transcript?id=s1").text
+    assert "I live in Porto" in client.get("/session?id=s1&q=where+do+I+live").text
+    token = form_token(client.get("/erase?user=ana").text)
+    assert client.post("/erase", data={"user": "ana", "token": token}).status_code == 200
+    assert writer.store.list_sessions("ana") == []
+    assert ">s1</a>" not in client.get("/").text
