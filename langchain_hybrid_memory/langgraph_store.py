@@ -284,7 +284,9 @@ class HybridMemoryStore(BaseStore):
             record = {"value": dict(op.value), "fields": fields}
             blob = None if matrix is None else np.ascontiguousarray(matrix).tobytes()
             ttl = None if op.ttl is None else float(op.ttl)
-            yield from self._rows.put(op.namespace, op.key, record, blob, ttl, now)
+            yield from self._rows.put(
+                op.namespace, op.key, record, vectors=blob, ttl_minutes=ttl, now=now
+            )
 
     # -- searching --------------------------------------------------------------------------
 
@@ -349,9 +351,7 @@ class HybridMemoryStore(BaseStore):
             range(len(rows)),
             key=lambda p: (math.isnan(scores[p]), -np.nan_to_num(scores[p]), rows[p].namespace),
         )
-        return [
-            (None if math.isnan(scores[p]) else float(scores[p]), rows[p]) for p in order
-        ]
+        return [(None if math.isnan(scores[p]) else float(scores[p]), rows[p]) for p in order]
 
     # -- TTL --------------------------------------------------------------------------------
 
@@ -386,7 +386,7 @@ class HybridMemoryStore(BaseStore):
             return
         minutes = (
             sweep_interval_minutes
-            or self.ttl_config.get("sweep_interval_minutes")
+            or (self.ttl_config or {}).get("sweep_interval_minutes")
             or _DEFAULT_SWEEP_MINUTES
         )
         self._stop_sweeping.clear()
@@ -530,7 +530,7 @@ def _checked_ttl(ttl: TTLConfig | None) -> TTLConfig:
         ):
             msg = f"TTLConfig {name} must be a positive number of minutes, got {value!r}"
             raise ConfigError(msg)
-    return TTLConfig(**ttl)  # type: ignore[typeddict-item]
+    return TTLConfig(**ttl)
 
 
 def _checked_index(index: IndexConfig | None) -> tuple[IndexConfig, Embeddings]:
@@ -573,8 +573,10 @@ def _check_put(op: PutOp) -> None:
         except (TypeError, ValueError) as exc:
             msg = f"an item value must be JSON-serializable: {exc}"
             raise InvalidInputError(msg) from exc
-    if op.index not in (None, False) and (
-        isinstance(op.index, str) or not all(isinstance(path, str) for path in op.index)
+    if (
+        op.index is not None
+        and op.index is not False
+        and (not isinstance(op.index, list) or not all(isinstance(path, str) for path in op.index))
     ):
         msg = "index must be False or a list of JSON paths (strings)"
         raise InvalidInputError(msg)

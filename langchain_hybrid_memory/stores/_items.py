@@ -37,11 +37,13 @@ from urllib.parse import quote
 from langchain_hybrid_memory.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from langchain_hybrid_memory._plans import Plan
     from langchain_hybrid_memory.stores._codec import Codec
+    from langchain_hybrid_memory.stores._sql import SQLStore
     from langchain_hybrid_memory.stores.base import MemoryStore
+    from langchain_hybrid_memory.stores.redis import RedisStore
 
 __all__ = ["ItemRows", "StoredItem", "item_rows_for", "namespace_text", "text_namespace"]
 
@@ -110,12 +112,11 @@ class ItemRows(ABC):
     """The items of one store: each operation a plan, run by the store's drivers.
 
     Args:
-        store: The memory store whose connections, codec and drivers the items use.
+        codec: The store's codec (its encryption key).
     """
 
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
-        self.codec: Codec = store._plans.codec  # noqa: SLF001 - the store's own codec
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
 
     # -- running ----------------------------------------------------------------------------
 
@@ -135,6 +136,7 @@ class ItemRows(ABC):
         namespace: tuple[str, ...],
         key: str,
         record: dict[str, Any],
+        *,
         vectors: bytes | None,
         ttl_minutes: float | None,
         now: float,
@@ -199,12 +201,13 @@ def _str(value: str | bytes) -> str:
 class SQLItemRows(ItemRows):
     """Items in the ``lg_items`` table of a SQLite or PostgreSQL store."""
 
-    def __init__(self, store: MemoryStore) -> None:
-        super().__init__(store)
+    def __init__(self, store: SQLStore) -> None:
+        super().__init__(store._plans.codec)
         from langchain_hybrid_memory.stores._sql import Query
 
+        self.store = store
         self._query = Query
-        self._dialect = store._plans.dialect  # noqa: SLF001 - the store's own dialect
+        self._dialect = store._plans.dialect
         collate = ' COLLATE "C"' if store.name == "postgres" else ""  # byte order, as SQLite
         plan = self._create(_SQL_TABLE.replace("{collate}", collate))
         self.run(plan, write=True)
@@ -218,12 +221,11 @@ class SQLItemRows(ItemRows):
 
     def run(self, plan: Plan[Any, _R], *, write: bool) -> _R:
         """Run ``plan`` in one transaction of the store."""
-        return self.store._transaction(plan, write=write)  # type: ignore[attr-defined]  # noqa: SLF001
+        return self.store._transaction(plan, write=write)
 
     async def arun(self, plan: Plan[Any, _R], *, write: bool) -> _R:
         """Async twin of :meth:`run`."""
-        result: _R = await self.store._atransaction(plan, write=write)  # type: ignore[attr-defined]  # noqa: SLF001
-        return result
+        return await self.store._atransaction(plan, write=write)
 
     @staticmethod
     def _prefix(prefix: tuple[str, ...]) -> tuple[str, list[Any]]:
@@ -240,12 +242,13 @@ class SQLItemRows(ItemRows):
         namespace: tuple[str, ...],
         key: str,
         record: dict[str, Any],
+        *,
         vectors: bytes | None,
         ttl_minutes: float | None,
         now: float,
     ) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.put`: an upsert keeping a live item's ``created_at``."""
-        yield from self.store._plans._check_key()  # noqa: SLF001 - refuse a wrong key first
+        yield from self.store._plans._check_key()
         ns = namespace_text(namespace)
         expires = None if ttl_minutes is None else now + ttl_minutes * 60.0
         blob = None if vectors is None else self.codec.dump_blob(vectors)
@@ -339,7 +342,7 @@ class SQLItemRows(ItemRows):
         """Push deleted rows out of SQLite's write-ahead log, as the store does after erasures."""
         checkpoint = getattr(self.store, "_checkpoint", None)
         if checkpoint is not None:
-            with self.store._lock:  # type: ignore[attr-defined]  # noqa: SLF001
+            with self.store._lock:  # type: ignore[attr-defined]  # SQLite's connection lock
                 checkpoint()
 
     def sweep(self, now: float) -> Plan[Any, int]:
@@ -390,22 +393,22 @@ _FIELDS = ("r", "c", "u", "e", "t", "x")
 class RedisItemRows(ItemRows):
     """Items in Redis keys of the store's prefix (see the module docstring)."""
 
-    def __init__(self, store: MemoryStore) -> None:
-        super().__init__(store)
+    def __init__(self, store: RedisStore) -> None:
+        super().__init__(store._plans.codec)
         from langchain_hybrid_memory.stores._redis_plans import Batch, Command
 
+        self.store = store
         self._command = Command
         self._batch = Batch
-        self._tag = f"{store.prefix}:lg:{{items}}"  # type: ignore[attr-defined]
+        self._tag = f"{store.prefix}:lg:{{items}}"
 
     def run(self, plan: Plan[Any, _R], *, write: bool) -> _R:
         """Run ``plan`` with the store's client."""
-        return self.store._run(plan)  # type: ignore[attr-defined]  # noqa: SLF001
+        return self.store._run(plan)
 
     async def arun(self, plan: Plan[Any, _R], *, write: bool) -> _R:
         """Async twin of :meth:`run`."""
-        result: _R = await self.store._arun(plan)  # type: ignore[attr-defined]  # noqa: SLF001
-        return result
+        return await self.store._arun(plan)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -428,12 +431,13 @@ class RedisItemRows(ItemRows):
         namespace: tuple[str, ...],
         key: str,
         record: dict[str, Any],
+        *,
         vectors: bytes | None,
         ttl_minutes: float | None,
         now: float,
     ) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.put`: one script over the item, its namespace and the index."""
-        yield from self.store._plans._check_key()  # noqa: SLF001 - refuse a wrong key first
+        yield from self.store._plans._check_key()
         ns = namespace_text(namespace)
         expires = "" if ttl_minutes is None else repr(now + ttl_minutes * 60.0)
         server_ms = "" if ttl_minutes is None else str(int(ttl_minutes * 60_000) + 60_000)
@@ -569,10 +573,15 @@ def item_rows_for(store: MemoryStore) -> ItemRows:
     Raises:
         ConfigError: The store keeps nothing outside the process (``InMemoryStore``).
     """
-    if store.name in ("sqlite", "postgres"):
+    from langchain_hybrid_memory.stores._sql import SQLStore
+
+    if isinstance(store, SQLStore):
         return SQLItemRows(store)
     if store.name == "redis":
-        return RedisItemRows(store)
+        from langchain_hybrid_memory.stores.redis import RedisStore
+
+        if isinstance(store, RedisStore):
+            return RedisItemRows(store)
     msg = (
         f"HybridMemoryStore needs a SQLite, Redis or PostgreSQL store, got {type(store).__name__}; "
         "for one process, use sqlite:///:memory: (the default)"
