@@ -86,7 +86,7 @@ DOCS = {
 }
 
 
-def _script(store: BaseStore) -> list[Any]:  # noqa: PLR0915 - one long, readable sequence
+def _script(store: BaseStore) -> list[Any]:
     """Every public operation, in an order that exercises overwrite, delete and re-put."""
     out: list[Any] = []
     for (namespace, key), value in DOCS.items():
