@@ -142,7 +142,7 @@ def test_index_config_fields_apply_to_every_put(embeddings):
     store.put(("docs",), "a", {"text": "weather", "tags": ["cooking", "pasta"]})
     store.put(("docs",), "b", {"text": "cooking", "tags": ["weather", "rain"]})
 
-    assert [item.key for item in store.search(("docs",), query="rainy weather")][0] == "b"
+    assert store.search(("docs",), query="rainy weather")[0].key == "b"
 
 
 @pytest.mark.parametrize(
@@ -206,11 +206,11 @@ def test_the_sweeper_deletes_expired_items_in_the_background(tmp_path, embedding
 
     store.start_ttl_sweeper(sweep_interval_minutes=0.001)  # every 60 ms
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and store.store._read(_count_rows) != 1:  # noqa: SLF001
+    while time.monotonic() < deadline and store.store._read(_count_rows) != 1:
         time.sleep(0.05)
     assert store.stop_ttl_sweeper(timeout=5)
 
-    assert store.store._read(_count_rows) == 1  # noqa: SLF001 - the row is gone from the file
+    assert store.store._read(_count_rows) == 1  # the row is gone from the file
     assert [item.key for item in store.search(("t",))] == ["kept"]
 
 
