@@ -28,7 +28,7 @@ from langgraph.store.base import (
 )
 from langgraph.store.memory import InMemoryStore
 
-from langchain_hybrid_memory import DecryptionError, HybridMemoryStore
+from langchain_hybrid_memory import ConfigError, DecryptionError, HybridMemoryStore
 from tests.integration.backends import POSTGRES_URL, Backend
 from tests.unit.store_fixtures import open_backend
 
@@ -374,3 +374,32 @@ def test_forget_user_erases_every_namespace_naming_the_user(backend, embeddings)
     removed = store.delete_namespace(("memories",))
     assert (removed.items, removed.namespaces) == (2, (("memories", "anabel"), ("memories", "bob")))
     assert store.list_namespaces() == []
+
+
+def test_forget_user_of_the_memory_reaches_the_langgraph_store_on_the_same_database(
+    backend, embeddings
+):
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    shared = backend.open()  # one database for the conversation memory and the store
+    memory = HybridMemory(store=shared, embeddings=embeddings)
+    store = HybridMemoryStore(shared, index={"embed": embeddings})
+    memory.add_messages("s1", [HumanMessage("I live in Porto"), AIMessage("Noted")], user_id="ana")
+    memory.add_messages("s2", [HumanMessage("I live in Rome")], user_id="bob")
+    store.put(("memories", "ana"), "home", {"text": "Ana lives in Porto"})
+    store.put(("memories", "bob"), "home", {"text": "Bob lives in Rome"})
+
+    report = memory.forget_user("ana", store=store)
+
+    assert (report.sessions, report.turns) == (("s1",), 2)
+    assert (report.items, report.namespaces) == (1, (("memories", "ana"),))
+    assert memory.transcript("s1") == []
+    assert store.list_namespaces() == [("memories", "bob")]
+    again = asyncio.run(memory.aforget_user("ana", store=store))
+    assert (again.sessions, again.items) == ((), 0)
+    with pytest.raises(ConfigError):
+        memory.forget_user("bob", store=InMemoryStore())
+    assert store.get(("memories", "bob"), "home") is not None  # refused before erasing
+    assert len(memory.transcript("s2")) == 1
