@@ -54,7 +54,7 @@ from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, embeddings_na
 from langchain_hybrid_memory.errors import ConfigError, EmbeddingError, InvalidInputError
 from langchain_hybrid_memory.lexical import LexicalIndex
 from langchain_hybrid_memory.stores import MemoryStore, open_store
-from langchain_hybrid_memory.stores._items import StoredItem, item_rows_for
+from langchain_hybrid_memory.stores._items import NewItem, StoredItem, item_rows_for
 from langchain_hybrid_memory.types import ErasureReport
 
 if TYPE_CHECKING:
@@ -284,9 +284,8 @@ class HybridMemoryStore(BaseStore):
             record = {"value": dict(op.value), "fields": fields}
             blob = None if matrix is None else np.ascontiguousarray(matrix).tobytes()
             ttl = None if op.ttl is None else float(op.ttl)
-            yield from self._rows.put(
-                op.namespace, op.key, record, vectors=blob, ttl_minutes=ttl, now=now
-            )
+            new = NewItem(op.namespace, op.key, record, blob, ttl)
+            yield from self._rows.put(new, now)
 
     # -- searching --------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.stores.redis import RedisStore
 
-__all__ = ["ItemRows", "StoredItem", "item_rows_for", "namespace_text", "text_namespace"]
+__all__ = ["ItemRows", "NewItem", "StoredItem", "item_rows_for", "namespace_text", "text_namespace"]
 
 _R = TypeVar("_R")
 
@@ -108,6 +108,29 @@ class StoredItem:
     vectors: bytes | None
 
 
+@dataclass(frozen=True)
+class NewItem:
+    """An item to write.
+
+    Attributes:
+        namespace: Its namespace.
+        key: Its key.
+        record: The JSON object to store (``{"value": ..., "fields": ...}``).
+        vectors: Its float32 vectors, as bytes (``None``: not indexed).
+        ttl_minutes: Its TTL (``None``: never expires).
+    """
+
+    namespace: tuple[str, ...]
+    key: str
+    record: dict[str, Any]
+    vectors: bytes | None = None
+    ttl_minutes: float | None = None
+
+    def expires_at(self, now: float) -> float | None:
+        """When it expires if written at ``now``."""
+        return None if self.ttl_minutes is None else now + self.ttl_minutes * 60.0
+
+
 class ItemRows(ABC):
     """The items of one store: each operation a plan, run by the store's drivers.
 
@@ -131,16 +154,7 @@ class ItemRows(ABC):
     # -- operations -------------------------------------------------------------------------
 
     @abstractmethod
-    def put(
-        self,
-        namespace: tuple[str, ...],
-        key: str,
-        record: dict[str, Any],
-        *,
-        vectors: bytes | None,
-        ttl_minutes: float | None,
-        now: float,
-    ) -> Plan[Any, None]:
+    def put(self, new: NewItem, now: float) -> Plan[Any, None]:
         """Write an item (``created_at`` kept from a live earlier version)."""
 
     @abstractmethod
@@ -176,7 +190,12 @@ class ItemRows(ABC):
     def after_erasure(self) -> None:  # noqa: B027 - a hook most stores do not need
         """Make an erasure final where the store keeps old copies (SQLite's log)."""
 
-    # -- decoding ---------------------------------------------------------------------------
+    # -- coding -----------------------------------------------------------------------------
+
+    def _sealed(self, new: NewItem) -> tuple[str, bytes | None]:
+        """The item's record and vectors as stored (sealed under the store's key)."""
+        blob = None if new.vectors is None else self.codec.dump_blob(new.vectors)
+        return self.codec.dump_record(new.record, "item"), blob
 
     def _item(self, row: Sequence[Any], *, vectors: bool) -> StoredItem:
         namespace, key, record, created, updated, ttl, blob = row
@@ -237,21 +256,11 @@ class SQLItemRows(ItemRows):
             [text, text + ".", text + "/"],
         )
 
-    def put(
-        self,
-        namespace: tuple[str, ...],
-        key: str,
-        record: dict[str, Any],
-        *,
-        vectors: bytes | None,
-        ttl_minutes: float | None,
-        now: float,
-    ) -> Plan[Any, None]:
+    def put(self, new: NewItem, now: float) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.put`: an upsert keeping a live item's ``created_at``."""
         yield from self.store._plans._check_key()
-        ns = namespace_text(namespace)
-        expires = None if ttl_minutes is None else now + ttl_minutes * 60.0
-        blob = None if vectors is None else self.codec.dump_blob(vectors)
+        ns, key = namespace_text(new.namespace), new.key
+        record, blob = self._sealed(new)
         row = yield self._q(
             f"SELECT created_at FROM {{t}}lg_items WHERE namespace = %s AND item_key = %s "
             f"AND {_LIVE}{{lock}}",
@@ -266,16 +275,7 @@ class SQLItemRows(ItemRows):
             "created_at = excluded.created_at, updated_at = excluded.updated_at, "
             "expires_at = excluded.expires_at, ttl_minutes = excluded.ttl_minutes, "
             "vectors = excluded.vectors",
-            (
-                ns,
-                key,
-                self.codec.dump_record(record, "item"),
-                created,
-                now,
-                expires,
-                ttl_minutes,
-                blob,
-            ),
+            (ns, key, record, created, now, new.expires_at(now), new.ttl_minutes, blob),
         )
 
     def delete(self, namespace: tuple[str, ...], key: str) -> Plan[Any, None]:
@@ -426,33 +426,25 @@ class RedisItemRows(ItemRows):
 
     # -- operations -------------------------------------------------------------------------
 
-    def put(
-        self,
-        namespace: tuple[str, ...],
-        key: str,
-        record: dict[str, Any],
-        *,
-        vectors: bytes | None,
-        ttl_minutes: float | None,
-        now: float,
-    ) -> Plan[Any, None]:
+    def put(self, new: NewItem, now: float) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.put`: one script over the item, its namespace and the index."""
         yield from self.store._plans._check_key()
-        ns = namespace_text(namespace)
-        expires = "" if ttl_minutes is None else repr(now + ttl_minutes * 60.0)
-        server_ms = "" if ttl_minutes is None else str(int(ttl_minutes * 60_000) + 60_000)
+        ns, key = namespace_text(new.namespace), new.key
+        record, blob = self._sealed(new)
+        ttl = new.ttl_minutes
+        expires = new.expires_at(now)
         yield self._eval(
             _PUT,
             (self._item_key(ns, key), self._keys_key(ns), self._namespaces_key()),
             (
                 ns,
                 key,
-                self.codec.dump_record(record, "item"),
+                record,
                 repr(now),
-                expires,
-                "" if ttl_minutes is None else repr(float(ttl_minutes)),
-                b"" if vectors is None else self.codec.dump_blob(vectors),
-                server_ms,
+                "" if expires is None else repr(expires),
+                "" if ttl is None else repr(ttl),
+                b"" if blob is None else blob,
+                "" if ttl is None else str(int(ttl * 60_000) + 60_000),  # the server's backstop
             ),
         )
 

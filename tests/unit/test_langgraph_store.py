@@ -52,47 +52,34 @@ def call(name: str, args: dict, call_id: str) -> AIMessage:
     return AIMessage("", tool_calls=[{"name": name, "args": args, "id": call_id}])
 
 
-def test_an_agents_tools_keep_long_term_memory_in_the_store_across_threads(tmp_path, embeddings):
-    url = f"sqlite:///{tmp_path / 'agent.db'}"
-    first = RecordingToolModel(
-        messages=iter(
-            [
-                call("save_memory", {"text": "Ana is allergic to peanuts"}, "c1"),
-                call("save_memory", {"text": "Ana's sister lives in Lyon"}, "c2"),
-                AIMessage("Noted both."),
-            ]
-        )
-    )
+def run_agent(url: str, embeddings, script: list[AIMessage], said: str, thread: str):
+    """One agent turn of user ``ana``, with its own store object on ``url`` (a worker)."""
+    model = RecordingToolModel(messages=iter(script))
     agent = create_agent(
-        first,
+        model,
         tools=[save_memory, recall_memories],
         store=HybridMemoryStore(url, index={"embed": embeddings}),
         checkpointer=InMemorySaver(),
         context_schema=Context,
     )
     agent.invoke(
-        {"messages": [HumanMessage("I'm allergic to peanuts; my sister lives in Lyon.")]},
-        {"configurable": {"thread_id": "t1"}},
+        {"messages": [HumanMessage(said)]},
+        {"configurable": {"thread_id": thread}},
         context=Context("ana"),
     )
+    return model
 
-    second = RecordingToolModel(
-        messages=iter(
-            [call("recall_memories", {"query": "food allergy"}, "c3"), AIMessage("Peanuts.")]
-        )
-    )
-    other_worker = create_agent(  # another process: a new store object on the same file
-        second,
-        tools=[save_memory, recall_memories],
-        store=HybridMemoryStore(url, index={"embed": embeddings}),
-        checkpointer=InMemorySaver(),
-        context_schema=Context,
-    )
-    other_worker.invoke(
-        {"messages": [HumanMessage("What can't I eat?")]},
-        {"configurable": {"thread_id": "t2"}},
-        context=Context("ana"),
-    )
+
+def test_an_agents_tools_keep_long_term_memory_in_the_store_across_threads(tmp_path, embeddings):
+    url = f"sqlite:///{tmp_path / 'agent.db'}"
+    saving = [
+        call("save_memory", {"text": "Ana is allergic to peanuts"}, "c1"),
+        call("save_memory", {"text": "Ana's sister lives in Lyon"}, "c2"),
+        AIMessage("Noted both."),
+    ]
+    run_agent(url, embeddings, saving, "I'm allergic to peanuts; my sister is in Lyon.", "t1")
+    recalling = [call("recall_memories", {"query": "food allergy"}, "c3"), AIMessage("Peanuts.")]
+    second = run_agent(url, embeddings, recalling, "What can't I eat?", "t2")
 
     result = next(m for m in second.calls[1] if m.type == "tool")
     assert result.text.splitlines()[0].startswith("Ana is allergic to peanuts (score ")
