@@ -222,3 +222,32 @@ def test_the_async_sweep_and_close(tmp_path, embeddings):
         return swept
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_langmems_memory_tools_work_over_the_store(tmp_path, embeddings):
+    from langmem import create_manage_memory_tool, create_search_memory_tool
+
+    url = f"sqlite:///{tmp_path / 'langmem.db'}"
+    namespace = ("memories", "{user_id}")
+    tools = [create_manage_memory_tool(namespace), create_search_memory_tool(namespace)]
+    script = [
+        call("manage_memory", {"content": "Ana is allergic to peanuts", "action": "create"}, "c1"),
+        call("search_memory", {"query": "food allergy"}, "c2"),
+        AIMessage("You are allergic to peanuts."),
+    ]
+    model = RecordingToolModel(messages=iter(script))
+    agent = create_agent(
+        model, tools=tools, store=HybridMemoryStore(url, index={"embed": embeddings})
+    )
+    agent.invoke(
+        {"messages": [HumanMessage("Remember: I'm allergic to peanuts. What can't I eat?")]},
+        {"configurable": {"user_id": "ana"}},
+    )
+
+    found = next(m for m in model.calls[2] if m.type == "tool" and m.name == "search_memory")
+    assert "allergic to peanuts" in found.text
+    assert '"score"' in found.text  # langmem shows the store's score
+    other_worker = HybridMemoryStore(url, index={"embed": embeddings})
+    (item,) = other_worker.search(("memories", "ana"))
+    assert item.value == {"content": "Ana is allergic to peanuts"}
+    assert other_worker.forget_user("ana").items == 1
