@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import psycopg
 import pytest
 from cryptography.fernet import Fernet
@@ -29,6 +27,7 @@ from langgraph.store.base import (
 from langgraph.store.memory import InMemoryStore
 
 from langchain_hybrid_memory import ConfigError, DecryptionError, HybridMemoryStore
+from langchain_hybrid_memory.stores.encryption import is_sealed
 from tests.integration.backends import POSTGRES_URL, Backend
 from tests.unit.store_fixtures import cluster_port, open_backend  # noqa: F401 - fixture
 
@@ -301,26 +300,33 @@ def test_items_expire_after_their_ttl_unless_read(backend, embeddings):
     assert store.get(("t",), "short").created_at.timestamp() == pytest.approx(clock.now)
 
 
-def _raw_items(backend: Backend) -> bytes:
-    """Everything the backend keeps for the LangGraph store, as bytes."""
-    if backend.kind in ("redis", "redis-cluster"):
+def _raw_items(backend: Backend) -> list[tuple[bytes, bytes | None]]:
+    """The stored record and vectors of every item, as the database holds them."""
+    if "redis" in backend.kind:
         client = backend.redis_client()
         try:
-            chunks = [
-                repr(client.hgetall(key)).encode()
+            return [
+                (client.hget(key, "r"), client.hget(key, "x") or None)
                 for key in client.scan_iter(match=f"{backend.namespace}:lg:*")
                 if client.type(key) == b"hash"
             ]
         finally:
             client.close()
-        return b"".join(chunks)
+    query = "SELECT record, vectors FROM {}lg_items"
     if backend.kind == "postgres":
         with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-            rows = connection.execute(f'SELECT * FROM "{backend.namespace}".lg_items').fetchall()
+            rows = connection.execute(query.format(f'"{backend.namespace}".')).fetchall()
     else:
         with contextlib.closing(sqlite3.connect(backend.tmp_path / "memory.db")) as connection:
-            rows = connection.execute("SELECT * FROM lg_items").fetchall()
-    return repr(rows).encode()
+            rows = connection.execute(query.format("")).fetchall()
+    return [
+        (record.encode() if isinstance(record, str) else bytes(record), _bytes(vectors))
+        for record, vectors in rows
+    ]
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 @pytest.fixture(params=KINDS)
@@ -332,11 +338,12 @@ def test_values_and_vectors_are_encrypted_at_rest_with_the_stores_key(sealed, em
     store = _store(sealed, embeddings)
     store.put(("memories", "ana"), "doc", {"text": SECRET})
     plain = HybridMemoryStore(sealed.open(keys=None), index={"embed": embeddings})
-    vector = embeddings.embed_documents([json.dumps({"text": SECRET})])[0]
 
-    raw = _raw_items(sealed)
-    assert b"X-4471-Q" not in raw
-    assert repr(np.asarray(vector, dtype=np.float32).tobytes()[:12]).encode() not in raw
+    ((record, vectors),) = _raw_items(sealed)
+    assert is_sealed(record)
+    assert b"X-4471-Q" not in record
+    assert vectors is not None
+    assert is_sealed(vectors)
     assert store.get(("memories", "ana"), "doc").value == {"text": SECRET}
     assert [i.key for i in store.search(("memories",), query="passport")] == ["doc"]
     wrong = HybridMemoryStore(sealed.open(keys=Fernet.generate_key()), index={"embed": embeddings})
@@ -358,6 +365,7 @@ def test_forget_user_erases_every_namespace_naming_the_user(backend, embeddings)
     store.put(("memories", "anabel"), "d", {"text": "Anabel is someone else"})
     store.put(("memories", "bob"), "e", {"text": "Bob lives in Rome"})
 
+    assert any(b"Porto" in record for record, _ in _raw_items(backend))  # plain: no key
     report = other_worker.forget_user("ana")
 
     assert report.items == 3
@@ -368,7 +376,8 @@ def test_forget_user_erases_every_namespace_naming_the_user(backend, embeddings)
     )
     assert store.list_namespaces() == [("memories", "anabel"), ("memories", "bob")]
     assert store.search(("memories", "ana")) == []
-    assert "Porto" not in repr(_raw_items(backend))
+    assert all(b"Porto" not in record for record, _ in _raw_items(backend))
+    assert len(_raw_items(backend)) == 2
     assert other_worker.forget_user("ana").items == 0
 
     removed = store.delete_namespace(("memories",))
