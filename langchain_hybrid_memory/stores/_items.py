@@ -227,12 +227,20 @@ class SQLItemRows(ItemRows):
         self.store = store
         self._query = Query
         self._dialect = store._plans.dialect
-        collate = ' COLLATE "C"' if store.name == "postgres" else ""  # byte order, as SQLite
-        plan = self._create(_SQL_TABLE.replace("{collate}", collate))
-        self.run(plan, write=True)
+        self.run(self._create(), write=True)
 
-    def _create(self, table: str) -> Plan[Any, None]:
-        yield self._q(table)
+    def _create(self) -> Plan[Any, None]:
+        """Create the table and its index if missing (PostgreSQL: one worker at a time)."""
+        collate = ""
+        schema = getattr(self.store, "schema", None)
+        if schema is not None:  # PostgreSQL: compare bytes, as SQLite does, for prefix ranges
+            collate = ' COLLATE "C"'
+            yield self._q(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                (f"langchain_hybrid_memory:{schema}:lg_items",),
+                "one",
+            )
+        yield self._q(_SQL_TABLE.replace("{collate}", collate))
         yield self._q(_SQL_INDEX)
 
     def _q(self, template: str, params: Sequence[Any] = (), fetch: str = "rowcount") -> Any:
@@ -511,9 +519,14 @@ class RedisItemRows(ItemRows):
         return (yield from self._read_items(pairs, now, vectors=vectors))
 
     def touch(self, keys: Sequence[tuple[tuple[str, ...], str]], now: float) -> Plan[Any, None]:
-        """Plan of :meth:`ItemRows.touch`."""
-        for namespace, key in keys:
-            yield self._eval(_TOUCH, (self._item_key(namespace_text(namespace), key),), (now,))
+        """Plan of :meth:`ItemRows.touch`: one script per item, in one pipeline."""
+        if keys:
+            yield self._batch(
+                tuple(
+                    ("EVAL", _TOUCH, 1, self._item_key(namespace_text(namespace), key), now)
+                    for namespace, key in keys
+                )
+            )
 
     def namespaces(self, now: float | None) -> Plan[Any, list[tuple[str, ...]]]:
         """Plan of :meth:`ItemRows.namespaces`: reads each item's expiry (not its value)."""
