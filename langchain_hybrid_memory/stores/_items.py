@@ -63,6 +63,7 @@ _SQL_TABLE = (
 )
 _SQL_INDEX = "CREATE INDEX IF NOT EXISTS lg_items_by_expiry ON {t}lg_items (expires_at)"
 _LIVE = "(expires_at IS NULL OR expires_at > %s)"
+_REENCRYPT_PAGE = 200
 _COLUMNS = "namespace, item_key, record, created_at, updated_at, ttl_minutes, vectors"
 
 
@@ -186,6 +187,23 @@ class ItemRows(ABC):
     @abstractmethod
     def sweep(self, now: float) -> Plan[Any, int]:
         """Remove every item expired at ``now``; how many."""
+
+    @abstractmethod
+    def reencrypt_page(self, after: Any) -> Plan[Any, tuple[int, Any]]:
+        """Re-encrypt a page of items after ``after`` (``None``: the first page).
+
+        Each item's record and vectors are replaced only if the record is still the one read.
+        Returns how many items were rewritten and where to continue (``None``: done).
+        """
+
+    def _rotated(self, record: str | bytes, blob: bytes | None) -> tuple[str, bytes | None] | None:
+        """An item's record and vectors under the first key; ``None``: nothing to change."""
+        new_record = self.codec.reencrypt(record, "item")
+        new_blob = None if blob is None else self.codec.reencrypt_vector(bytes(blob))
+        if new_record is None and new_blob is None:
+            return None
+        kept = record.decode("utf-8") if isinstance(record, bytes) else record
+        return new_record or kept, new_blob or (None if blob is None else bytes(blob))
 
     def after_erasure(self) -> None:  # noqa: B027 - a hook most stores do not need
         """Make an erasure final where the store keeps old copies (SQLite's log)."""
@@ -353,6 +371,34 @@ class SQLItemRows(ItemRows):
             with self.store._lock:  # type: ignore[attr-defined]  # SQLite's connection lock
                 checkpoint()
 
+    def reencrypt_page(self, after: Any) -> Plan[Any, tuple[int, Any]]:
+        """Plan of :meth:`ItemRows.reencrypt_page`: pages in key order, a compare-and-set each."""
+        condition, params = (
+            ("", ())
+            if after is None
+            else (
+                "WHERE (namespace, item_key) > (%s, %s) ",
+                tuple(after),
+            )
+        )
+        rows = yield self._q(
+            f"SELECT namespace, item_key, record, vectors FROM {{t}}lg_items {condition}"
+            f"ORDER BY namespace, item_key LIMIT {_REENCRYPT_PAGE}",
+            params,
+            "all",
+        )
+        rewritten = 0
+        for ns, key, record, blob in rows:
+            rotated = self._rotated(record, blob)
+            if rotated is not None:
+                rewritten += yield self._q(
+                    "UPDATE {t}lg_items SET record = %s, vectors = %s "
+                    "WHERE namespace = %s AND item_key = %s AND record = %s",
+                    (*rotated, ns, key, record),
+                )
+        done = len(rows) < _REENCRYPT_PAGE
+        return rewritten, None if done else (rows[-1][0], rows[-1][1])
+
     def sweep(self, now: float) -> Plan[Any, int]:
         """Plan of :meth:`ItemRows.sweep`."""
         count = yield self._q(
@@ -392,6 +438,13 @@ if (not item[2]) or item[2] == '' or item[1] == '' then return 0 end
 if tonumber(item[1]) <= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'e', tostring(tonumber(ARGV[1]) + tonumber(item[2]) * 60))
 redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(item[2]) * 60000) + 60000)
+return 1
+"""
+
+_REENCRYPT = """
+if redis.call('HGET', KEYS[1], 'r') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'r', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'x', ARGV[3]) end
 return 1
 """
 
@@ -553,6 +606,21 @@ class RedisItemRows(ItemRows):
         for ns, keys in by_namespace.items():
             removed += int((yield self._remove(ns, keys)))
         return removed, sorted(by_namespace)
+
+    def reencrypt_page(self, after: Any) -> Plan[Any, tuple[int, Any]]:
+        """Plan of :meth:`ItemRows.reencrypt_page`: every item at once (a maintenance job)."""
+        pairs = yield from self._members("")
+        rewritten = 0
+        for ns, key in pairs:
+            item = self._item_key(ns, key)
+            record, blob = yield self._command(("HMGET", item, "r", "x"))
+            rotated = None if record is None else self._rotated(record, blob or None)
+            if rotated is not None:
+                new_record, new_blob = rotated
+                rewritten += yield self._eval(
+                    _REENCRYPT, (item,), (record, new_record, new_blob or b"")
+                )
+        return rewritten, None
 
     def sweep(self, now: float) -> Plan[Any, int]:
         """Plan of :meth:`ItemRows.sweep`: reads every item's expiry, removes the expired."""

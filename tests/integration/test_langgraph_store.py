@@ -48,9 +48,11 @@ def backend(request, tmp_path) -> Iterator[Backend]:
     yield from open_backend(request, request.param, tmp_path)
 
 
-def _store(backend: Backend, embeddings: Embeddings, **options: Any) -> HybridMemoryStore:
+def _store(
+    backend: Backend, embeddings: Embeddings, store: Any = None, **options: Any
+) -> HybridMemoryStore:
     options.setdefault("index", {"embed": embeddings, "dims": 384})
-    return HybridMemoryStore(backend.open(), **options)
+    return HybridMemoryStore(store or backend.open(), **options)
 
 
 def _shape(result: Any) -> Any:
@@ -412,3 +414,23 @@ def test_forget_user_of_the_memory_reaches_the_langgraph_store_on_the_same_datab
         memory.forget_user("bob", store=InMemoryStore())
     assert store.get(("memories", "bob"), "home") is not None  # refused before erasing
     assert len(memory.transcript("s2")) == 1
+
+
+def test_key_rotation_reencrypts_the_items_with_the_memory(sealed, embeddings):
+    old_key, new_key = sealed.keys, Fernet.generate_key()
+    store = _store(sealed, embeddings)
+    store.put(("memories", "ana"), "a", {"text": "Ana lives in Porto"})
+    store.put(("memories", "bob"), "b", {"text": "Bob lives in Rome"}, index=False)
+
+    rotating = _store(sealed, embeddings, store=sealed.open(keys=[new_key, old_key]))
+    assert rotating.reencrypt() == 2
+    assert rotating.reencrypt() == 0
+
+    rotated = HybridMemoryStore(sealed.open(keys=new_key), index={"embed": embeddings})
+    assert rotated.get(("memories", "ana"), "a").value == {"text": "Ana lives in Porto"}
+    assert [i.key for i in rotated.search(("memories",), query="Porto", limit=1)] == ["a"]
+    rotated.put(("memories", "ana"), "c", {"text": "written under the new key"})
+    with pytest.raises(DecryptionError):
+        HybridMemoryStore(sealed.open(keys=old_key), index={"embed": embeddings}).get(
+            ("memories", "ana"), "a"
+        )
