@@ -434,3 +434,23 @@ def test_key_rotation_reencrypts_the_items_with_the_memory(sealed, embeddings):
         HybridMemoryStore(sealed.open(keys=old_key), index={"embed": embeddings}).get(
             ("memories", "ana"), "a"
         )
+
+
+def test_concurrent_writers_on_two_objects_lose_nothing(backend, embeddings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = [_store(backend, embeddings), _store(backend, embeddings)]
+
+    def write(worker: int) -> None:
+        store = workers[worker]
+        for i in range(15):
+            store.put(("shared",), f"w{worker}-{i}", {"n": i}, index=False)
+            store.put(("shared",), "last", {"by": worker, "n": i}, index=False)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(write, [0, 1]))
+
+    for store in workers:
+        found = store.search(("shared",), limit=100)
+        assert len(found) == 31
+        assert store.get(("shared",), "last").value["n"] == 14
