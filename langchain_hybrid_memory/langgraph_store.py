@@ -172,7 +172,12 @@ class HybridMemoryStore(BaseStore):
             encrypt_vectors=encrypt_vectors,
         )
         self._owns_store = not isinstance(store, MemoryStore)
-        self._rows = item_rows_for(self.store)
+        try:
+            self._rows = item_rows_for(self.store)
+        except BaseException:
+            if self._owns_store:
+                self.store.close()
+            raise
         self._sweeper: threading.Thread | None = None
         self._stop_sweeping = threading.Event()
 

@@ -251,3 +251,14 @@ def test_langmems_memory_tools_work_over_the_store(tmp_path, embeddings):
     (item,) = other_worker.search(("memories", "ana"))
     assert item.value == {"content": "Ana is allergic to peanuts"}
     assert other_worker.forget_user("ana").items == 1
+
+
+def test_a_store_url_with_a_password_never_shows_it(embeddings):
+    from langchain_hybrid_memory import StoreError
+
+    with pytest.raises(StoreError) as failure:
+        HybridMemoryStore("redis://:hunter2@127.0.0.1:1/0", index={"embed": embeddings})
+    assert "hunter2" not in str(failure.value)
+    with pytest.raises(StoreError) as failure:
+        HybridMemoryStore("postgresql://bot:hunter2@127.0.0.1:1/db", index={"embed": embeddings})
+    assert "hunter2" not in str(failure.value)
