@@ -480,9 +480,7 @@ class HybridMemoryStore(BaseStore):
         report = ErasureReport()
         for prefix in prefixes:
             count, names = yield self._io(self._rows.delete_prefix(prefix), write=True)
-            report += ErasureReport(
-                items=count, namespaces=tuple(tuple(n.split(".")) for n in names)
-            )
+            report += ErasureReport(items=count, namespaces=tuple(names))
         if report.items:
             self._rows.after_erasure()
         return report

@@ -181,8 +181,10 @@ class ItemRows(ABC):
         """Every namespace holding an item live at ``now`` (``None``: expired ones count)."""
 
     @abstractmethod
-    def delete_prefix(self, prefix: tuple[str, ...]) -> Plan[Any, tuple[int, list[str]]]:
-        """Remove every item under ``prefix``: how many, and their namespaces (as text)."""
+    def delete_prefix(
+        self, prefix: tuple[str, ...]
+    ) -> Plan[Any, tuple[int, list[tuple[str, ...]]]]:
+        """Remove every item under ``prefix``: how many, and their namespaces, sorted."""
 
     @abstractmethod
     def sweep(self, now: float) -> Plan[Any, int]:
@@ -355,14 +357,16 @@ class SQLItemRows(ItemRows):
             )
         return [text_namespace(_str(text)) for (text,) in rows]
 
-    def delete_prefix(self, prefix: tuple[str, ...]) -> Plan[Any, tuple[int, list[str]]]:
+    def delete_prefix(
+        self, prefix: tuple[str, ...]
+    ) -> Plan[Any, tuple[int, list[tuple[str, ...]]]]:
         """Plan of :meth:`ItemRows.delete_prefix`."""
         condition, params = self._prefix(prefix)
         rows = yield self._q(
             f"SELECT DISTINCT namespace FROM {{t}}lg_items WHERE {condition}", params, "all"
         )
         count = yield self._q(f"DELETE FROM {{t}}lg_items WHERE {condition}", params)
-        return int(count), sorted(_str(text) for (text,) in rows)
+        return int(count), sorted(text_namespace(_str(text)) for (text,) in rows)
 
     def after_erasure(self) -> None:
         """Push deleted rows out of SQLite's write-ahead log, as the store does after erasures."""
@@ -596,7 +600,9 @@ class RedisItemRows(ItemRows):
         }
         return [text_namespace(ns) for ns in sorted(live)]
 
-    def delete_prefix(self, prefix: tuple[str, ...]) -> Plan[Any, tuple[int, list[str]]]:
+    def delete_prefix(
+        self, prefix: tuple[str, ...]
+    ) -> Plan[Any, tuple[int, list[tuple[str, ...]]]]:
         """Plan of :meth:`ItemRows.delete_prefix`: one script per namespace."""
         pairs = yield from self._members(namespace_text(prefix))
         by_namespace: dict[str, list[str]] = {}
@@ -605,7 +611,7 @@ class RedisItemRows(ItemRows):
         removed = 0
         for ns, keys in by_namespace.items():
             removed += int((yield self._remove(ns, keys)))
-        return removed, sorted(by_namespace)
+        return removed, sorted(text_namespace(ns) for ns in by_namespace)
 
     def reencrypt_page(self, after: Any) -> Plan[Any, tuple[int, Any]]:
         """Plan of :meth:`ItemRows.reencrypt_page`: every item at once (a maintenance job)."""
