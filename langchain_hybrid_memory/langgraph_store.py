@@ -95,9 +95,11 @@ class HybridMemoryStore(BaseStore):
     **Cost.** ``get`` and ``put`` touch one item (``put`` embeds its indexed fields once). A
     ``search`` reads every live item under the namespace prefix in one query (Redis: three
     round trips), vectors only with a ``query``, then filters, embeds the query once and scores
-    the candidates in memory: its cost grows with the items under the prefix, not with the
-    store, so search the narrowest prefix (``("memories", user_id)``). ``list_namespaces`` is
-    one ``SELECT DISTINCT`` (Redis: reads each item's expiry).
+    the candidates in memory (filters run here too: values may be encrypted, so the database
+    cannot read them): its cost grows with the items under the prefix, not with the store, so
+    search the narrowest prefix (``("memories", user_id)``). ``list_namespaces`` is one
+    ``SELECT DISTINCT`` (Redis: reads each item's expiry), and so is finding a user's
+    namespaces for :meth:`forget_user`.
 
     Args:
         store: Where the items live: a SQLite, Redis or PostgreSQL store object, or its URL
