@@ -5,6 +5,7 @@ entity memory and FAISS recall, and hands LangChain a context that never exceeds
 Adapters plug it into every LangChain surface: :class:`HybridChatMessageHistory` and
 :func:`with_hybrid_memory` (LCEL), :class:`ConversationHybridMemory` (classic chains, ``classic``
 extra), :class:`HybridMemoryMiddleware` and :func:`memory_tools` (``create_agent``, ``agents``
+extra), and :class:`HybridMemoryStore`, a LangGraph store over the same databases (``agents``
 extra). Those needing an extra load on first access, so the core needs none.
 """
 
@@ -44,6 +45,7 @@ from langchain_hybrid_memory.types import (
 
 if TYPE_CHECKING:
     from langchain_hybrid_memory.classic_memory import ConversationHybridMemory
+    from langchain_hybrid_memory.langgraph_store import HybridMemoryStore
     from langchain_hybrid_memory.middleware import HybridMemoryMiddleware
     from langchain_hybrid_memory.tools import memory_tools
 
@@ -62,6 +64,7 @@ __all__ = [
     "HybridMemoryConfig",
     "HybridMemoryError",
     "HybridMemoryMiddleware",
+    "HybridMemoryStore",
     "InvalidInputError",
     "InvalidMessageTypeError",
     "MemoryContext",
@@ -80,6 +83,7 @@ __all__ = [
 _LAZY = {
     "ConversationHybridMemory": "langchain_hybrid_memory.classic_memory",
     "HybridMemoryMiddleware": "langchain_hybrid_memory.middleware",
+    "HybridMemoryStore": "langchain_hybrid_memory.langgraph_store",
     "memory_tools": "langchain_hybrid_memory.tools",
 }
 

@@ -91,6 +91,7 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory._search import WordScores
     from langchain_hybrid_memory._sessions import SessionState
     from langchain_hybrid_memory.chat_message_history import HybridChatMessageHistory
+    from langchain_hybrid_memory.langgraph_store import HybridMemoryStore
     from langchain_hybrid_memory.redaction import RedactionPoint
     from langchain_hybrid_memory.retriever import HybridMemoryRetriever
     from langchain_hybrid_memory.stores.base import MemoryStore
@@ -1178,21 +1179,54 @@ class HybridMemory:
         raise StoreError(msg)
 
     def forget_user(
-        self, user_id: str, *, checkpointer: BaseCheckpointSaver[Any] | None = None
+        self,
+        user_id: str,
+        *,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        store: HybridMemoryStore | None = None,
     ) -> ErasureReport:
         """Erase every session of the user, with everything derived from them.
 
         As with :meth:`forget_session`, what other processes still hold for those sessions is
         refused by the store when they try to write it; with ``checkpointer``, the threads of
-        the erased sessions' ids are deleted from it too.
+        the erased sessions' ids are deleted from it too; with ``store`` (a LangGraph
+        :class:`~langchain_hybrid_memory.HybridMemoryStore`), every namespace naming the user
+        (``("memories", user_id)``, ...) is deleted from it last (the report's ``items`` and
+        ``namespaces``).
+
+        Raises:
+            ConfigError: ``store`` is not a ``HybridMemoryStore`` (nothing was erased).
         """
-        return run_calls(self._forgotten(self._forget_user(user_id), checkpointer))
+        erasure = self._forgotten(self._forget_user(user_id), checkpointer)
+        return run_calls(self._with_items(erasure, user_id, store))
 
     async def aforget_user(
-        self, user_id: str, *, checkpointer: BaseCheckpointSaver[Any] | None = None
+        self,
+        user_id: str,
+        *,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        store: HybridMemoryStore | None = None,
     ) -> ErasureReport:
         """Async twin of :meth:`forget_user`."""
-        return await arun_calls(self._forgotten(self._forget_user(user_id), checkpointer))
+        erasure = self._forgotten(self._forget_user(user_id), checkpointer)
+        return await arun_calls(self._with_items(erasure, user_id, store))
+
+    def _with_items(
+        self, erasure: Plan[Call, ErasureReport], user_id: str, store: HybridMemoryStore | None
+    ) -> Plan[Call, ErasureReport]:
+        """Run an erasure of the user, then delete the user's namespaces from ``store``."""
+        if store is not None and not callable(getattr(store, "aforget_user", None)):
+            erasure.close()
+            msg = (
+                f"store must be a HybridMemoryStore (it finds the user's namespaces), "
+                f"got {type(store).__name__}"
+            )
+            raise ConfigError(msg)
+        report = yield from erasure
+        if store is None:
+            return report
+        items: ErasureReport = yield twin(store, "forget_user", user_id)
+        return report + items
 
     def _forgotten(
         self,

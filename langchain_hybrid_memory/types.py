@@ -254,6 +254,10 @@ class ErasureReport:
     entities: int = 0
     #: LangGraph checkpointer threads deleted with the sessions (``checkpointer=``).
     threads: tuple[str, ...] = ()
+    #: Items deleted from a :class:`~langchain_hybrid_memory.HybridMemoryStore` (LangGraph store).
+    items: int = 0
+    #: The LangGraph store namespaces those items were in, sorted.
+    namespaces: tuple[tuple[str, ...], ...] = ()
 
     def __add__(self, other: ErasureReport) -> ErasureReport:
         return ErasureReport(
@@ -263,6 +267,8 @@ class ErasureReport:
             summaries=self.summaries + other.summaries,
             entities=self.entities + other.entities,
             threads=self.threads + other.threads,
+            items=self.items + other.items,
+            namespaces=tuple(sorted({*self.namespaces, *other.namespaces})),
         )
 
 

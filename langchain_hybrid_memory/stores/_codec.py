@@ -316,6 +316,29 @@ class Codec:
             return blobs
         return [self._sealer.seal(blob) for blob in blobs]
 
+    def dump_record(self, record: dict[str, Any], what: str) -> str:
+        """Any JSON object as stored text, sealed when there is a key.
+
+        Example:
+            >>> Codec().load_record(Codec().dump_record({"a": 1}, "item"), "item")
+            {'a': 1}
+        """
+        return self._seal_text(_dumps(record, what))
+
+    def load_record(self, data: str | bytes, what: str) -> dict[str, Any]:
+        """The JSON object :meth:`dump_record` stored, plain or sealed."""
+        return _loads(self._open(data, what), what)
+
+    def dump_blob(self, data: bytes) -> bytes:
+        """Vector bytes as stored: sealed when there is a key and ``encrypt_vectors``."""
+        if self._sealer is None or not self.encrypt_vectors:
+            return data
+        return self._sealer.seal(data)
+
+    def load_blob(self, data: bytes, what: str) -> bytes:
+        """The bytes :meth:`dump_blob` stored, plain or sealed."""
+        return self._open_bytes(bytes(data), what)
+
     def entity_field(self, key: str) -> str:
         """What an entity with normalized name ``key`` is stored under: the name, or its digest."""
         return key if self._sealer is None else self._sealer.digests(key)[0]

@@ -20,6 +20,7 @@ def test_the_public_surface_changes_only_on_purpose():
         "HybridMemoryConfig",
         "HybridMemoryError",
         "HybridMemoryMiddleware",
+        "HybridMemoryStore",
         "InvalidInputError",
         "InvalidMessageTypeError",
         "MemoryContext",

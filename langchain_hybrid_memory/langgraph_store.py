@@ -1,0 +1,740 @@
+"""HybridMemoryStore: a LangGraph ``BaseStore`` over this project's SQLite, Redis and PostgreSQL.
+
+LangGraph's long-term memory is a store handed to ``create_agent(..., store=...)`` (or a
+compiled graph) and read by tools through ``runtime.store``. :class:`HybridMemoryStore` is one,
+with the operations and results of LangGraph's ``InMemoryStore``, kept in the same databases as
+the conversation memory, and:
+
+- **hybrid search**: ``search(prefix, query=...)`` scores each item by the cosine of its best
+  indexed field to the query (as LangGraph's stores do) fused with BM25 over those fields;
+- **TTL** in LangGraph's terms (``TTLConfig``, ``put(..., ttl=minutes)``, refresh on read, a
+  sweeper);
+- **encryption at rest** with the memory's ``encryption_key`` (values; vectors with
+  ``encrypt_vectors``);
+- **erasure**: :meth:`HybridMemoryStore.delete_namespace` removes a namespace and everything
+  under it, :meth:`HybridMemoryStore.forget_user` every namespace naming a user, each with an
+  :class:`~langchain_hybrid_memory.types.ErasureReport`.
+
+Every object on one store URL sees the same items (nothing is kept in the process), so any
+number of workers can share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    IndexConfig,
+    Item,
+    ListNamespacesOp,
+    MatchCondition,
+    PutOp,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+    ensure_embeddings,
+    get_text_at_path,
+    tokenize_path,
+    validate_op_namespace,
+)
+
+from langchain_hybrid_memory._plans import Call, arun_calls, cpu, run_calls, twin
+from langchain_hybrid_memory._search import normalize_rows
+from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, embeddings_named
+from langchain_hybrid_memory.errors import ConfigError, EmbeddingError, InvalidInputError
+from langchain_hybrid_memory.lexical import LexicalIndex
+from langchain_hybrid_memory.stores import MemoryStore, open_store
+from langchain_hybrid_memory.stores._items import NewItem, StoredItem, item_rows_for
+from langchain_hybrid_memory.types import ErasureReport
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from langchain_core.embeddings import Embeddings
+    from langgraph.store.base import Op, Result
+
+    from langchain_hybrid_memory._plans import Plan
+    from langchain_hybrid_memory.stores.encryption import EncryptionKey
+
+__all__ = ["HybridMemoryStore"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_STORE = "sqlite:///:memory:"
+_DEFAULT_SWEEP_MINUTES = 5.0
+_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+
+_Key = tuple[tuple[str, ...], str]
+
+
+class HybridMemoryStore(BaseStore):
+    """A LangGraph store over SQLite (default), Redis or PostgreSQL, with hybrid search.
+
+    It behaves like LangGraph's ``InMemoryStore`` for ``put``, ``get``, ``delete``,
+    ``search`` (namespace prefix, ``filter`` with ``$eq``/``$ne``/``$gt``/``$gte``/``$lt``/
+    ``$lte``, ``limit``, ``offset``), ``list_namespaces`` (prefix/suffix with ``"*"``,
+    ``max_depth``), ``batch`` and every async twin; differences: an overwritten item keeps its
+    ``created_at`` (as LangGraph's database stores do), a search without ``query`` lists the
+    newest ``updated_at`` first, and a search with ``query`` is hybrid (see :meth:`search`).
+
+    Items live in tables (keys, on Redis) of their own beside the memory's sessions, so one
+    store URL (or store object) serves ``HybridMemory`` and this store together, on the same
+    connections and under the same encryption key.
+
+    **Cost.** ``get`` and ``put`` touch one item (``put`` embeds its indexed fields once). A
+    ``search`` reads every live item under the namespace prefix in one query (Redis: three
+    round trips), vectors only with a ``query``, then filters, embeds the query once and scores
+    the candidates in memory (filters run here too: values may be encrypted, so the database
+    cannot read them): its cost grows with the items under the prefix, not with the store, so
+    search the narrowest prefix (``("memories", user_id)``). ``list_namespaces`` is one
+    ``SELECT DISTINCT`` (Redis: reads each item's expiry), and so is finding a user's
+    namespaces for :meth:`forget_user`.
+
+    Args:
+        store: Where the items live: a SQLite, Redis or PostgreSQL store object, or its URL
+            (``sqlite:///path.db``, ``redis://...``, ``postgresql://...``); default an
+            in-process SQLite database (``sqlite:///:memory:``), gone with the process.
+        index: LangGraph's ``IndexConfig``: ``embed`` (an ``Embeddings``, an embedding
+            function, or a provider string; default the local all-MiniLM-L6-v2), ``dims``
+            (default: what the model returns), ``fields`` (JSON paths to index; default the
+            whole value, ``["$"]``). A ``put(..., index=[...])`` indexes other paths for that
+            item, ``index=False`` none.
+        ttl: LangGraph's ``TTLConfig``: ``default_ttl`` (minutes, for puts without ``ttl=``),
+            ``refresh_on_read`` (default ``True``), ``sweep_interval_minutes`` (for
+            :meth:`start_ttl_sweeper`). Expired items are never returned (``omit_expired`` is
+            always on).
+        encryption_key: With a store URL: a Fernet key (or a list, the first seals) to encrypt
+            values at rest, as ``HybridMemory`` does. With a store object, give the key to the
+            store.
+        encrypt_vectors: With a key, encrypt the vectors too.
+        dense_weight: Weight of the dense score in a search's hybrid score (BM25 gets the
+            rest).
+        clock: Seconds since the epoch (default ``time.time``); every worker of one store
+            should agree on it, as on a database clock.
+
+    Raises:
+        ConfigError: A bad setting, an in-process ``InMemoryStore`` (it shares nothing), or a
+            key with a store object.
+        StoreError: The store cannot be opened (the message never shows a password).
+
+    Example:
+        >>> store = HybridMemoryStore()
+        >>> store.put(("memories", "ana"), "home", {"text": "Ana lives in Porto"})
+        >>> store.put(("memories", "ana"), "food", {"text": "Ana is allergic to peanuts"})
+        >>> store.get(("memories", "ana"), "home").value
+        {'text': 'Ana lives in Porto'}
+        >>> [item.key for item in store.search(("memories",), query="peanut allergy", limit=1)]
+        ['food']
+        >>> store.forget_user("ana").items
+        2
+    """
+
+    supports_ttl: bool = True
+
+    def __init__(
+        self,
+        store: MemoryStore | str | None = None,
+        *,
+        index: IndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        encryption_key: EncryptionKey | None = None,
+        encrypt_vectors: bool = False,
+        dense_weight: float = 0.5,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if isinstance(dense_weight, bool) or not isinstance(dense_weight, (int, float)):
+            msg = f"dense_weight must be a number between 0 and 1, got {dense_weight!r}"
+            raise ConfigError(msg)
+        if not 0.0 <= dense_weight <= 1.0:
+            msg = f"dense_weight must be between 0 and 1, got {dense_weight!r}"
+            raise ConfigError(msg)
+        self.dense_weight = float(dense_weight)
+        self.ttl_config = _checked_ttl(ttl)
+        self.index_config, self.embeddings = _checked_index(index)
+        self._fields = [
+            (path, path if path == "$" else tokenize_path(path))
+            for path in self.index_config.get("fields") or ["$"]
+        ]
+        self._dims: int | None = self.index_config.get("dims")
+        self._clock = clock or time.time
+        self.store = open_store(
+            _DEFAULT_STORE if store is None else store,
+            encryption_key=encryption_key,
+            encrypt_vectors=encrypt_vectors,
+        )
+        self._owns_store = not isinstance(store, MemoryStore)
+        try:
+            self._rows = item_rows_for(self.store)
+        except BaseException:
+            if self._owns_store:
+                self.store.close()
+            raise
+        self._sweeper: threading.Thread | None = None
+        self._stop_sweeping = threading.Event()
+
+    # -- BaseStore --------------------------------------------------------------------------
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run operations in order; reads see the store before this batch's puts.
+
+        As in LangGraph's ``InMemoryStore``, gets, searches and listings are answered first
+        and the puts (the last one per item wins) applied after, in one write.
+
+        Raises:
+            InvalidNamespaceError: A namespace label is empty, not a string, or holds ``.``.
+            InvalidInputError: A value is not a JSON object, or a filter operator is unknown.
+            EmbeddingError: The embedding model failed; nothing was written.
+            StoreError: The store failed.
+        """
+        return run_calls(self._batch(list(ops)))
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Async twin of :meth:`batch`."""
+        return await arun_calls(self._batch(list(ops)))
+
+    def _io(self, plan: Plan[Any, Any], *, write: bool) -> Call:
+        return Call(self._rows.run, self._rows.arun, (plan,), {"write": write})
+
+    def _batch(self, ops: list[Op]) -> Plan[Call, list[Result]]:
+        for op in ops:
+            if not isinstance(op, (GetOp, SearchOp, ListNamespacesOp, PutOp)):
+                msg = f"Unknown operation type: {type(op)}"
+                raise InvalidInputError(msg)
+            validate_op_namespace(op)
+            if isinstance(op, PutOp):
+                _check_put(op)
+            elif isinstance(op, SearchOp):
+                _check_filter(op.filter)
+        now = self._clock()
+        results: list[Result] = [None] * len(ops)
+        puts: dict[_Key, PutOp] = {}
+        touched: list[_Key] = []
+        for position, op in enumerate(ops):
+            if isinstance(op, GetOp):
+                found = yield self._io(self._rows.get(op.namespace, op.key, now), write=False)
+                if found is not None:
+                    results[position] = _item(found)
+                    if op.refresh_ttl and found.ttl_minutes is not None:
+                        touched.append((found.namespace, found.key))
+            elif isinstance(op, SearchOp):
+                hits = yield from self._search(op, now)
+                results[position] = [hit for hit, _ in hits]
+                if op.refresh_ttl:
+                    touched += [(h.namespace, h.key) for h, ttl in hits if ttl is not None]
+            elif isinstance(op, ListNamespacesOp):
+                names = yield self._io(self._rows.namespaces(now), write=False)
+                results[position] = _list_namespaces(names, op)
+            else:
+                puts[(op.namespace, op.key)] = op
+        if touched:
+            yield self._io(self._rows.touch(touched, now), write=True)
+        if puts:
+            vectors = yield from self._embed_puts(list(puts.values()))
+            yield self._io(self._write_puts(list(puts.values()), vectors, now), write=True)
+        return results
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _paths(self, op: PutOp) -> list[tuple[str, Any]]:
+        if op.index is False or op.value is None:
+            return []
+        if op.index is None:
+            return self._fields
+        return [(path, tokenize_path(path)) for path in op.index]
+
+    def _embed_puts(self, puts: Sequence[PutOp]) -> Plan[Call, list[np.ndarray | None]]:
+        """One matrix of vectors per put (``None``: not indexed), in one embedding call."""
+        texts: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for op in puts:
+            start = len(texts)
+            for _, path in self._paths(op):
+                texts += get_text_at_path(op.value, path)
+            spans.append((start, len(texts)))
+        if not texts:
+            return [None] * len(puts)
+        try:
+            embedded = yield twin(self.embeddings, "embed_documents", texts)
+            matrix = np.asarray(embedded, dtype=np.float32)
+        except Exception as exc:
+            msg = f"the embedding model failed on {len(texts)} text(s); nothing was written: {exc}"
+            raise EmbeddingError(msg) from exc
+        if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+            msg = f"the embedding model returned shape {matrix.shape} for {len(texts)} text(s)"
+            raise EmbeddingError(msg)
+        if self._dims is None:
+            self._dims = int(matrix.shape[1])
+        elif matrix.shape[1] != self._dims:
+            msg = f"the embedding model returned {matrix.shape[1]} dims, the index has {self._dims}"
+            raise EmbeddingError(msg)
+        return [matrix[start:stop] if stop > start else None for start, stop in spans]
+
+    def _write_puts(
+        self, puts: Sequence[PutOp], vectors: Sequence[np.ndarray | None], now: float
+    ) -> Plan[Any, None]:
+        """Every put and delete of a batch, as one plan (one transaction in SQL)."""
+        for op, matrix in zip(puts, vectors, strict=True):
+            if op.value is None:
+                yield from self._rows.delete(op.namespace, op.key)
+                continue
+            fields = [path for path, _ in self._paths(op)] if matrix is not None else None
+            record = {"value": dict(op.value), "fields": fields}
+            blob = None if matrix is None else np.ascontiguousarray(matrix).tobytes()
+            ttl = None if op.ttl is None else float(op.ttl)
+            new = NewItem(op.namespace, op.key, record, blob, ttl)
+            yield from self._rows.put(new, now)
+
+    # -- searching --------------------------------------------------------------------------
+
+    def _search(
+        self, op: SearchOp, now: float
+    ) -> Plan[Call, list[tuple[SearchItem, float | None]]]:
+        """The page of ``op``'s results, each with its item's TTL (to refresh it)."""
+        scan = self._rows.scan(op.namespace_prefix, now, vectors=bool(op.query))
+        rows: list[StoredItem] = yield self._io(scan, write=False)
+        candidates = [row for row in rows if _matches(row.record.get("value"), op.filter)]
+        if not op.query:
+            candidates.sort(key=lambda row: (-row.updated_at, row.namespace, row.key))
+            page = candidates[op.offset : op.offset + op.limit]
+            return [(_item(row, search=True), row.ttl_minutes) for row in page]
+        try:
+            query_vector = yield twin(self.embeddings, "embed_query", op.query)
+        except Exception as exc:
+            msg = f"the embedding model failed on the search query: {exc}"
+            raise EmbeddingError(msg) from exc
+        scored = yield cpu(self._score, op.query, query_vector, candidates)
+        ranked = [(score, row) for score, row in scored if score is not None]
+        kept = ranked[op.offset : op.offset + op.limit]
+        if len(kept) < op.limit:  # as InMemoryStore: unindexed items fill the page, unscored
+            unindexed = [(None, row) for score, row in scored if score is None]
+            kept += unindexed[: op.limit - len(kept)]
+        return [(_item(row, search=True, score=score), row.ttl_minutes) for score, row in kept]
+
+    def _score(
+        self, query: str, query_vector: Sequence[float], rows: Sequence[StoredItem]
+    ) -> list[tuple[float | None, StoredItem]]:
+        """Rows with their hybrid score, best first; unindexed rows last with ``None``.
+
+        The score is ``dense_weight * cosine + (1 - dense_weight) * bm25 / max(bm25)``: the
+        cosine of the item's best indexed field to the query, and BM25 of the query over the
+        text of the item's indexed fields, among the candidates. When no candidate shares a word
+        with the query the score is the cosine alone.
+        """
+        query_unit = normalize_rows(np.asarray(query_vector, dtype=np.float32))[0]
+        dense = np.full(len(rows), np.nan, dtype=np.float32)
+        lexical = LexicalIndex()
+        for position, row in enumerate(rows):
+            fields = row.record.get("fields")
+            if not fields or not row.vectors:
+                continue
+            matrix = np.frombuffer(row.vectors, dtype=np.float32)
+            if matrix.size % query_unit.size:
+                logger.warning("an item's vectors do not match the query's dimension: skipped")
+                continue
+            matrix = normalize_rows(matrix.reshape(-1, query_unit.size))
+            dense[position] = float(np.max(matrix @ query_unit))
+            value = row.record.get("value")
+            texts = [text for path in fields for text in get_text_at_path(value, path)]
+            lexical.add(position, " ".join(texts))
+        indexed = [position for position in range(len(rows)) if not math.isnan(dense[position])]
+        scores = dense.copy()
+        bm25 = lexical.row_scores(query) if indexed else None
+        if bm25 is not None and float(bm25.max()) > 0:
+            words = np.zeros(len(rows), dtype=np.float32)
+            words[[lexical.doc_id(row) for row in range(len(lexical))]] = bm25 / float(bm25.max())
+            scores = self.dense_weight * dense + (1.0 - self.dense_weight) * words
+        order = sorted(
+            range(len(rows)),
+            key=lambda p: (math.isnan(scores[p]), -np.nan_to_num(scores[p]), rows[p].namespace),
+        )
+        return [(None if math.isnan(scores[p]) else float(scores[p]), rows[p]) for p in order]
+
+    # -- TTL --------------------------------------------------------------------------------
+
+    def sweep_ttl(self) -> int:
+        """Delete every expired item now; how many were deleted.
+
+        Expired items are never returned even before a sweep; a sweep reclaims their space.
+        """
+        count = run_calls(self._sweep())
+        if count:
+            logger.info("swept %d expired item(s) from the langgraph store", count)
+        return count
+
+    async def asweep_ttl(self) -> int:
+        """Async twin of :meth:`sweep_ttl`."""
+        return await arun_calls(self._sweep())
+
+    def _sweep(self) -> Plan[Call, int]:
+        count: int = yield self._io(self._rows.sweep(self._clock()), write=True)
+        if count:
+            self._rows.after_erasure()
+        return count
+
+    def start_ttl_sweeper(self, sweep_interval_minutes: float | None = None) -> None:
+        """Sweep expired items every ``sweep_interval_minutes`` in a daemon thread.
+
+        The interval defaults to the ``TTLConfig``'s ``sweep_interval_minutes``, else 5. One
+        worker sweeping is enough; sweeping from several is harmless. A second call while the
+        sweeper runs does nothing. Stop it with :meth:`stop_ttl_sweeper` (or :meth:`close`).
+        """
+        if self._sweeper is not None and self._sweeper.is_alive():
+            return
+        minutes = (
+            sweep_interval_minutes
+            or (self.ttl_config or {}).get("sweep_interval_minutes")
+            or _DEFAULT_SWEEP_MINUTES
+        )
+        self._stop_sweeping.clear()
+        self._sweeper = threading.Thread(
+            target=self._sweep_every,
+            args=(float(minutes) * 60.0,),
+            name="hybrid-memory-ttl-sweeper",
+            daemon=True,
+        )
+        self._sweeper.start()
+
+    def _sweep_every(self, seconds: float) -> None:
+        while not self._stop_sweeping.wait(seconds):
+            try:
+                self.sweep_ttl()
+            except Exception:
+                logger.exception("the langgraph store's TTL sweep failed; trying again later")
+
+    def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the sweeper thread; whether it has stopped (``False``: ``timeout`` passed)."""
+        if self._sweeper is None:
+            return True
+        self._stop_sweeping.set()
+        self._sweeper.join(timeout)
+        stopped = not self._sweeper.is_alive()
+        if stopped:
+            self._sweeper = None
+        return stopped
+
+    # -- erasure ----------------------------------------------------------------------------
+
+    def delete_namespace(self, namespace_prefix: tuple[str, ...]) -> ErasureReport:
+        """Delete every item of ``namespace_prefix`` and of the namespaces under it.
+
+        Args:
+            namespace_prefix: A namespace (at least one label): ``("memories", "ana")`` erases
+                that namespace and ``("memories", "ana", ...)``.
+
+        Returns:
+            How many items were deleted, and from which namespaces (expired ones included).
+
+        Raises:
+            InvalidNamespaceError: An empty prefix (that would be the whole store) or a bad label.
+        """
+        return run_calls(self._delete_prefixes([self._checked_prefix(namespace_prefix)]))
+
+    async def adelete_namespace(self, namespace_prefix: tuple[str, ...]) -> ErasureReport:
+        """Async twin of :meth:`delete_namespace`."""
+        return await arun_calls(self._delete_prefixes([self._checked_prefix(namespace_prefix)]))
+
+    def forget_user(self, user_id: str) -> ErasureReport:
+        """Delete every namespace that has ``user_id`` as one of its labels.
+
+        The convention: a user's items live in namespaces naming the user as a whole label,
+        e.g. ``("memories", user_id)`` or ``(user_id, "preferences")``, as LangGraph's docs
+        lay them out. A label that merely contains the id (``"ana-team"``) is not the user's.
+
+        Returns:
+            The items deleted and their namespaces.
+
+        Raises:
+            InvalidInputError: ``user_id`` is not a non-empty string.
+        """
+        return run_calls(self._forget(_checked_user(user_id)))
+
+    async def aforget_user(self, user_id: str) -> ErasureReport:
+        """Async twin of :meth:`forget_user`."""
+        return await arun_calls(self._forget(_checked_user(user_id)))
+
+    @staticmethod
+    def _checked_prefix(prefix: tuple[str, ...]) -> tuple[str, ...]:
+        if not isinstance(prefix, tuple) or not prefix:
+            from langgraph.store.base import InvalidNamespaceError
+
+            msg = "delete_namespace needs a namespace of at least one label"
+            raise InvalidNamespaceError(msg)
+        validate_op_namespace(GetOp(prefix, ""))
+        return prefix
+
+    def _forget(self, user_id: str) -> Plan[Call, ErasureReport]:
+        names = yield self._io(self._rows.namespaces(None), write=False)
+        prefixes = sorted({ns[: ns.index(user_id) + 1] for ns in names if user_id in ns})
+        return (yield from self._delete_prefixes(prefixes))
+
+    def _delete_prefixes(self, prefixes: Sequence[tuple[str, ...]]) -> Plan[Call, ErasureReport]:
+        report = ErasureReport()
+        for prefix in prefixes:
+            count, names = yield self._io(self._rows.delete_prefix(prefix), write=True)
+            report += ErasureReport(items=count, namespaces=tuple(names))
+        if report.items:
+            self._rows.after_erasure()
+        return report
+
+    # -- key rotation -----------------------------------------------------------------------
+
+    def reencrypt(self) -> int:
+        """Re-encrypt every value of the store under the first key: the memory's and the items'.
+
+        For key rotation, as the store's own ``reencrypt()`` (which does not know the items):
+        open every worker with ``encryption_key=[new_key, old_key]``, run this once, then drop
+        the old key. Each item is replaced only if unchanged since it was read, so the store
+        stays in use; a second run rewrites nothing.
+
+        Returns:
+            How many values (memory values and items) were rewritten.
+
+        Raises:
+            ConfigError: The store has no encryption key.
+            DecryptionError: A value no configured key opens (it is left as it is).
+        """
+        rewritten = self.store.reencrypt()
+        after: Any = None
+        while True:
+            count, after = self._rows.run(self._rows.reencrypt_page(after), write=True)
+            rewritten += count
+            if after is None:
+                return rewritten
+
+    async def areencrypt(self) -> int:
+        """Async twin of :meth:`reencrypt` (a maintenance job: it runs in a worker thread)."""
+        return await asyncio.to_thread(self.reencrypt)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the sweeper and close the store if this object opened it (from a URL)."""
+        self.stop_ttl_sweeper(timeout=1.0)
+        if self._owns_store:
+            self.store.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (closes the store's async clients too)."""
+        self.stop_ttl_sweeper(timeout=1.0)
+        if self._owns_store:
+            await self.store.aclose()
+
+    def __enter__(self) -> HybridMemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"HybridMemoryStore({self.store!r})"
+
+
+# -- checks and conversions ---------------------------------------------------------------------
+
+
+def _checked_ttl(ttl: TTLConfig | None) -> TTLConfig:
+    if ttl is None:
+        return {}
+    if not isinstance(ttl, Mapping):
+        msg = f"ttl must be a TTLConfig dict, got {type(ttl).__name__}"
+        raise ConfigError(msg)
+    known = {"default_ttl", "refresh_on_read", "sweep_interval_minutes", "omit_expired"}
+    unknown = sorted(set(ttl) - known)
+    if unknown:
+        msg = f"unknown TTLConfig key(s) {unknown}; known: {sorted(known)}"
+        raise ConfigError(msg)
+    for name in ("default_ttl", "sweep_interval_minutes"):
+        value = ttl.get(name)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            msg = f"TTLConfig {name} must be a positive number of minutes, got {value!r}"
+            raise ConfigError(msg)
+    return TTLConfig(**ttl)
+
+
+def _checked_index(index: IndexConfig | None) -> tuple[IndexConfig, Embeddings]:
+    config: dict[str, Any] = {} if index is None else dict(index)
+    if not isinstance(index, (Mapping, type(None))):
+        msg = f"index must be an IndexConfig dict, got {type(index).__name__}"
+        raise ConfigError(msg)
+    fields = config.get("fields")
+    if fields is not None and (
+        isinstance(fields, str) or not all(isinstance(f, str) and f for f in fields)
+    ):
+        msg = "index fields must be a list of JSON paths (strings), e.g. ['text', 'tags[*]']"
+        raise ConfigError(msg)
+    dims = config.get("dims")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims <= 0):
+        msg = f"index dims must be a positive integer, got {dims!r}"
+        raise ConfigError(msg)
+    embed = config.get("embed")
+    embeddings = embeddings_named(DEFAULT_EMBEDDINGS) if embed is None else ensure_embeddings(embed)
+    return IndexConfig(**config), embeddings  # type: ignore[typeddict-item]
+
+
+def _checked_user(user_id: str) -> str:
+    if not isinstance(user_id, str) or not user_id:
+        msg = f"user_id must be a non-empty string, got {user_id!r}"
+        raise InvalidInputError(msg)
+    return user_id
+
+
+def _check_put(op: PutOp) -> None:
+    if not isinstance(op.key, str):
+        msg = f"an item key must be a string, got {type(op.key).__name__}"
+        raise InvalidInputError(msg)
+    if op.value is not None:
+        if not isinstance(op.value, Mapping) or not all(isinstance(k, str) for k in op.value):
+            msg = "an item value must be a dict with string keys (a JSON object)"
+            raise InvalidInputError(msg)
+        try:
+            json.dumps(dict(op.value), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            msg = f"an item value must be JSON-serializable: {exc}"
+            raise InvalidInputError(msg) from exc
+    if (
+        op.index is not None
+        and op.index is not False
+        and (not isinstance(op.index, list) or not all(isinstance(path, str) for path in op.index))
+    ):
+        msg = "index must be False or a list of JSON paths (strings)"
+        raise InvalidInputError(msg)
+    if op.ttl is not None and (
+        isinstance(op.ttl, bool)
+        or not isinstance(op.ttl, (int, float))
+        or not math.isfinite(op.ttl)
+        or op.ttl <= 0
+    ):
+        msg = f"ttl must be a positive number of minutes or None, got {op.ttl!r}"
+        raise InvalidInputError(msg)
+
+
+def _check_filter(conditions: Any) -> None:
+    if conditions is None:
+        return
+    if not isinstance(conditions, Mapping):
+        msg = f"filter must be a dict, got {type(conditions).__name__}"
+        raise InvalidInputError(msg)
+    for expected in conditions.values():
+        if isinstance(expected, Mapping):
+            for name in expected:
+                if isinstance(name, str) and name.startswith("$") and name not in _OPERATORS:
+                    msg = f"Unsupported operator: {name} (supported: {', '.join(_OPERATORS)})"
+                    raise InvalidInputError(msg)
+
+
+def _matches(value: Any, conditions: Mapping[str, Any] | None) -> bool:
+    """Whether an item's value meets every filter condition, as LangGraph's stores compare.
+
+    Example:
+        >>> _matches({"score": 5, "tag": "a"}, {"score": {"$gt": 4}, "tag": "a"})
+        True
+    """
+    if not conditions:
+        return True
+    if not isinstance(value, Mapping):
+        return False
+    return all(_compare(value.get(name), expected) for name, expected in conditions.items())
+
+
+def _compare(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, Mapping):
+        if any(isinstance(k, str) and k.startswith("$") for k in expected):
+            return all(_apply(actual, name, operand) for name, operand in expected.items())
+        if not isinstance(actual, Mapping):
+            return False
+        return all(_compare(actual.get(k), v) for k, v in expected.items())
+    if isinstance(expected, (list, tuple)):
+        return (
+            isinstance(actual, (list, tuple))
+            and len(actual) == len(expected)
+            and all(_compare(a, e) for a, e in zip(actual, expected, strict=True))
+        )
+    return bool(actual == expected)
+
+
+def _apply(actual: Any, operator: str, operand: Any) -> bool:
+    if operator == "$eq":
+        return bool(actual == operand)
+    if operator == "$ne":
+        return bool(actual != operand)
+    try:
+        left, right = float(actual), float(operand)
+    except (TypeError, ValueError):
+        return False  # a missing or non-numeric field is outside every range
+    if operator == "$gt":
+        return left > right
+    if operator == "$gte":
+        return left >= right
+    if operator == "$lt":
+        return left < right
+    return left <= right
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _item(row: StoredItem, *, search: bool = False, score: float | None = None) -> Any:
+    value = row.record.get("value")
+    if search:
+        return SearchItem(
+            namespace=row.namespace,
+            key=row.key,
+            value=value,  # type: ignore[arg-type]
+            created_at=_moment(row.created_at),
+            updated_at=_moment(row.updated_at),
+            score=score,
+        )
+    return Item(
+        value=value,  # type: ignore[arg-type]
+        key=row.key,
+        namespace=row.namespace,
+        created_at=_moment(row.created_at),
+        updated_at=_moment(row.updated_at),
+    )
+
+
+def _namespace_matches(condition: MatchCondition, namespace: tuple[str, ...]) -> bool:
+    path = tuple(condition.path)
+    if len(namespace) < len(path):
+        return False
+    if condition.match_type == "prefix":
+        window = namespace[: len(path)]
+    elif condition.match_type == "suffix":
+        window = namespace[len(namespace) - len(path) :]
+    else:
+        msg = f"Unsupported match type: {condition.match_type}"
+        raise InvalidInputError(msg)
+    return all(want in ("*", have) for want, have in zip(path, window, strict=True))
+
+
+def _list_namespaces(
+    names: Sequence[tuple[str, ...]], op: ListNamespacesOp
+) -> list[tuple[str, ...]]:
+    """LangGraph's namespace listing: match, truncate to ``max_depth``, sort, page."""
+    kept = [
+        ns
+        for ns in names
+        if all(_namespace_matches(condition, ns) for condition in op.match_conditions or ())
+    ]
+    if op.max_depth is not None:
+        kept = sorted({ns[: op.max_depth] for ns in kept})
+    else:
+        kept = sorted(set(kept))
+    return kept[op.offset : op.offset + op.limit]
