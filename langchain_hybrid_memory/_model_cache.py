@@ -77,12 +77,12 @@ def import_tqdm_quietly() -> None:
     before importing any of those packages.
     """
     try:
-        from tqdm.std import TqdmWarning
+        from tqdm.std import TqdmWarning  # type: ignore[import-untyped]
     except ImportError:  # no tqdm: nothing will warn
         return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
-        import tqdm.auto  # noqa: F401  (imported once, here, for the packages that use it)
+        import tqdm.auto  # type: ignore[import-untyped]  # noqa: F401
 
 
 @contextlib.contextmanager
