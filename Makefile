@@ -23,8 +23,8 @@ demo: install
 	$(BIN)/hybrid-memory demo
 
 lint: install
-	$(BIN)/ruff check langchain_hybrid_memory tests benchmarks
-	$(BIN)/ruff format --check langchain_hybrid_memory tests benchmarks
+	$(BIN)/ruff check langchain_hybrid_memory tests benchmarks scripts
+	$(BIN)/ruff format --check langchain_hybrid_memory tests benchmarks scripts
 
 typecheck: install
 	$(BIN)/mypy
