@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 EXTRAS ?= local-model,dev,redis,postgres
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test lint typecheck unit services bench screenshots clean
+.PHONY: install demo test lint typecheck unit services notebooks bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ demo: install
 	$(BIN)/hybrid-memory demo
 
 lint: install
-	$(BIN)/ruff check langchain_hybrid_memory tests benchmarks
-	$(BIN)/ruff format --check langchain_hybrid_memory tests benchmarks
+	$(BIN)/ruff check langchain_hybrid_memory tests benchmarks scripts
+	$(BIN)/ruff format --check langchain_hybrid_memory tests benchmarks scripts
 
 typecheck: install
 	$(BIN)/mypy
@@ -37,6 +37,11 @@ unit: install services
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Re-execute the notebooks in place and save their outputs (committed, so GitHub shows results and
+# plots; the tests check they are fresh). Offline, with fake models; notebook 03 uses Redis.
+notebooks: install services
+	$(BIN)/python scripts/run_notebooks.py
 
 # Benchmarks rewrite docs/benchmarks/ and docs/benchmarks.md, and the README's headline table
 # (the test suite runs only a tiny smoke of each script). About 20 minutes on 2 quiet cores.

@@ -45,6 +45,7 @@ __all__ = [
     "OnnxFormat",
     "cache_root",
     "exported",
+    "import_tqdm_quietly",
     "model_path",
     "quiet_progress_bars",
     "ready",
@@ -64,9 +65,30 @@ _WEIGHTS = "model.safetensors"
 _OPSET = 17
 
 
+def import_tqdm_quietly() -> None:
+    """Import ``tqdm.auto`` without its warning that a notebook lacks ipywidgets.
+
+    transformers, huggingface_hub and sentence-transformers import ``tqdm.auto``. In a Jupyter
+    kernel without ipywidgets, its first import warns in red (``TqdmWarning: IProgress not
+    found``) that widget progress bars are unavailable, and falls back to text bars. The model
+    loads with its progress bars off (:func:`quiet_progress_bars`), so the warning is about
+    nothing this library shows: importing ``tqdm.auto`` first, with exactly that warning
+    filtered, keeps it out of the user's notebook and leaves every other warning alone. Call it
+    before importing any of those packages.
+    """
+    try:
+        from tqdm.std import TqdmWarning  # type: ignore[import-untyped]
+    except ImportError:  # no tqdm: nothing will warn
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+        import tqdm.auto  # type: ignore[import-untyped]  # noqa: F401
+
+
 @contextlib.contextmanager
 def quiet_progress_bars() -> Iterator[None]:
     """Hide transformers' weight-loading progress bar while the model loads, then restore."""
+    import_tqdm_quietly()
     try:
         from transformers.utils import logging as transformers_logging
     except ImportError:
@@ -240,6 +262,7 @@ def _replacing(target: Path) -> Iterator[Path]:
 
 def _export_fp32(target: Path) -> None:
     """Export the packaged weights to ONNX (torch and transformers needed, once)."""
+    import_tqdm_quietly()
     try:
         import torch
         from transformers import AutoModel, AutoTokenizer

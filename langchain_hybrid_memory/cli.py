@@ -30,19 +30,16 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
 from langchain_hybrid_memory._model_cache import CACHE_ENV, FORMATS, exported
 from langchain_hybrid_memory._version import __version__
 from langchain_hybrid_memory.context import entity_line
 from langchain_hybrid_memory.errors import ConfigError, HybridMemoryError, MissingDependencyError
+from langchain_hybrid_memory.samples import DemoConversation, load_demo_conversation
 from langchain_hybrid_memory.stores.base import DEFAULT_PAGE, MAX_PAGE
 
 if TYPE_CHECKING:
@@ -60,43 +57,6 @@ STORE_VARIABLE = "HYBRID_MEMORY_STORE"
 #: The store every command uses unless ``--store`` or ``$HYBRID_MEMORY_STORE`` says otherwise.
 DEFAULT_STORE = "sqlite:///hybrid-memory.db"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
-
-
-@dataclass(frozen=True)
-class DemoConversation:
-    """The sample conversation shipped for the demo."""
-
-    title: str
-    user_id: str
-    session_id: str
-    messages: list[tuple[BaseMessage, datetime]]
-    probes: list[tuple[str, list[str]]]
-    #: The facts some messages state, as a caller's NLU would pass them: message index -> facts.
-    entities: dict[int, dict[str, dict[str, str]]] = field(default_factory=dict)
-
-
-def load_demo_conversation() -> DemoConversation:
-    """Load the sample conversation that ships with the package.
-
-    Example:
-        >>> conversation = load_demo_conversation()
-        >>> len(conversation.messages) >= 100
-        True
-    """
-    data = resources.files("langchain_hybrid_memory").joinpath("data/demo_conversation.json")
-    raw: dict[str, Any] = json.loads(data.read_text("utf-8"))
-    messages: list[tuple[BaseMessage, datetime]] = []
-    for item in raw["messages"]:
-        when = datetime.fromisoformat(item["time"])
-        if item["role"] == "user":
-            messages.append((HumanMessage(item["text"], name="Ana"), when))
-        else:
-            messages.append((AIMessage(item["text"]), when))
-    probes = [(probe["question"], list(probe["expect"])) for probe in raw["probes"]]
-    entities = {i: item["entities"] for i, item in enumerate(raw["messages"]) if "entities" in item}
-    return DemoConversation(
-        raw["title"], raw["user_id"], raw["session_id"], messages, probes, entities
-    )
 
 
 def _percentile(values: Sequence[float], q: int) -> float:

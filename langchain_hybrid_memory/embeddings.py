@@ -114,6 +114,7 @@ def _load_model(model_name: str | None, *, offline: bool) -> HuggingFaceEmbeddin
         if name not in _loaded:
             if offline:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            _model_cache.import_tqdm_quietly()
             try:
                 from langchain_huggingface import HuggingFaceEmbeddings
             except ImportError as exc:
