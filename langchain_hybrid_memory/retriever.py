@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from langchain_hybrid_memory.types import RecalledTurn
 
-__all__ = ["HybridMemoryRetriever"]
+__all__ = ["HybridMemoryRetriever", "recalled_document"]
 
 
 class HybridMemoryRetriever(BaseRetriever):
@@ -54,7 +54,7 @@ class HybridMemoryRetriever(BaseRetriever):
         k: int | None = None,
     ) -> list[Document]:
         found = self.memory.recall(self.session_id, query, **self._options(k))
-        return [_document(item) for item in found]
+        return [recalled_document(item) for item in found]
 
     async def _aget_relevant_documents(
         self,
@@ -64,7 +64,7 @@ class HybridMemoryRetriever(BaseRetriever):
         k: int | None = None,
     ) -> list[Document]:
         found = await self.memory.arecall(self.session_id, query, **self._options(k))
-        return [_document(item) for item in found]
+        return [recalled_document(item) for item in found]
 
     def _options(self, k: int | None) -> dict[str, Any]:
         return {
@@ -74,10 +74,11 @@ class HybridMemoryRetriever(BaseRetriever):
         }
 
 
-def _document(item: RecalledTurn) -> Document:
+def recalled_document(item: RecalledTurn, text: str | None = None) -> Document:
+    """A recalled turn as a ``Document``: its text (or ``text``) and its metadata."""
     turn = item.turn
     return Document(
-        page_content=turn.text,
+        page_content=turn.text if text is None else text,
         metadata={
             "session_id": turn.session_id,
             "turn_id": turn.id,
