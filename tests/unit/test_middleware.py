@@ -219,8 +219,10 @@ def test_the_recent_turns_start_on_a_user_message(memory):
         assert isinstance(after_memory[0], HumanMessage)
 
 
-def test_the_thread_state_stays_bounded_and_the_memory_keeps_everything(memory):
-    saver = InMemorySaver()
+def check_the_thread_stays_bounded(memory: HybridMemory, saver) -> None:
+    """A 16-turn thread on ``saver`` ends with the window and its last step in the state, and
+    every message in the memory once (also run against PostgresSaver, in tests/integration).
+    """
     call = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Faro"}, "id": "w1"}])
     script = [AIMessage(f"Reply {i}.") for i in range(15)] + [call, AIMessage("Sunny!")]
     model = RecordingToolModel(messages=replies(script))
@@ -231,9 +233,27 @@ def test_the_thread_state_stays_bounded_and_the_memory_keeps_everything(memory):
         assert isinstance(result["messages"][0], HumanMessage)
     kinds = [type(m).__name__ for m in result["messages"]]
     assert kinds[-4:] == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
-    assert len(memory.transcript("t1")) == 2 * 15 + 4, "every message stored, once"
+    transcript = memory.transcript("t1")
+    assert len(transcript) == len({m.id for m in transcript}) == 2 * 15 + 4, "each stored once"
     state = agent.get_state(thread()).values["messages"]
     assert [m.id for m in state] == [m.id for m in result["messages"]]
+    assert [m.id for m in transcript[-len(state) :]] == [m.id for m in state]
+
+
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+def test_the_thread_state_stays_bounded_and_the_memory_keeps_everything(
+    memory, saver_kind, tmp_path
+):
+    if saver_kind == "sqlite":
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        connection = sqlite3.connect(tmp_path / "threads.db", check_same_thread=False)
+        check_the_thread_stays_bounded(memory, SqliteSaver(connection))
+        connection.close()
+    else:
+        check_the_thread_stays_bounded(memory, InMemorySaver())
 
 
 def test_keep_full_thread_keeps_every_message_in_the_state(memory):
