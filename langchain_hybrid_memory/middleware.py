@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from langchain_core.messages import BaseMessage, RemoveMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    RemoveMessage,
+    SystemMessage,
+    ToolMessage,
+)
 
 from langchain_hybrid_memory._inputs import last_user_text, message_text
 from langchain_hybrid_memory._runs import RecallRun, session_and_user
@@ -309,7 +315,7 @@ class HybridMemoryMiddleware(AgentMiddleware):
     ) -> ModelCallResult:
         """Store what is new, call the model with the memory."""
         session, user, config = self._run(request.runtime)
-        known = self._store(session, user, _state_messages(request))
+        known = self._store(session, user, _thread_messages(request))
         step = self._prepared(request, session, known)
         recall = RecallRun(session, self.memory.redactor)
         run = recall.start(config, step.query)
@@ -329,7 +335,7 @@ class HybridMemoryMiddleware(AgentMiddleware):
     ) -> ModelCallResult:
         """Async twin of :meth:`wrap_model_call`."""
         session, user, config = self._run(request.runtime)
-        known = await self._astore(session, user, _state_messages(request))
+        known = await self._astore(session, user, _thread_messages(request))
         step = self._prepared(request, session, known)
         recall = RecallRun(session, self.memory.redactor)
         run = await recall.astart(config, step.query)
@@ -427,6 +433,32 @@ def _state_messages(request: ModelRequest[Any]) -> list[BaseMessage]:
     state = request.state or {}
     messages = state.get("messages") if isinstance(state, dict) else None
     return list(messages if messages is not None else request.messages)
+
+
+def _thread_messages(request: ModelRequest[Any]) -> list[BaseMessage]:
+    """The state's messages with the results ``create_agent`` made up for invalid tool calls.
+
+    ``create_agent`` answers a tool call it could not parse with an error ``ToolMessage`` in the
+    model's request, and writes it to the state after the call; the memory stores it in its
+    place, after the call it answers. It gets an id, which the state keeps.
+    """
+    state = _state_messages(request)
+    answered = {m.tool_call_id for m in state if isinstance(m, ToolMessage)}
+    made_up: dict[str, list[ToolMessage]] = {}
+    for sent in request.messages:
+        if isinstance(sent, ToolMessage) and sent.tool_call_id not in answered:
+            if not sent.id:
+                sent.id = f"hm-{uuid.uuid4()}"
+            made_up.setdefault(sent.tool_call_id, []).append(sent)
+    if not made_up:
+        return state
+    messages: list[BaseMessage] = []
+    for message in state:
+        messages.append(message)
+        if isinstance(message, AIMessage):
+            for call in message.invalid_tool_calls:
+                messages += made_up.pop(call.get("id") or "", [])
+    return messages
 
 
 def _removals(messages: Sequence[BaseMessage], window_turns: int) -> list[RemoveMessage]:

@@ -405,6 +405,11 @@ def test_a_repaired_invalid_tool_call_reaches_the_model_with_its_synthetic_resul
     assert isinstance(answer, ToolMessage), "create_agent's repair is kept"
     assert answer.tool_call_id == "bad1"
     assert prompt[-1].text == "Try again please."
+    stored = memory.transcript("t1")
+    assert [m.type for m in stored] == ["human", "ai", "tool", "human", "ai"], "stored in place"
+    assert stored[2].tool_call_id == "bad1"
+    agent.invoke(say("Thanks."), thread())
+    assert len(memory.transcript("t1")) == 7, "stored once"
 
 
 class UpperCaseHistory(AgentMiddleware):
