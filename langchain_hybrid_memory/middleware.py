@@ -150,6 +150,9 @@ def _looks_further_back(
     """
     if len(stored) < _ID_LOOKBACK or not stored or stored[0].id == 0:
         return False
+    known = {turn.message.id for turn in stored if turn.message.id}
+    if any(message.id in known for message in state_messages):
+        return False
     earlier = new[: _step_start(new)]
     return any(message.id for message in earlier)
 

@@ -546,19 +546,25 @@ def test_beside_summarization_middleware_its_summary_is_not_user_input_and_calls
 # -- replays and forks --------------------------------------------------------------------------
 
 
-def test_a_fork_from_an_older_checkpoint_stores_only_its_new_messages(embeddings):
+def test_a_fork_from_an_older_checkpoint_stores_only_its_new_messages(embeddings, monkeypatch):
     memory = HybridMemory(embeddings=embeddings, window_turns=4, token_budget=BUDGET)
     saver = InMemorySaver()
     agent = agent_for(memory, RecordingToolModel(messages=replies()), checkpointer=saver)
+    whole_reads = []
+    read_all = memory.turns
+    monkeypatch.setattr(memory, "turns", lambda *a, **k: whole_reads.append(a) or read_all(*a, **k))
     for i in range(30):  # 60 stored messages: more than the middleware compares by default
         agent.invoke(say(f"Turn {i}."), thread())
+    assert whole_reads == [], "a thread that goes on never reads the whole session"
     history = list(agent.get_state_history(thread()))
     old = next(
         s for s in history if s.values["messages"] and s.values["messages"][-1].text == "Reply 3."
     )
     before = len(memory.transcript("t1"))
 
+    whole_reads.clear()
     agent.invoke(say("Let's go another way."), old.config)
+    assert len(whole_reads) == 1, "the fork's first call reads the session once"
 
     transcript = memory.transcript("t1")
     assert [m.text for m in transcript[before:]] == ["Let's go another way.", "Reply 30."]
