@@ -274,7 +274,7 @@ class HybridMemoryMiddleware(AgentMiddleware):
         before = start.id if start is not None else after - len(said)
         reserved = self.memory.token_counter(step) if step else 0
         recent = _recent_turns(
-            session, messages[:first], turn_of, max(0, before), self.memory.config.window_turns
+            session, messages[:first], known, max(0, before), self.memory.config.window_turns
         )
         # the step's user input, or, summarized away from the state, the latest stored one
         query = last_user_text(said) or last_user_text([t.message for t in known])
@@ -402,25 +402,29 @@ def _step_start(messages: Sequence[BaseMessage]) -> int:
 def _recent_turns(
     session: str,
     held: Sequence[BaseMessage],
-    turn_of: dict[str, Turn],
+    known: Sequence[Turn],
     before: int,
     window_turns: int,
 ) -> RecentTurns:
     """The messages before the step, as turns.
 
-    A message whose id is stored is that turn with the request's message (another middleware
-    may have edited it); any other (a repaired tool call's result, a summary) is a turn of its
-    own, with an id no stored turn has.
-
-    After a ``SummarizationMiddleware`` summary, what it summarized is not brought back from
-    the store.
+    A stored message (by id; without a known id, the stored turn in its place if it has the
+    same type and text, as a client resending its history sends it) is that turn with the
+    request's message, which another middleware may have edited. Any other (a repaired tool
+    call's result, a summary) is a turn of its own, with an id no stored turn has. After a
+    ``SummarizationMiddleware`` summary, what it summarized is not brought back from the store.
     """
     summary = next((i for i in range(len(held) - 1, -1, -1) if is_agent_summary(held[i])), None)
     held = held[summary or 0 :][-window_turns:] if window_turns else []
+    by_message = {turn.message.id: turn for turn in known if turn.message.id}
+    by_place = {turn.id: turn for turn in known}
     now = datetime.now(UTC)
     turns: list[Turn] = []
     for position, message in enumerate(held):
-        stored = turn_of.get(message.id) if message.id else None
+        stored = by_message.get(message.id or "")
+        if stored is None:
+            in_place = by_place.get(before - len(held) + position)
+            stored = in_place if in_place and _key(in_place.message) == _key(message) else None
         if stored is None:
             turns.append(Turn(session, position - len(held), message, message_text(message), now))
         else:

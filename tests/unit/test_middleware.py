@@ -169,6 +169,10 @@ def test_a_client_resending_its_history_without_ids_stores_each_turn_once(memory
         "Where do I live?",
         "Reply 2.",
     ]
+    prompt = model.calls[-1]
+    memory_text = prompt[1].text if isinstance(prompt[1], SystemMessage) else ""
+    for earlier in prompt[2:]:
+        assert earlier.text not in memory_text, "a recent turn is not recalled as well"
 
 
 # -- what a user of create_agent hit (issue #13) ------------------------------------------------
@@ -470,8 +474,11 @@ def test_the_window_from_the_state_stays_within_the_budget_and_starts_on_a_user_
 # -- the reply is stored as it ends in the state ---------------------------------------------------
 
 
-@pytest.mark.parametrize("checkpointer", [None, InMemorySaver()], ids=["stateless", "checkpointer"])
-def test_the_memory_stores_the_reply_after_pii_middleware_redacted_it(memory, checkpointer):
+@pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["stateless", "checkpointer"])
+async def test_the_memory_stores_the_reply_after_pii_middleware_redacted_it(
+    memory, checkpointed, run_async
+):
     model = RecordingToolModel(
         messages=replies([AIMessage("Write to ana@example.com."), AIMessage("Done.")])
     )
@@ -482,14 +489,20 @@ def test_the_memory_stores_the_reply_after_pii_middleware_redacted_it(memory, ch
             HybridMemoryMiddleware(memory),
             PIIMiddleware("email", strategy="redact", apply_to_output=True),
         ],
-        checkpointer=checkpointer,
+        checkpointer=InMemorySaver() if checkpointed else None,
     )
-    result = agent.invoke(say("Where do I send the form?"), thread())
+    invoke = agent.ainvoke if run_async else agent.invoke
+
+    async def ask(text: str) -> dict:
+        result = invoke(say(text), thread())
+        return (await result) if run_async else result
+
+    result = await ask("Where do I send the form?")
     shown = result["messages"][-1].text
     assert "ana@example.com" not in shown
     assert memory.transcript("t1")[-1].text == shown, "stored at the end of the run"
 
-    agent.invoke(say("Thanks."), thread())
+    await ask("Thanks.")
     texts = [m.text for m in memory.transcript("t1")]
     assert texts == ["Where do I send the form?", shown, "Thanks.", "Done."]
     assert not any("ana@example.com" in m.text for prompt in model.calls for m in prompt)
