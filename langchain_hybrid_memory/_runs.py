@@ -16,7 +16,7 @@ from langchain_core.runnables.config import (
 )
 
 from langchain_hybrid_memory.errors import InvalidInputError
-from langchain_hybrid_memory.retriever import recalled_document
+from langchain_hybrid_memory.retriever import RECALL_RUN_NAME, recalled_document
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import (
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.redaction import PIIRedactor
 
 __all__ = ["RECALL_RUN_NAME", "RecallRun", "session_and_user"]
-
-#: The name of recall's retriever run in traces.
-RECALL_RUN_NAME = "hybrid_memory.recall"
 
 
 def session_and_user(

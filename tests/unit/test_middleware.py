@@ -13,7 +13,6 @@ from langchain.agents.middleware import (
     PIIMiddleware,
     SummarizationMiddleware,
 )
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.tools import tool
@@ -23,7 +22,7 @@ from langchain_hybrid_memory import HybridMemory, HybridMemoryMiddleware
 from langchain_hybrid_memory.errors import InvalidInputError, StoreError
 from langchain_hybrid_memory.redaction import PIIRedactor
 from tests.conversations import _TOPICS
-from tests.fakes import RecordingChatModel, RecordingToolModel
+from tests.fakes import RecordingChatModel, RecordingToolModel, RetrieverRuns
 
 BUDGET = 500
 
@@ -585,20 +584,6 @@ def test_a_fork_from_an_older_checkpoint_stores_only_its_new_messages(embeddings
 
 
 # -- traces ---------------------------------------------------------------------------------------
-
-
-class RetrieverRuns(BaseCallbackHandler):
-    """Records the retriever runs a run reports."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, str]] = []
-        self.documents: list[list] = []
-
-    def on_retriever_start(self, serialized, query, **kwargs):
-        self.started.append((kwargs.get("name"), query))
-
-    def on_retriever_end(self, documents, **kwargs):
-        self.documents.append(list(documents))
 
 
 @pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
