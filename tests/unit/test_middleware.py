@@ -456,18 +456,29 @@ def test_without_a_checkpointer_the_recent_turns_come_from_the_memory(memory):
     assert recent == ["I live in Porto.", "Reply 0.", "Where do I live?"]
 
 
-def test_the_window_from_the_state_stays_within_the_budget_and_starts_on_a_user_message(
-    embeddings,
+@pytest.mark.parametrize("keep_full_thread", [False, True], ids=["bounded", "full"])
+def test_the_window_from_the_state_fits_the_budget_starts_on_a_user_message_keeps_tool_pairs(
+    embeddings, keep_full_thread
 ):
     memory = HybridMemory(embeddings=embeddings, window_turns=8, token_budget=300)
-    model = RecordingToolModel(messages=replies())
-    agent = agent_for(memory, model, checkpointer=InMemorySaver(), keep_full_thread=True)
+    script: list[AIMessage] = []
+    for i in range(12):
+        call = {"name": "weather", "args": {"city": f"City {i}"}, "id": f"c{i}"}
+        script += [AIMessage("", tool_calls=[call]), AIMessage(f"Done {i}.")] if i % 3 == 0 else []
+        script += [] if i % 3 == 0 else [AIMessage(f"Reply {i}.")]
+    model = RecordingToolModel(messages=replies(script))
+    agent = agent_for(
+        memory, model, checkpointer=InMemorySaver(), keep_full_thread=keep_full_thread
+    )
     for i in range(12):
         agent.invoke(say(f"Message {i}: " + "the garden needs water and care. " * 6), thread())
     for prompt in model.calls[1:]:
         assert count_tokens_approximately(prompt[1:]) <= 300
         after_memory = [m for m in prompt[1:] if not isinstance(m, SystemMessage)]
         assert isinstance(after_memory[0], HumanMessage)
+        called = {c["id"] for m in prompt for c in getattr(m, "tool_calls", [])}
+        answered = {m.tool_call_id for m in prompt if isinstance(m, ToolMessage)}
+        assert called == answered
 
 
 # -- the reply is stored as it ends in the state ---------------------------------------------------
