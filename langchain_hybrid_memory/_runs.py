@@ -1,4 +1,4 @@
-"""Who is speaking in a LangGraph run: the session and user the agent surfaces work for.
+"""The memory inside a LangGraph run: who is speaking, and recall as a traced retriever run.
 
 The same rule for the middleware and the memory tools: a fixed ``session_id`` / ``user_id``
 given to them, else the run context's ``session_id`` / ``user_id`` (a dict or an object with
@@ -7,11 +7,29 @@ those attributes), else the run's ``thread_id`` for the session.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.runnables.config import (
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+)
 
 from langchain_hybrid_memory.errors import InvalidInputError
+from langchain_hybrid_memory.retriever import RECALL_RUN_NAME, recalled_document
 
-__all__ = ["session_and_user"]
+if TYPE_CHECKING:
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        CallbackManagerForRetrieverRun,
+    )
+    from langchain_core.documents import Document
+    from langchain_core.runnables import RunnableConfig
+
+    from langchain_hybrid_memory.context import MemoryContext
+    from langchain_hybrid_memory.redaction import PIIRedactor
+
+__all__ = ["RECALL_RUN_NAME", "RecallRun", "session_and_user"]
 
 
 def session_and_user(
@@ -56,3 +74,62 @@ def _lookup(context: object, key: str) -> str | None:
         return None
     value = context.get(key) if isinstance(context, dict) else getattr(context, key, None)
     return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class RecallRun:
+    """Recall as a retriever run of the current LangChain run (``on_retriever_start`` / ``_end``).
+
+    The run is named :data:`RECALL_RUN_NAME`; its input is the query and its output the
+    recalled turns as documents. With a ``redactor``, both are redacted first, so a memory that
+    keeps personal data out of its store keeps it out of traces too.
+
+    Example:
+        >>> recall = RecallRun("s1", None)
+        >>> run = recall.start({}, "Where do I live?")
+        >>> recall.ended(run, None)
+    """
+
+    session_id: str
+    redactor: PIIRedactor | None
+
+    def _shown(self, text: str) -> str:
+        return text if self.redactor is None else self.redactor.redact(text)
+
+    def _documents(self, context: MemoryContext | None) -> list[Document]:
+        if context is None:
+            return []
+        return [recalled_document(item, self._shown(item.turn.text)) for item in context.recalled]
+
+    def _start_args(self, query: str) -> dict[str, Any]:
+        return {"serialized": None, "query": self._shown(query), "name": RECALL_RUN_NAME}
+
+    def start(self, config: RunnableConfig, query: str) -> CallbackManagerForRetrieverRun:
+        """Open the run under the run ``config`` belongs to."""
+        manager = get_callback_manager_for_config(config)
+        return manager.on_retriever_start(**self._start_args(query))
+
+    def ended(self, run: CallbackManagerForRetrieverRun, context: MemoryContext | None) -> None:
+        """Close the run with the context's recalled turns."""
+        run.on_retriever_end(self._documents(context))
+
+    def failed(self, run: CallbackManagerForRetrieverRun, error: BaseException) -> None:
+        """Close the run with the error."""
+        run.on_retriever_error(error)
+
+    async def astart(
+        self, config: RunnableConfig, query: str
+    ) -> AsyncCallbackManagerForRetrieverRun:
+        """Async twin of :meth:`start`."""
+        manager = get_async_callback_manager_for_config(config)
+        return await manager.on_retriever_start(**self._start_args(query))
+
+    async def aended(
+        self, run: AsyncCallbackManagerForRetrieverRun, context: MemoryContext | None
+    ) -> None:
+        """Async twin of :meth:`ended`."""
+        await run.on_retriever_end(self._documents(context))
+
+    async def afailed(self, run: AsyncCallbackManagerForRetrieverRun, error: BaseException) -> None:
+        """Async twin of :meth:`failed`."""
+        await run.on_retriever_error(error)

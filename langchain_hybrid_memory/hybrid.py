@@ -105,6 +105,7 @@ if TYPE_CHECKING:
         SessionHead,
         Turn,
     )
+    from langchain_hybrid_memory.window import RecentTurns
 
 __all__ = ["HybridMemory"]
 
@@ -623,11 +624,13 @@ class HybridMemory:
         before: int | None = None,
         budget: int | None = None,
         reserved: int = 0,
+        recent: RecentTurns | None = None,
     ) -> Plan[Call, tuple[MemoryContext, str | None]]:
         """The context plan.
 
         ``before``: only turns before this id (the caller sends the rest itself, ``reserved``
-        tokens of it); ``budget``: the budget for the context alone.
+        tokens of it); ``budget``: the budget for the context alone; ``recent``: the window's
+        latest turns as the caller holds them (an agent's state), completed from the store.
         """
         config = self.config
         budget = config.token_budget if budget is None else budget
@@ -635,7 +638,10 @@ class HybridMemory:
         read = yield from self._read(session_id, user_id)
         count = read.head.turn_count
         until = count if before is None else max(0, min(before, count))
-        window = yield from read_window(self.store, session_id, until, config.window_turns)
+        if recent is None:
+            window = yield from read_window(self.store, session_id, until, config.window_turns)
+        else:
+            window = yield from self._completed_window(session_id, recent, count)
         # while the query's vector is on its way: what needs no vector
         entities = yield from self._entities_of(session_id, read.owner)
         words = (yield while_waiting(read.state.score_words, query)) if query else None
@@ -689,25 +695,44 @@ class HybridMemory:
         )
         return context, read.head.incarnation
 
+    def _completed_window(
+        self, session_id: str, recent: RecentTurns, count: int
+    ) -> Plan[Call, list[Turn]]:
+        """The caller's recent turns, after the stored turns they leave room for."""
+        missing = self.config.window_turns - len(recent.turns)
+        if recent.stored_before is None or missing <= 0:
+            return list(recent.turns[-self.config.window_turns :])
+        until = max(0, min(recent.stored_before, count))
+        older = yield from read_window(self.store, session_id, until, missing)
+        return [*older, *recent.turns]
+
     def _build_step_context(
-        self, session_id: str, query: str | None, user_id: str | None, *, before: int, reserved: int
+        self, session_id: str, query: str | None, user_id: str | None, **bounds: Any
     ) -> MemoryContext:
         """The memory for an agent step (see :meth:`_step_context`); for the middleware."""
-        return run_calls(self._step_context(session_id, query, user_id, before, reserved))
+        return run_calls(self._step_context(session_id, query, user_id, **bounds))
 
     async def _abuild_step_context(
-        self, session_id: str, query: str | None, user_id: str | None, *, before: int, reserved: int
+        self, session_id: str, query: str | None, user_id: str | None, **bounds: Any
     ) -> MemoryContext:
         """Async twin of :meth:`_build_step_context`."""
-        return await arun_calls(self._step_context(session_id, query, user_id, before, reserved))
+        return await arun_calls(self._step_context(session_id, query, user_id, **bounds))
 
     def _step_context(
-        self, session_id: str, query: str | None, user_id: str | None, before: int, reserved: int
+        self,
+        session_id: str,
+        query: str | None,
+        user_id: str | None,
+        *,
+        before: int,
+        reserved: int,
+        recent: RecentTurns | None = None,
     ) -> Plan[Call, MemoryContext]:
         """The memory for an agent step whose own messages reach the model whole, beside it.
 
         The step's turns (from ``before`` on) hold ``reserved`` tokens; the context fits in what
         they leave of the budget. When they leave nothing, the memory adds nothing and says so.
+        ``recent``: the turns before the step as the agent's state holds them.
         """
         args = self._check_read(session_id, query, user_id)
         room = self.config.token_budget - reserved
@@ -722,7 +747,9 @@ class HybridMemory:
             return dataclasses.replace(
                 empty, token_budget=0, reserved_tokens=reserved, crowded_out=True
             )
-        step = partial(self._context, *args, before=before, budget=room, reserved=reserved)
+        step = partial(
+            self._context, *args, before=before, budget=room, reserved=reserved, recent=recent
+        )
         return (yield from self._consistent(args[0], step))
 
     def _entities_of(self, session_id: str, owner: str | None) -> Plan[Call, dict[str, Entity]]:

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
     from langchain_hybrid_memory.types import RecalledTurn
 
-__all__ = ["HybridMemoryRetriever"]
+__all__ = ["RECALL_RUN_NAME", "HybridMemoryRetriever", "recalled_document"]
+
+#: The name recall's retriever runs have in traces (this retriever's, and the middleware's).
+RECALL_RUN_NAME = "hybrid_memory.recall"
 
 
 class HybridMemoryRetriever(BaseRetriever):
@@ -25,7 +28,7 @@ class HybridMemoryRetriever(BaseRetriever):
     Each document's ``page_content`` is the turn's text; its metadata holds ``session_id``,
     ``turn_id``, ``role``, ``speaker``, ``timestamp`` (ISO 8601), ``score``, ``dense_score`` and
     ``lexical_score``. The number of results is ``k`` (set at construction, or per call:
-    ``retriever.invoke(query, k=1)``).
+    ``retriever.invoke(query, k=1)``). Its runs are named ``hybrid_memory.recall`` in traces.
 
     Example:
         >>> from langchain_core.messages import AIMessage, HumanMessage
@@ -41,6 +44,7 @@ class HybridMemoryRetriever(BaseRetriever):
 
     memory: Any
     """The :class:`~langchain_hybrid_memory.HybridMemory` to search."""
+    name: str | None = RECALL_RUN_NAME
     session_id: str
     user_id: str | None = None
     k: int = 3
@@ -54,7 +58,7 @@ class HybridMemoryRetriever(BaseRetriever):
         k: int | None = None,
     ) -> list[Document]:
         found = self.memory.recall(self.session_id, query, **self._options(k))
-        return [_document(item) for item in found]
+        return [recalled_document(item) for item in found]
 
     async def _aget_relevant_documents(
         self,
@@ -64,7 +68,7 @@ class HybridMemoryRetriever(BaseRetriever):
         k: int | None = None,
     ) -> list[Document]:
         found = await self.memory.arecall(self.session_id, query, **self._options(k))
-        return [_document(item) for item in found]
+        return [recalled_document(item) for item in found]
 
     def _options(self, k: int | None) -> dict[str, Any]:
         return {
@@ -74,10 +78,11 @@ class HybridMemoryRetriever(BaseRetriever):
         }
 
 
-def _document(item: RecalledTurn) -> Document:
+def recalled_document(item: RecalledTurn, text: str | None = None) -> Document:
+    """A recalled turn as a ``Document``: its text (or ``text``) and its metadata."""
     turn = item.turn
     return Document(
-        page_content=turn.text,
+        page_content=turn.text if text is None else text,
         metadata={
             "session_id": turn.session_id,
             "turn_id": turn.id,

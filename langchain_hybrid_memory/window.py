@@ -7,7 +7,7 @@ budget.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from langchain_core.messages import AIMessage
 
@@ -18,11 +18,25 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HasRole",
+    "RecentTurns",
     "full_batch_length",
     "latest_exchange_start",
     "split_units",
     "window_start_index",
 ]
+
+
+class RecentTurns(NamedTuple):
+    """The latest turns of a window as the caller holds them, e.g. an agent's graph state.
+
+    They may differ from the stored turns (another middleware edited them, the agent repaired
+    a tool call) and are used as they are; the window takes stored turns only for the room
+    they leave, from before ``stored_before`` (``None``: none, the caller's turns stand for
+    everything earlier).
+    """
+
+    turns: Sequence[Turn]
+    stored_before: int | None
 
 
 class HasRole(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import BaseMessage, get_buffer_string
@@ -11,6 +12,7 @@ from pydantic import Field
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import CallbackManagerForLLMRun
+    from langchain_core.documents import Document
     from langchain_core.outputs import ChatResult
 
 
@@ -88,3 +90,17 @@ class RecordingToolModel(GenericFakeChatModel):
     ) -> ChatResult:
         self.calls.append(list(messages))
         return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+class RetrieverRuns(BaseCallbackHandler):
+    """A callback handler that records the retriever runs a run reports: names, queries, documents."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str | None, str]] = []
+        self.documents: list[list[Document]] = []
+
+    def on_retriever_start(self, serialized: Any, query: str, **kwargs: Any) -> None:
+        self.started.append((kwargs.get("name"), query))
+
+    def on_retriever_end(self, documents: Any, **kwargs: Any) -> None:
+        self.documents.append(list(documents))

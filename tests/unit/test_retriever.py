@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnablePassthrough
 from langchain_hybrid_memory import HybridMemory
 from langchain_hybrid_memory.errors import InvalidInputError
 from tests.conversations import START, filler
-from tests.fakes import RecordingChatModel
+from tests.fakes import RecordingChatModel, RetrieverRuns
 
 
 def memory_with_fact(embeddings) -> HybridMemory:
@@ -74,3 +74,11 @@ def test_the_vector_store_habits_work(embeddings):
         memory.as_retriever(session_id="s1", search_kwargs={"score_threshold": 0.5})
     with pytest.raises(InvalidInputError, match="session_id"):
         memory.as_retriever()
+
+
+def test_its_runs_are_named_like_the_middleware_recall_in_traces(embeddings):
+    runs = RetrieverRuns()
+    retriever = memory_with_fact(embeddings).as_retriever(session_id="s1")
+    retriever.invoke("When is Marta's birthday?", config={"callbacks": [runs]})
+    assert runs.started == [("hybrid_memory.recall", "When is Marta's birthday?")]
+    assert "14 April" in runs.documents[0][0].page_content
