@@ -164,6 +164,18 @@ class LocomoConversation:
         known = self.dia_ids
         return tuple(dia_id for dia_id in question.evidence if dia_id in known)
 
+    def messages(self, session: LocomoSession) -> list[BaseMessage]:
+        """A session's turns as the evaluation feeds them, each named after its speaker.
+
+        Speaker A's turns are ``HumanMessage``s, speaker B's ``AIMessage``s.
+        """
+        return [
+            HumanMessage(turn.text, name=turn.speaker)
+            if turn.speaker == self.speaker_a
+            else AIMessage(turn.text, name=turn.speaker)
+            for turn in session.turns
+        ]
+
 
 def parse_evidence(evidence: object) -> tuple[str, ...]:
     """Normalize a question's evidence list into turn ids, in order, without duplicates.
@@ -795,12 +807,7 @@ def _feed(
     for session in conversation.sessions:
         if not session.turns:
             continue
-        messages: list[BaseMessage] = [
-            HumanMessage(turn.text, name=turn.speaker)
-            if turn.speaker == conversation.speaker_a
-            else AIMessage(turn.text, name=turn.speaker)
-            for turn in session.turns
-        ]
+        messages = conversation.messages(session)
         stored = memory.add_messages(session_id, messages, timestamp=session.date)
         for turn, source in zip(stored, session.turns, strict=True):
             dia_of_turn[turn.id] = source.dia_id
