@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from pydantic import SecretStr
 
 from langchain_hybrid_memory.context import render_messages
 from langchain_hybrid_memory.errors import ChatModelError, ConfigError, MissingDependencyError
@@ -141,18 +142,19 @@ _KEY_VARIABLES = {
 def open_chat_model(spec: str) -> BaseChatModel:
     """Create the chat model ``spec`` (``"provider:model"``) with ``init_chat_model``.
 
-    Nothing is sent: the model is only configured.
+    Nothing is sent: the model is only configured. A model whose API key field is empty
+    is refused here, before any work, rather than on its first call.
 
     Raises:
         MissingDependencyError: The provider's LangChain package is not installed (named).
         ConfigError: ``spec`` names no provider LangChain knows.
-        ChatModelError: The provider refused to create the model, most often for want of an
-            API key (the variable to set is named; the provider's message is not repeated).
+        ChatModelError: The model has no API key, or the provider refused to create it (the
+            variable to set is named; the provider's message is not repeated).
     """
     from langchain.chat_models import init_chat_model
 
     try:
-        return init_chat_model(spec)
+        model = init_chat_model(spec)
     except ImportError as exc:
         msg = f"the chat model {spec!r} cannot be created: {exc}"
         raise MissingDependencyError(msg) from exc
@@ -164,13 +166,26 @@ def open_chat_model(spec: str) -> BaseChatModel:
         raise _model_error(spec, "could not be created", exc) from exc
     except Exception as exc:
         raise _model_error(spec, "could not be created", exc) from exc
+    for name in type(model).model_fields:
+        if name.endswith("api_key") and not _secret_text(getattr(model, name, None)):
+            raise _model_error(spec, "has no API key", None)
+    return model
 
 
-def _model_error(spec: str, what: str, exc: BaseException) -> ChatModelError:
+def _secret_text(value: object) -> str:
+    """The text of a key field (a ``SecretStr``, a string or ``None``), to test it is set."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value if isinstance(value, str) else ""
+
+
+def _model_error(spec: str, what: str, exc: BaseException | None) -> ChatModelError:
     """An error naming the model and the failure's type, never the provider's message."""
     provider = spec.split(":", 1)[0] if ":" in spec else ""
     variable = _KEY_VARIABLES.get(provider)
     hint = f"is {variable} set and valid?" if variable else "is its API key set and valid?"
+    if exc is None:
+        return ChatModelError(f"the chat model {spec!r} {what}; {hint}")
     status = getattr(exc, "status_code", None)
     kind = type(exc).__name__ + (f", HTTP {status}" if status else "")
     return ChatModelError(f"the chat model {spec!r} {what} ({kind}); {hint}")
