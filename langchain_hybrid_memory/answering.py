@@ -36,6 +36,9 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from statistics import fmean
@@ -406,6 +409,7 @@ def evaluate_answers(
     memory_factory: Callable[[], HybridMemory] | None = None,
     chat_model_factory: Callable[[str], BaseChatModel] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_concurrency: int = 1,
 ) -> AnswerReport:
     """Answer each planned question from each method's context, and judge every answer.
 
@@ -424,11 +428,14 @@ def evaluate_answers(
             :func:`~langchain_hybrid_memory.evaluation.evaluation_memory`.
         chat_model_factory: Creates a chat model from its name; default :func:`open_chat_model`.
         progress: Called with (answers judged, answers to judge) as the run advances.
+        max_concurrency: Questions' answer-and-judge calls in flight at once (threads); the
+            records keep the questions' order. A call's latency is its own, not its wait.
 
     Raises:
         MissingDependencyError, ConfigError, ChatModelError: A model cannot be created or a call
             failed (see :func:`open_chat_model`); nothing the provider said is repeated.
     """
+    workers = _checked_concurrency(max_concurrency)
     create = chat_model_factory or open_chat_model
     judge_name = judge_model or answer_model
     answerer = create(answer_model)
@@ -437,47 +444,67 @@ def evaluate_answers(
     memory = memory_factory() if memory_factory is not None else evaluation_memory()
 
     records: list[AnswerRecord] = []
-    skipped = unjudged = 0
+    skipped = 0
     by_sample = {plan.conversation.sample_id: plan.conversation for plan in plans}
-    if progress is not None:
-        progress(0, estimate.answer_calls)
-    for item in question_contexts(plans, memory, budgets=budgets, methods=methods):
-        gold = item.question.answer
-        if gold is None:
-            skipped += 1
-            continue
-        conversation = by_sample[item.sample_id]
-        for (method, budget), context in item.contexts.items():
-            messages = _answer_messages(conversation, item.question.question, context)
-            started = time.perf_counter()
-            reply = _call(answerer, answer_model, messages)
-            latency = time.perf_counter() - started
-            answer = reply.text.strip()
-            usage = reply.usage_metadata
-            verdict = _call(
-                judge, judge_name, _judge_messages(item.question.question, gold, answer)
-            )
-            correct = parse_verdict(verdict.text)
-            unjudged += correct is None
-            records.append(
-                AnswerRecord(
-                    sample_id=item.sample_id,
-                    question=item.position,
-                    category=item.question.category,
-                    method=method,
-                    budget=budget,
-                    answer=answer,
-                    correct=correct,
-                    prompt_tokens=usage["input_tokens"]
-                    if usage
-                    else memory.token_counter(messages),
-                    tokens_reported=bool(usage),
-                    latency_s=latency,
-                    context_tokens=context.tokens,
-                )
-            )
+    pending: deque[Future[AnswerRecord]] = deque()
+
+    def collect(keep: int) -> None:
+        """Wait, oldest first, until at most ``keep`` calls are in flight."""
+        while len(pending) > keep:
+            records.append(pending.popleft().result())
             if progress is not None:
                 progress(len(records), estimate.answer_calls)
+
+    def answer_and_judge(job: _Job) -> AnswerRecord:
+        started = time.perf_counter()
+        reply = _call(answerer, answer_model, job.messages)
+        latency = time.perf_counter() - started
+        answer = reply.text.strip()
+        verdict = _call(judge, judge_name, _judge_messages(job.question, job.gold, answer))
+        usage = reply.usage_metadata
+        return dataclasses.replace(
+            job.record,
+            answer=answer,
+            correct=parse_verdict(verdict.text),
+            prompt_tokens=usage["input_tokens"] if usage else job.record.prompt_tokens,
+            tokens_reported=bool(usage),
+            latency_s=latency,
+        )
+
+    if progress is not None:
+        progress(0, estimate.answer_calls)
+    items = question_contexts(plans, memory, budgets=budgets, methods=methods)
+    with ThreadPoolExecutor(max_workers=workers) as pool, closing(items):
+        try:
+            for item in items:
+                gold = item.question.answer
+                if gold is None:
+                    skipped += 1
+                    continue
+                conversation = by_sample[item.sample_id]
+                for (method, budget), context in item.contexts.items():
+                    messages = _answer_messages(conversation, item.question.question, context)
+                    record = AnswerRecord(
+                        sample_id=item.sample_id,
+                        question=item.position,
+                        category=item.question.category,
+                        method=method,
+                        budget=budget,
+                        answer="",
+                        correct=None,
+                        prompt_tokens=memory.token_counter(messages),
+                        tokens_reported=False,
+                        latency_s=0.0,
+                        context_tokens=context.tokens,
+                    )
+                    job = _Job(record, messages, item.question.question, gold)
+                    pending.append(pool.submit(answer_and_judge, job))
+                    collect(2 * workers)
+            collect(0)
+        finally:  # a failed call: the calls not started yet are not sent
+            for future in pending:
+                future.cancel()
+    unjudged = sum(record.correct is None for record in records)
     order = {method: position for position, method in enumerate(methods)}
     keys = sorted(
         dict.fromkeys((r.method, r.budget) for r in records),
@@ -488,6 +515,23 @@ def evaluate_answers(
         for m, b in keys
     )
     return AnswerReport(rows, tuple(records), unjudged, skipped, answer_model, judge_name)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One answer to ask for and judge: its record so far and its prompts' parts."""
+
+    record: AnswerRecord
+    messages: list[BaseMessage]
+    question: str
+    gold: str
+
+
+def _checked_concurrency(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"max_concurrency must be an integer >= 1, got {value!r}"
+        raise ConfigError(msg)
+    return value
 
 
 def parse_verdict(text: str) -> bool | None:

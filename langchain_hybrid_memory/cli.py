@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
     from langchain_hybrid_memory.context import MemoryContext
     from langchain_hybrid_memory.hybrid import HybridMemory
@@ -450,7 +452,6 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
         sys.stderr.write("error: --judge-model and --price-per-mtok need --answer-model\n")
         return EXIT_USAGE
     from rich.progress import Progress
-    from rich.table import Table
     from rich.text import Text
 
     from langchain_hybrid_memory.evaluation import evaluate_locomo, evaluation_memory
@@ -473,13 +474,10 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
         )
     from langchain_hybrid_memory.evaluation import CATEGORY_NAMES
 
-    table = Table(title=Text(f"evidence recall on {args.file}"))
-    table.add_column("budget", justify="right")
-    table.add_column("overall", justify="right")
     categories = sorted({c for scores in report.budgets for c in scores.by_category})
-    for category in categories:
-        table.add_column(CATEGORY_NAMES.get(category, str(category)), justify="right")
-    table.add_column("mean tokens", justify="right")
+    table = _category_table(
+        Text(f"evidence recall on {args.file}"), [], categories, ["mean tokens"]
+    )
     for scores in report.budgets:
         cells = [
             f"{scores.by_category[c].recall:.3f}" if c in scores.by_category else "-"
@@ -505,15 +503,36 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _category_table(
+    title: Text, leading: list[str], categories: list[int], trailing: list[str]
+) -> Table:
+    """A table of figures per budget.
+
+    Its columns: ``leading``, budget, overall, one per category, then ``trailing``.
+    """
+    from rich.table import Table
+
+    from langchain_hybrid_memory.evaluation import CATEGORY_NAMES
+
+    table = Table(title=title)
+    for name in leading:
+        table.add_column(name)
+    for name in ("budget", "overall", *(CATEGORY_NAMES.get(c, str(c)) for c in categories)):
+        table.add_column(name, justify="right")
+    for name in trailing:
+        table.add_column(name, justify="right")
+    return table
+
+
 def run_answer_eval(args: argparse.Namespace, console: Console) -> int:
     """Answer accuracy: count and confirm the tokens, answer, judge, and print the figures."""
     from rich.markup import escape
     from rich.progress import MofNCompleteColumn, Progress
     from rich.prompt import Confirm
-    from rich.table import Table
+    from rich.text import Text
 
     from langchain_hybrid_memory import answering
-    from langchain_hybrid_memory.evaluation import CATEGORY_NAMES, evaluation_memory, plan_questions
+    from langchain_hybrid_memory.evaluation import evaluation_memory, plan_questions
 
     settings = _eval_settings(args)
     budgets = tuple(args.budgets or DEFAULT_ANSWER_BUDGETS)
@@ -566,19 +585,18 @@ def run_answer_eval(args: argparse.Namespace, console: Console) -> int:
             budgets=budgets,
             memory_factory=lambda: evaluation_memory(**settings),
             progress=lambda done, total: progress.update(task, completed=done, total=total),
+            max_concurrency=args.concurrency,
         )
     if args.json:
         console.print_json(json.dumps(report.as_dict()))
         return EXIT_OK
-    table = Table(title=f"answer accuracy on {escape(args.file)} ({escape(args.answer_model)})")
-    table.add_column("context")
-    table.add_column("budget", justify="right")
-    table.add_column("overall", justify="right")
     categories = sorted({c for row in report.rows for c in row.by_category})
-    for category in categories:
-        table.add_column(CATEGORY_NAMES.get(category, str(category)), justify="right")
-    table.add_column("prompt tokens", justify="right")
-    table.add_column("latency p50", justify="right")
+    table = _category_table(
+        Text(f"answer accuracy on {args.file} ({args.answer_model})"),
+        ["context"],
+        categories,
+        ["prompt tokens", "latency p50"],
+    )
     for row in report.rows:
         table.add_row(
             row.method,
@@ -670,6 +688,12 @@ def _add_eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         type=float,
         metavar="USD",
         help="price of a million prompt tokens, to print the run's cost before it starts",
+    )
+    answers.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=4,
+        help="answer-and-judge calls in flight at once (default 4)",
     )
     answers.add_argument("--yes", action="store_true", help="do not ask before sending")
     answers.add_argument("--json", action="store_true", help="write the figures as JSON")

@@ -49,7 +49,7 @@ from langchain_hybrid_memory.errors import InvalidInputError
 from langchain_hybrid_memory.hybrid import HybridMemory
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable
 
     from langchain_hybrid_memory.context import MemoryContext
 
@@ -700,7 +700,7 @@ def question_contexts(
     budgets: Sequence[int],
     methods: Sequence[str] = (MEMORY,),
     timings: dict[str, float] | None = None,
-) -> Iterator[QuestionContexts]:
+) -> Generator[QuestionContexts, None, None]:
     """Feed each planned conversation into ``memory`` and build each question's contexts.
 
     A conversation is fed into a fresh session (one ``add_messages`` call per LoCoMo session,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Callable  # noqa: TC003 - pydantic resolves the field at run time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -50,7 +51,9 @@ SECRET = "sk-proj-Zx81secretsecret"
 
 
 class ReadingModel(RecordingChatModel):
-    """Answers from what its prompt holds: the fact if the memory carries it."""
+    """A fake chat model whose reply is ``reader(messages)``: it reads its prompt."""
+
+    reader: Callable[[list[BaseMessage]], str]
 
     def _call(
         self,
@@ -60,34 +63,30 @@ class ReadingModel(RecordingChatModel):
         **kwargs: Any,
     ) -> str:
         super()._call(messages, stop, run_manager, **kwargs)
-        memory = get_buffer_string(messages[1:-1])
-        if "Marta" in messages[-1].text:
-            return "Porto" if "Porto" in memory else "I do not know"
-        return "About forty minutes" if "forty minutes" in memory else "I do not know"
+        return self.reader(messages)
 
 
-class ReadingJudge(RecordingChatModel):
+def answer_from_memory(messages: list[BaseMessage]) -> str:
+    """Answers with the fact when the memory (between instructions and question) carries it."""
+    memory = get_buffer_string(messages[1:-1])
+    if "Marta" in messages[-1].text:
+        return "Porto" if "Porto" in memory else "I do not know"
+    return "About forty minutes" if "forty minutes" in memory else "I do not know"
+
+
+def judge_by_inclusion(messages: list[BaseMessage]) -> str:
     """CORRECT when the graded answer contains the gold answer, case aside."""
-
-    def _call(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> str:
-        super()._call(messages, stop, run_manager, **kwargs)
-        text = messages[-1].text
-        gold = re.search(r"Gold answer: (.*)", text)[1]  # type: ignore[index]
-        answer = re.search(r"Answer to grade: (.*)", text)[1]  # type: ignore[index]
-        return "CORRECT" if gold.lower() in answer.lower() else "WRONG"
+    text = messages[-1].text
+    gold = re.search(r"Gold answer: (.*)", text)[1]  # type: ignore[index]
+    answer = re.search(r"Answer to grade: (.*)", text)[1]  # type: ignore[index]
+    return "CORRECT" if gold.lower() in answer.lower() else "WRONG"
 
 
 @pytest.fixture
 def models() -> dict[str, RecordingChatModel]:
     return {
-        "fake:answer": ReadingModel(responses=["unused"]),
-        "fake:judge": ReadingJudge(responses=["unused"]),
+        "fake:answer": ReadingModel(responses=["unused"], reader=answer_from_memory),
+        "fake:judge": ReadingModel(responses=["unused"], reader=judge_by_inclusion),
     }
 
 
@@ -154,6 +153,18 @@ def test_the_judge_defaults_to_the_answer_model_and_an_unreadable_verdict_counts
     assert report.judge_model == "fake:both"
     assert report.unjudged == 2
     assert report.rows[0].accuracy == 0.0
+
+
+def test_calls_in_flight_together_give_the_same_records_in_the_same_order(
+    plans, models, embeddings
+):
+    one = run(plans, models, embeddings, budgets=[300, 600])
+    many = run(plans, models, embeddings, budgets=[300, 600], max_concurrency=4)
+    assert [(r.question, r.method, r.budget, r.answer, r.correct) for r in many.records] == [
+        (r.question, r.method, r.budget, r.answer, r.correct) for r in one.records
+    ]
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        run(plans, models, embeddings, max_concurrency=0)
 
 
 def test_reported_prompt_tokens_are_used_when_the_provider_gives_them(plans, embeddings):
