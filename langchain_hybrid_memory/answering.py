@@ -8,7 +8,8 @@ history and the most recent turns at the same budget (any method of
 answer latency per method and category.
 
 Models are named ``"provider:model"`` and created by LangChain's ``init_chat_model``
-(:func:`open_chat_model`); the provider's LangChain package and API key must be there. Every
+(:func:`open_chat_model`, from the ``eval`` extra); the provider's LangChain package and API
+key must be there. Every
 call costs money: :func:`estimate_cost` says how many tokens will be sent before any is, and
 the ``hybrid-memory eval FILE --answer-model ...`` command asks before it starts.
 
@@ -154,8 +155,10 @@ def open_chat_model(spec: str) -> BaseChatModel:
         ChatModelError: The model has no API key, or the provider refused to create it (the
             variable to set is named; the provider's message is not repeated).
     """
-    from langchain.chat_models import init_chat_model
-
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as exc:
+        raise MissingDependencyError.for_extra("langchain", "eval") from exc
     try:
         model = init_chat_model(spec)
     except ImportError as exc:

@@ -239,6 +239,12 @@ def test_a_missing_provider_package_is_named():
         open_chat_model(spec)
 
 
+def test_without_langchain_the_extra_to_install_is_named(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "langchain.chat_models", None)
+    with pytest.raises(MissingDependencyError, match=r"langchain-hybrid-memory\[eval\]"):
+        open_chat_model("openai:gpt-4o-mini")
+
+
 def test_an_unknown_provider_is_a_config_error_with_the_expected_form():
     with pytest.raises(ConfigError, match="PROVIDER:MODEL"):
         open_chat_model("nosuchprovider:model-x")
