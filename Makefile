@@ -53,6 +53,7 @@ bench: install services
 	$(BIN)/python benchmarks/embedders.py
 	$(BIN)/python benchmarks/agent_thread.py
 	$(BIN)/python benchmarks/locomo_recall.py
+	$(BIN)/python benchmarks/locomo_baselines.py
 	$(BIN)/python benchmarks/knowledge_updates.py
 	$(BIN)/python benchmarks/bytes_per_turn.py
 	$(BIN)/python benchmarks/report.py

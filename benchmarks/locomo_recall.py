@@ -33,6 +33,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -146,6 +147,45 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def preamble(
+    title: str, script: str, meta: dict[str, Any], report: EvaluationReport, note: str
+) -> list[str]:
+    """A LoCoMo part's opening: its title, who writes it, the command, and the data (``note``
+    ends the data's sentence)."""
+    return [
+        f"# {title}",
+        "",
+        f"Written by `{script}`; do not edit by hand, run it again.",
+        "",
+        "```bash",
+        meta["command"],
+        "```",
+        "",
+        f"Data: `{meta['data']}` (sha256 `{meta['data_sha256'][:16]}…`), "
+        f"{report.conversations} conversations, {report.turns} turns, "
+        f"{report.questions} questions of categories 1-4 {note}",
+    ]
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as the report shows it: relative to the repository's parent when inside it."""
+    try:
+        return f"../{path.resolve().relative_to(REPO.parent)}"
+    except ValueError:
+        return str(path)
+
+
+def progress_columns() -> tuple[ProgressColumn, ...]:
+    """The progress bar's columns: what, bar, done of total, elapsed, remaining."""
+    return (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
 def table_of(report: EvaluationReport, categories: list[int]) -> Table:
     table = Table(title="LoCoMo evidence recall (mean per question)")
     table.add_column("budget", justify="right")
@@ -175,18 +215,13 @@ def markdown(
 ) -> str:
     header = " | ".join(CATEGORY_NAMES[c] for c in categories)
     lines = [
-        "# Evidence recall on LoCoMo",
-        "",
-        "Written by `benchmarks/locomo_recall.py`; do not edit by hand, run it again.",
-        "",
-        "```bash",
-        meta["command"],
-        "```",
-        "",
-        f"Data: `{meta['data']}` (sha256 `{meta['data_sha256'][:16]}…`), "
-        f"{report.conversations} conversations, {report.turns} turns, "
-        f"{report.questions} questions of categories 1-4 scored at each budget "
-        f"({report.skipped} without valid evidence left out).",
+        *preamble(
+            "Evidence recall on LoCoMo",
+            "benchmarks/locomo_recall.py",
+            meta,
+            report,
+            f"scored at each budget ({report.skipped} without valid evidence left out).",
+        ),
         "",
         "Evidence recall of a question = the fraction of its evidence turns (`dia_id`s that name a "
         "turn) present in the context built for it, recalled or in the recent window; the table "
@@ -294,14 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         return memory
 
     started = time.perf_counter()
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
+    with Progress(*progress_columns(), console=console) as progress:
         task = progress.add_task("questions", total=None)
 
         def advance(done: int, total: int) -> None:
@@ -339,11 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             f", recall-first shares (for an input about earlier turns) recall {first.recall} / "
             f"window {first.window} / summary {first.summary} / entities {first.entities}"
         )
-    try:
-        shown_data = args.data.resolve().relative_to(REPO.parent)
-        data_text = f"../{shown_data}"
-    except ValueError:
-        data_text = str(args.data)
+    data_text = shown_path(args.data)
     command = shlex.join(["python", "benchmarks/locomo_recall.py", *(argv or sys.argv[1:])])
     meta: dict[str, Any] = {
         "command": command,

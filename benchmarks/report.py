@@ -32,6 +32,11 @@ PARTS = [
     ("agent_thread", "One long agent thread", "python benchmarks/agent_thread.py"),
     ("locomo_recall", "Recall on LoCoMo", "python benchmarks/locomo_recall.py"),
     (
+        "locomo_baselines",
+        "Baselines at the same budgets",
+        "python benchmarks/locomo_baselines.py",
+    ),
+    (
         "knowledge_updates",
         "A user's facts over time",
         "python benchmarks/knowledge_updates.py",
@@ -169,6 +174,7 @@ def headline(parts: Path) -> list[str]:
                 ),
             )
         )
+    rows += _baseline_rows(_load(parts, "locomo_baselines"))
     agent = _load(parts, "agent_thread")
     if agent:
         rows += _agent_rows(agent)
@@ -191,6 +197,44 @@ def headline(parts: Path) -> list[str]:
     lines = ["| benchmark | measured | target | |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return lines
+
+
+def _baseline_rows(figures: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Issue #15: this project's context against the baselines, at the same budgets."""
+    if not figures:
+        return []
+
+    def recall(budgets: list[dict[str, Any]]) -> list[float]:
+        return [scores["overall"]["recall"] for scores in budgets]
+
+    ours = recall(figures["budgets"])
+    sizes = " / ".join(f"{scores['budget']:,}" for scores in figures["budgets"])
+    others = {name: recall(budgets) for name, budgets in figures["baselines"].items()}
+    best = [max(others, key=lambda name, i=i: others[name][i]) for i in range(len(ours))]
+    beaten = all(ours[i] > others[name][i] for i, name in enumerate(best))
+    listed = "; ".join(
+        f"{name} " + " / ".join(f"{value:.3f}" for value in values)
+        for name, values in others.items()
+    )
+    whole = figures.get("full_history")
+    full = (
+        ""
+        if whole is None
+        else f"; full history {whole['overall']['recall']:.3f} at "
+        f"{whole['overall']['tokens']:,.0f} tokens"
+    )
+    return [
+        (
+            f"LoCoMo evidence recall at {sizes} tokens: this project's context against the best "
+            "baseline at each budget (same run, budget, counter and rendering)",
+            " / ".join(f"{value:.3f}" for value in ours)
+            + " vs "
+            + " / ".join(f"{others[name][i]:.3f} ({name})" for i, name in enumerate(best)),
+            "above every baseline at every budget",
+            _status(beaten),
+        ),
+        (f"LoCoMo baselines at {sizes} tokens", listed + full, "-", "-"),
+    ]
 
 
 def _serving_rows(serving: dict[str, Any]) -> list[tuple[str, str, str, str]]:

@@ -21,6 +21,7 @@ from langchain_hybrid_memory.chat_message_history import (
 from langchain_hybrid_memory.config import BudgetShares, HybridMemoryConfig
 from langchain_hybrid_memory.context import MemoryContext
 from langchain_hybrid_memory.errors import (
+    ChatModelError,
     ConfigError,
     DecryptionError,
     EmbeddingError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BudgetShares",
+    "ChatModelError",
     "ConfigError",
     "ConversationHybridMemory",
     "DecryptionError",

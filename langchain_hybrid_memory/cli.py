@@ -11,7 +11,10 @@ in the current directory, or ``$HYBRID_MEMORY_STORE``):
   session of the store with its user, a page at a time (``--limit``, ``--after``).
 * ``forget --session S | --user U [--yes]``: erase, after confirmation, and print the report.
 * ``export SESSION [--anonymize]``: the transcript as JSON lines.
-* ``eval FILE``: evidence recall on a LoCoMo-format file, with a progress bar.
+* ``eval FILE``: evidence recall on a LoCoMo-format file, with a progress bar; with
+  ``--answer-model PROVIDER:MODEL``, answer accuracy: an LLM answers each question from this
+  project's context, the full history and the recent turns, and a judge grades the answers
+  (the tokens to be sent are counted and confirmed first).
 * ``serve [--host H] [--port N] [--allow-erasure] [--allow-remote]``: the memory inspector, a
   local web app (the ``inspector`` extra), on loopback unless ``--allow-remote``.
 
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
     from langchain_hybrid_memory.context import MemoryContext
     from langchain_hybrid_memory.hybrid import HybridMemory
@@ -57,6 +62,8 @@ STORE_VARIABLE = "HYBRID_MEMORY_STORE"
 #: The store every command uses unless ``--store`` or ``$HYBRID_MEMORY_STORE`` says otherwise.
 DEFAULT_STORE = "sqlite:///hybrid-memory.db"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
+#: ``eval``'s budgets: evidence recall at three sizes, answers (which cost money) at one.
+DEFAULT_RECALL_BUDGETS, DEFAULT_ANSWER_BUDGETS = (500, 1000, 2000), (1000,)
 
 
 def _percentile(values: Sequence[float], q: int) -> float:
@@ -416,14 +423,8 @@ def run_facts(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def run_eval(args: argparse.Namespace, console: Console) -> int:
-    """Evidence recall on a LoCoMo-format file, per category and budget."""
-    from rich.progress import Progress
-    from rich.table import Table
-    from rich.text import Text
-
-    from langchain_hybrid_memory.evaluation import evaluate_locomo, evaluation_memory
-
+def _eval_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The evaluation memory's settings from ``eval``'s options."""
     settings: dict[str, Any] = {}
     if args.window is not None:
         settings["window_turns"] = args.window
@@ -431,6 +432,22 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
         settings["dense_weight"] = args.dense_weight
     if args.embeddings is not None:
         settings["embeddings"] = args.embeddings
+    return settings
+
+
+def run_eval(args: argparse.Namespace, console: Console) -> int:
+    """Evidence recall on a LoCoMo-format file, per category and budget (or answer accuracy)."""
+    if args.answer_model is not None:
+        return run_answer_eval(args, console)
+    if args.judge_model is not None or args.price_per_mtok is not None:
+        sys.stderr.write("error: --judge-model and --price-per-mtok need --answer-model\n")
+        return EXIT_USAGE
+    from rich.progress import Progress
+    from rich.text import Text
+
+    from langchain_hybrid_memory.evaluation import evaluate_locomo, evaluation_memory
+
+    settings = _eval_settings(args)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
 
@@ -439,21 +456,19 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
 
         report = evaluate_locomo(
             args.file,
-            budgets=tuple(args.budgets),
+            budgets=tuple(args.budgets or DEFAULT_RECALL_BUDGETS),
             categories=tuple(args.categories),
             memory_factory=lambda: evaluation_memory(**settings),
             limit_conversations=args.limit,
+            limit_questions=args.questions,
             progress=advance,
         )
     from langchain_hybrid_memory.evaluation import CATEGORY_NAMES
 
-    table = Table(title=Text(f"evidence recall on {args.file}"))
-    table.add_column("budget", justify="right")
-    table.add_column("overall", justify="right")
     categories = sorted({c for scores in report.budgets for c in scores.by_category})
-    for category in categories:
-        table.add_column(CATEGORY_NAMES.get(category, str(category)), justify="right")
-    table.add_column("mean tokens", justify="right")
+    table = _category_table(
+        Text(f"evidence recall on {args.file}"), [], categories, ["mean tokens"]
+    )
     for scores in report.budgets:
         cells = [
             f"{scores.by_category[c].recall:.3f}" if c in scores.by_category else "-"
@@ -479,6 +494,120 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _category_table(
+    title: Text, leading: list[str], categories: list[int], trailing: list[str]
+) -> Table:
+    """A table of figures per budget.
+
+    Its columns: ``leading``, budget, overall, one per category, then ``trailing``.
+    """
+    from rich.table import Table
+
+    from langchain_hybrid_memory.evaluation import CATEGORY_NAMES
+
+    table = Table(title=title)
+    for name in leading:
+        table.add_column(name)
+    for name in ("budget", "overall", *(CATEGORY_NAMES.get(c, str(c)) for c in categories)):
+        table.add_column(name, justify="right")
+    for name in trailing:
+        table.add_column(name, justify="right")
+    return table
+
+
+def run_answer_eval(args: argparse.Namespace, console: Console) -> int:
+    """Answer accuracy: count and confirm the tokens, answer, judge, and print the figures."""
+    from rich.markup import escape
+    from rich.progress import MofNCompleteColumn, Progress
+    from rich.prompt import Confirm
+    from rich.text import Text
+
+    from langchain_hybrid_memory import answering
+    from langchain_hybrid_memory.evaluation import evaluation_memory, plan_questions
+
+    settings = _eval_settings(args)
+    budgets = tuple(args.budgets or DEFAULT_ANSWER_BUDGETS)
+    judge = args.judge_model or args.answer_model
+    answering.open_chat_model(args.answer_model)  # a missing package or key fails here, first
+    if judge != args.answer_model:
+        answering.open_chat_model(judge)
+    plans = plan_questions(
+        args.file,
+        categories=tuple(args.categories),
+        limit_conversations=args.limit,
+        limit_questions=args.questions,
+    )
+    estimate = answering.estimate_cost(plans, budgets=budgets)
+    console.print(
+        f"{estimate.questions} questions, answered from {len(answering.DEFAULT_ANSWER_METHODS)} "
+        f"contexts (this project's and the recent turns' at {', '.join(map(str, budgets))} "
+        "tokens, and the full history):"
+    )
+    console.print(
+        f"  answer model {escape(args.answer_model)}: {estimate.answer_calls:,} calls, at most "
+        f"{estimate.answer_tokens:,} prompt tokens"
+    )
+    console.print(
+        f"  judge model {escape(judge)}: {estimate.judge_calls:,} calls, about "
+        f"{estimate.judge_tokens:,} prompt tokens"
+    )
+    if args.price_per_mtok is not None:
+        console.print(
+            f"  about ${estimate.price(args.price_per_mtok):,.2f} of prompt tokens at "
+            f"${args.price_per_mtok}/M (replies not counted)"
+        )
+    else:
+        console.print("  (--price-per-mtok USD prices them; prices change, so none is assumed)")
+    try:
+        confirmed = args.yes or Confirm.ask("Send them?", console=console)
+    except EOFError:  # no terminal to answer on: spend nothing without a yes
+        confirmed = False
+    if not confirmed:
+        console.print("nothing sent")
+        return EXIT_ABORTED
+
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("answers", total=estimate.answer_calls)
+        report = answering.evaluate_answers(
+            plans,
+            args.answer_model,
+            judge_model=judge,
+            budgets=budgets,
+            memory_factory=lambda: evaluation_memory(**settings),
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            max_concurrency=args.concurrency,
+        )
+    if args.json:
+        console.print_json(json.dumps(report.as_dict()))
+        return EXIT_OK
+    categories = sorted({c for row in report.rows for c in row.by_category})
+    table = _category_table(
+        Text(f"answer accuracy on {args.file} ({args.answer_model})"),
+        ["context"],
+        categories,
+        ["prompt tokens", "latency p50"],
+    )
+    for row in report.rows:
+        table.add_row(
+            row.method,
+            "-" if row.budget is None else str(row.budget),
+            f"{row.accuracy:.3f}",
+            *(
+                f"{row.by_category[c].accuracy:.3f}" if c in row.by_category else "-"
+                for c in categories
+            ),
+            f"{row.prompt_tokens:,.0f}",
+            f"{row.latency_p50_s * 1000:,.0f} ms",
+        )
+    console.print(table)
+    console.print(
+        f"judged by {escape(judge)}; {report.unjudged} verdicts neither CORRECT nor WRONG "
+        f"(counted wrong); {report.skipped} questions without a gold answer left out"
+    )
+    return EXIT_OK
+
+
 # -- parsing ----------------------------------------------------------------------------------
 
 
@@ -492,6 +621,74 @@ def _positive(text: str) -> int:
         msg = f"expected a whole number >= 1, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
+
+
+def _add_eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``eval`` command's options."""
+    evaluate = commands.add_parser(
+        "eval",
+        help="evidence recall (or, with --answer-model, answer accuracy) on a LoCoMo-format file",
+        description="The share of each question's evidence turns that reach the context built "
+        "for it, per budget and category. With --answer-model, an LLM answers each question "
+        "from this project's context, the full history and the most recent turns that fit the "
+        "budget, a judge grades each answer against the gold answer, and the accuracy, prompt "
+        "tokens and latency are reported per context and category; the tokens to be sent are "
+        "counted, and confirmed, first. LoCoMo's categories: 1 multi-hop, 2 temporal, "
+        "3 open-domain, 4 single-hop, 5 adversarial (asks about what was never said: it has no "
+        "evidence to recall, so it is not scored by default).",
+    )
+    evaluate.add_argument("file", help="path to a LoCoMo-format JSON file")
+    evaluate.add_argument(
+        "--budgets",
+        type=_positive,
+        nargs="+",
+        help="token budgets (default 500 1000 2000; with --answer-model, 1000)",
+    )
+    evaluate.add_argument(
+        "--categories",
+        type=_positive,
+        nargs="+",
+        default=[1, 2, 3, 4],
+        help="categories to score (default 1 2 3 4)",
+    )
+    evaluate.add_argument("--window", type=_positive, help="recent turns kept verbatim")
+    evaluate.add_argument(
+        "--dense-weight", type=float, help="weight of the embedding score against BM25 (0-1)"
+    )
+    evaluate.add_argument(
+        "--embeddings", help="embeddings by name: minilm-onnx-int8, minilm-onnx, minilm-torch"
+    )
+    evaluate.add_argument("--limit", type=_positive, help="evaluate only the first N conversations")
+    evaluate.add_argument(
+        "--questions", type=_positive, help="ask only the first N questions of each conversation"
+    )
+    answers = evaluate.add_argument_group("answer accuracy (calls the models: costs money)")
+    answers.add_argument(
+        "--answer-model",
+        metavar="PROVIDER:MODEL",
+        help="the chat model that answers, through LangChain's init_chat_model "
+        "(e.g. openai:gpt-4o-mini; needs the provider's package and API key)",
+    )
+    answers.add_argument(
+        "--judge-model",
+        metavar="PROVIDER:MODEL",
+        help="the chat model that grades (default: the answer model)",
+    )
+    answers.add_argument(
+        "--price-per-mtok",
+        type=float,
+        metavar="USD",
+        help="price of a million prompt tokens, to print the run's cost before it starts",
+    )
+    answers.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=4,
+        help="answer-and-judge calls in flight at once (default 4)",
+    )
+    answers.add_argument("--yes", action="store_true", help="do not ask before sending")
+    answers.add_argument("--json", action="store_true", help="write the figures as JSON")
+    evaluate.set_defaults(run=run_eval)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -564,34 +761,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     facts.set_defaults(run=run_facts)
 
-    evaluate = commands.add_parser(
-        "eval",
-        help="evidence recall on a LoCoMo-format conversation file",
-        description="The share of each question's evidence turns that reach the context built "
-        "for it, per budget and category. LoCoMo's categories: 1 multi-hop, 2 temporal, "
-        "3 open-domain, 4 single-hop, 5 adversarial (asks about what was never said: it has no "
-        "evidence to recall, so it is not scored by default).",
-    )
-    evaluate.add_argument("file", help="path to a LoCoMo-format JSON file")
-    evaluate.add_argument(
-        "--budgets", type=_positive, nargs="+", default=[500, 1000, 2000], help="token budgets"
-    )
-    evaluate.add_argument(
-        "--categories",
-        type=_positive,
-        nargs="+",
-        default=[1, 2, 3, 4],
-        help="categories to score (default 1 2 3 4)",
-    )
-    evaluate.add_argument("--window", type=_positive, help="recent turns kept verbatim")
-    evaluate.add_argument(
-        "--dense-weight", type=float, help="weight of the embedding score against BM25 (0-1)"
-    )
-    evaluate.add_argument(
-        "--embeddings", help="embeddings by name: minilm-onnx-int8, minilm-onnx, minilm-torch"
-    )
-    evaluate.add_argument("--limit", type=_positive, help="evaluate only the first N conversations")
-    evaluate.set_defaults(run=run_eval)
+    _add_eval_parser(commands)
 
     export_model = commands.add_parser(
         "export-model",

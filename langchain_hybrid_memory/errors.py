@@ -15,12 +15,14 @@ Tree::
     │   └── DecryptionError                             no configured key opens a sealed value
     ├── EmbeddingError                                  the embedding model failed
     ├── SummarizerError                                 the summarizer LLM failed or answered nonsense
+    ├── ChatModelError                                  an evaluation's answer or judge model failed
     └── MissingDependencyError      (also ImportError)  an optional extra is not installed
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ChatModelError",
     "ConfigError",
     "DecryptionError",
     "EmbeddingError",
@@ -72,6 +74,14 @@ class EmbeddingError(HybridMemoryError):
 
 class SummarizerError(HybridMemoryError):
     """The summarizer or entity extractor failed; the batch stays pending and is retried."""
+
+
+class ChatModelError(HybridMemoryError):
+    """A chat model an answer evaluation calls could not be created or failed on a call.
+
+    The message names the model and the kind of failure, never the provider's own message
+    (which may quote a credential).
+    """
 
 
 class MissingDependencyError(HybridMemoryError, ImportError):

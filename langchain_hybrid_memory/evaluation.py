@@ -44,16 +44,22 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from langchain_hybrid_memory.baselines import BASELINES, SessionBaselines
 from langchain_hybrid_memory.errors import InvalidInputError
 from langchain_hybrid_memory.hybrid import HybridMemory
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Generator, Iterable
+
+    from langchain_hybrid_memory.context import MemoryContext
 
 __all__ = [
     "CATEGORY_NAMES",
     "DEFAULT_BUDGETS",
     "DEFAULT_CATEGORIES",
+    "FULL_HISTORY",
+    "MEMORY",
+    "METHODS",
     "BudgetScores",
     "CategoryScores",
     "EvaluationReport",
@@ -61,6 +67,8 @@ __all__ = [
     "LocomoQuestion",
     "LocomoSession",
     "LocomoTurn",
+    "QuestionContexts",
+    "QuestionPlan",
     "QuestionScore",
     "evaluate_locomo",
     "evaluation_memory",
@@ -68,6 +76,8 @@ __all__ = [
     "parse_evidence",
     "parse_locomo",
     "parse_locomo_date",
+    "plan_questions",
+    "question_contexts",
 ]
 
 
@@ -83,6 +93,13 @@ CATEGORY_NAMES: Mapping[int, str] = {
 DEFAULT_BUDGETS = (500, 1000, 2000)
 #: Categories scored by default (5, adversarial, asks about things never said).
 DEFAULT_CATEGORIES = (1, 2, 3, 4)
+#: The method name of this project's context in scores and reports.
+MEMORY = "hybrid memory"
+#: The method name of the whole conversation, sent with no budget.
+FULL_HISTORY = "full history"
+#: Every method an evaluation can score: this project's context, the whole conversation, and
+#: the budgeted baselines of :mod:`~langchain_hybrid_memory.baselines`.
+METHODS = (MEMORY, FULL_HISTORY, *BASELINES)
 
 #: Recent messages kept verbatim by the default evaluation memory: questions come after the
 #: conversation, so the window only holds the end of the last session.
@@ -115,11 +132,16 @@ class LocomoSession:
 
 @dataclass(frozen=True)
 class LocomoQuestion:
-    """A question with its category and normalized evidence ids (possibly naming no turn)."""
+    """A question with its category and normalized evidence ids (possibly naming no turn).
+
+    ``answer`` is the gold answer as text (``None`` when the file gives none, as for most
+    adversarial questions).
+    """
 
     question: str
     category: int
     evidence: tuple[str, ...]
+    answer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,18 @@ class LocomoConversation:
         """The question's evidence ids that name a turn of this conversation."""
         known = self.dia_ids
         return tuple(dia_id for dia_id in question.evidence if dia_id in known)
+
+    def messages(self, session: LocomoSession) -> list[BaseMessage]:
+        """A session's turns as the evaluation feeds them, each named after its speaker.
+
+        Speaker A's turns are ``HumanMessage``s, speaker B's ``AIMessage``s.
+        """
+        return [
+            HumanMessage(turn.text, name=turn.speaker)
+            if turn.speaker == self.speaker_a
+            else AIMessage(turn.text, name=turn.speaker)
+            for turn in session.turns
+        ]
 
 
 def parse_evidence(evidence: object) -> tuple[str, ...]:
@@ -286,7 +320,13 @@ def _parse_question(raw: object, where: str) -> LocomoQuestion:
     except (TypeError, ValueError):
         msg = f"{where}: 'category' must be an integer, got {category!r}"
         raise InvalidInputError(msg) from None
-    return LocomoQuestion(question, number, parse_evidence(record.get("evidence", [])))
+    answer = record.get("answer")
+    return LocomoQuestion(
+        question,
+        number,
+        parse_evidence(record.get("evidence", [])),
+        None if answer is None or isinstance(answer, (dict, list)) else str(answer),
+    )
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:
@@ -318,6 +358,8 @@ class QuestionScore:
         evidence: The question's evidence ids that name a turn.
         found: Those of ``evidence`` whose turn is in the context.
         tokens: The context's tokens.
+        method: What built the context (one of :data:`METHODS`); for :data:`FULL_HISTORY`,
+            ``budget`` is the context's own tokens.
     """
 
     sample_id: str
@@ -327,6 +369,7 @@ class QuestionScore:
     evidence: tuple[str, ...]
     found: tuple[str, ...]
     tokens: int
+    method: str = MEMORY
 
     @property
     def recall(self) -> float:
@@ -372,14 +415,18 @@ class EvaluationReport:
     """What :func:`evaluate_locomo` measured.
 
     Attributes:
-        budgets: The figures per budget, in the order the budgets were given.
-        scores: Every question at every budget, to look at what was missed.
+        budgets: The memory's figures per budget, in the order the budgets were given.
+        scores: Every question at every budget (and method), to look at what was missed.
         conversations: Conversations fed (those with at least one question to score).
         turns: Turns fed.
         questions: Questions scored (at each budget).
         skipped: Questions of the scored categories left out for lack of valid evidence.
         ingest_seconds: Time spent feeding the conversations (storing, embedding, summarizing).
         context_seconds: Time spent building and scoring contexts, every budget included.
+        baselines: The figures of each budgeted baseline asked for, per budget, by name.
+        full_history: The whole conversation's figures when asked for: its recall (1.0 unless
+            evidence names a turn that is not stored) and mean tokens, under ``budget`` the
+            largest conversation's tokens.
     """
 
     budgets: tuple[BudgetScores, ...]
@@ -390,6 +437,8 @@ class EvaluationReport:
     skipped: int
     ingest_seconds: float
     context_seconds: float
+    baselines: Mapping[str, tuple[BudgetScores, ...]] = dataclasses.field(default_factory=dict)
+    full_history: BudgetScores | None = None
 
     def at(self, budget: int) -> BudgetScores:
         """The figures of one budget.
@@ -419,25 +468,34 @@ class EvaluationReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as plain data (for JSON), without the per-question scores."""
-        return {
+        figures = {
             "conversations": self.conversations,
             "turns": self.turns,
             "questions": self.questions,
             "skipped": self.skipped,
             "ingest_seconds": round(self.ingest_seconds, 3),
             "context_seconds": round(self.context_seconds, 3),
-            "budgets": [
-                {
-                    "budget": scores.budget,
-                    "overall": dataclasses.asdict(scores.overall),
-                    "by_category": {
-                        CATEGORY_NAMES.get(category, str(category)): dataclasses.asdict(figures)
-                        for category, figures in scores.by_category.items()
-                    },
-                }
-                for scores in self.budgets
-            ],
+            "budgets": [_budget_dict(scores) for scores in self.budgets],
         }
+        if self.baselines:
+            figures["baselines"] = {
+                name: [_budget_dict(scores) for scores in budgets]
+                for name, budgets in self.baselines.items()
+            }
+        if self.full_history is not None:
+            figures["full_history"] = _budget_dict(self.full_history)
+        return figures
+
+
+def _budget_dict(scores: BudgetScores) -> dict[str, Any]:
+    return {
+        "budget": scores.budget,
+        "overall": dataclasses.asdict(scores.overall),
+        "by_category": {
+            CATEGORY_NAMES.get(category, str(category)): dataclasses.asdict(figures)
+            for category, figures in scores.by_category.items()
+        },
+    }
 
 
 # -- the evaluation ---------------------------------------------------------------------------
@@ -469,6 +527,7 @@ def evaluate_locomo(
     limit_conversations: int | None = None,
     limit_questions: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    baselines: Iterable[str] = (),
 ) -> EvaluationReport:
     """Measure evidence recall of the memory's context on a LoCoMo-format file.
 
@@ -476,7 +535,8 @@ def evaluate_locomo(
     LoCoMo session, stamped with its date); then, for every question of ``categories`` with at
     least one valid evidence id, the context is built for the question at each budget and scored:
     the fraction of the evidence turns present in ``ctx.recalled`` or ``ctx.window``. The session
-    is erased afterwards.
+    is erased afterwards. ``baselines`` are scored in the same run, on the same stored turns
+    and with the same budgets, counter and rendering (:mod:`~langchain_hybrid_memory.baselines`).
 
     Args:
         source: A LoCoMo-format JSON file, or conversations from :func:`parse_locomo`.
@@ -487,12 +547,16 @@ def evaluate_locomo(
         limit_conversations: Evaluate only the first this many conversations.
         limit_questions: Score only the first this many eligible questions of each conversation.
         progress: Called with (questions scored, questions to score) as the run advances.
+        baselines: Other methods to score (names of :data:`METHODS`): :data:`FULL_HISTORY`
+            and the budgeted baselines, e.g. ``("recent turns", "bm25", "dense", "rrf")``.
 
     Returns:
-        Mean recall and context tokens per budget, overall and per category, with every score.
+        Mean recall and context tokens per budget, overall and per category, with every score;
+        the baselines' figures in ``report.baselines`` and ``report.full_history``.
 
     Raises:
-        InvalidInputError: The file is not in LoCoMo's format, or a budget or limit is invalid.
+        InvalidInputError: The file is not in LoCoMo's format, or a budget, limit or method is
+            invalid.
 
     Example:
         >>> day = "10:00 am on {} May, 2023"
@@ -508,68 +572,210 @@ def evaluate_locomo(
         >>> report = evaluate_locomo(parse_locomo([sample]), budgets=[300])
         >>> report.at(300).overall.recall, report.at(300).overall.tokens <= 300
         (1.0, True)
+        >>> report = evaluate_locomo(parse_locomo([sample]), budgets=[300],
+        ...                          baselines=["full history", "recent turns", "bm25"])
+        >>> [scores[0].overall.recall for scores in report.baselines.values()]
+        [0.0, 1.0]
+        >>> report.full_history.overall.recall, report.full_history.overall.tokens > 300
+        (1.0, True)
     """
-    conversations = list(load_locomo(source) if isinstance(source, (str, os.PathLike)) else source)
     budget_list = _checked_budgets(budgets)
-    wanted = frozenset(categories)
-    conversations = conversations[: _checked_limit(limit_conversations, "limit_conversations")]
-    question_limit = _checked_limit(limit_questions, "limit_questions")
-    plans = [_Plan.of(c, wanted, question_limit) for c in conversations]
+    method_list = _checked_methods((MEMORY, *baselines))
+    plans = plan_questions(
+        source,
+        categories=categories,
+        limit_conversations=limit_conversations,
+        limit_questions=limit_questions,
+    )
     total = sum(len(plan.questions) for plan in plans)
     memory = memory_factory() if memory_factory is not None else evaluation_memory()
 
     scores: list[QuestionScore] = []
-    ingest_seconds = context_seconds = 0.0
+    timings = {"ingest": 0.0}
     if progress is not None:
         progress(0, total)
-    fed = [plan for plan in plans if plan.questions]
-    for plan in fed:
-        session_id = f"locomo-{plan.conversation.sample_id}-{uuid.uuid4().hex[:8]}"
-        started = time.perf_counter()
-        dia_of_turn = _feed(memory, session_id, plan.conversation)
-        ingest_seconds += time.perf_counter() - started
-        started = time.perf_counter()
-        try:
-            views = _views(memory, budget_list)
-            for position, question, evidence in plan.questions:
-                for budget, view in views.items():
-                    context = view.build_context(session_id, question.question)
-                    present = {dia_of_turn[t.id] for t in context.window if t.id in dia_of_turn}
-                    present.update(
-                        dia_of_turn[r.turn.id] for r in context.recalled if r.turn.id in dia_of_turn
-                    )
-                    scores.append(
-                        QuestionScore(
-                            sample_id=plan.conversation.sample_id,
-                            question=position,
-                            category=question.category,
-                            budget=budget,
-                            evidence=evidence,
-                            found=tuple(e for e in evidence if e in present),
-                            tokens=context.tokens,
-                        )
-                    )
-                if progress is not None:
-                    progress(len(scores) // len(budget_list), total)
-        finally:
-            memory.forget_session(session_id)
-        context_seconds += time.perf_counter() - started
+    started = time.perf_counter()
+    for done, item in enumerate(
+        question_contexts(plans, memory, budgets=budget_list, methods=method_list, timings=timings),
+        start=1,
+    ):
+        for (method, budget), context in item.contexts.items():
+            scores.append(
+                QuestionScore(
+                    sample_id=item.sample_id,
+                    question=item.position,
+                    category=item.question.category,
+                    budget=context.tokens if budget is None else budget,
+                    evidence=item.evidence,
+                    found=item.found(context),
+                    tokens=context.tokens,
+                    method=method,
+                )
+            )
+        if progress is not None:
+            progress(done, total)
+    elapsed = time.perf_counter() - started
 
+    fed = [plan for plan in plans if plan.questions]
+    mine = [s for s in scores if s.method == MEMORY]
+    whole = [s for s in scores if s.method == FULL_HISTORY]
     return EvaluationReport(
-        budgets=tuple(_budget_scores(budget, scores) for budget in budget_list),
+        budgets=tuple(_budget_scores(budget, mine) for budget in budget_list),
         scores=tuple(scores),
         conversations=len(fed),
         turns=sum(len(s.turns) for plan in fed for s in plan.conversation.sessions),
         questions=total,
         skipped=sum(plan.skipped for plan in plans),
-        ingest_seconds=ingest_seconds,
-        context_seconds=context_seconds,
+        ingest_seconds=timings["ingest"],
+        context_seconds=elapsed - timings["ingest"],
+        baselines={
+            method: tuple(
+                _budget_scores(budget, [s for s in scores if s.method == method])
+                for budget in budget_list
+            )
+            for method in method_list
+            if method in BASELINES
+        },
+        full_history=(
+            _budget_scores(max(s.budget for s in whole), whole, fixed=False) if whole else None
+        ),
     )
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """The questions of one conversation that will be scored, with their valid evidence."""
+class QuestionContexts:
+    """The contexts built for one question, by method and budget (see :func:`question_contexts`).
+
+    Attributes:
+        sample_id: The conversation.
+        position: The question's position in the conversation's ``qa`` list.
+        question: The question.
+        evidence: Its evidence ids that name a turn.
+        contexts: Each context by (method, budget); the full history's budget is ``None``.
+        dia_ids: The LoCoMo ``dia_id`` of each stored turn id of the conversation.
+    """
+
+    sample_id: str
+    position: int
+    question: LocomoQuestion
+    evidence: tuple[str, ...]
+    contexts: Mapping[tuple[str, int | None], MemoryContext]
+    dia_ids: Mapping[int, str]
+
+    def found(self, context: MemoryContext) -> tuple[str, ...]:
+        """The evidence ids whose turn is in ``context``, recalled or in the window."""
+        present = {self.dia_ids[t.id] for t in context.window if t.id in self.dia_ids}
+        present.update(
+            self.dia_ids[r.turn.id] for r in context.recalled if r.turn.id in self.dia_ids
+        )
+        return tuple(e for e in self.evidence if e in present)
+
+
+def plan_questions(
+    source: str | os.PathLike[str] | Sequence[LocomoConversation],
+    *,
+    categories: Iterable[int] = DEFAULT_CATEGORIES,
+    limit_conversations: int | None = None,
+    limit_questions: int | None = None,
+) -> list[QuestionPlan]:
+    """The questions of each conversation an evaluation asks.
+
+    Those of ``categories`` with evidence naming a turn, at most ``limit_questions`` per
+    conversation.
+
+    Raises:
+        InvalidInputError: The file is not in LoCoMo's format, or a limit is invalid.
+    """
+    conversations = list(load_locomo(source) if isinstance(source, (str, os.PathLike)) else source)
+    conversations = conversations[: _checked_limit(limit_conversations, "limit_conversations")]
+    question_limit = _checked_limit(limit_questions, "limit_questions")
+    wanted = frozenset(categories)
+    return [QuestionPlan.of(c, wanted, question_limit) for c in conversations]
+
+
+def question_contexts(
+    plans: Sequence[QuestionPlan],
+    memory: HybridMemory,
+    *,
+    budgets: Sequence[int],
+    methods: Sequence[str] = (MEMORY,),
+    timings: dict[str, float] | None = None,
+) -> Generator[QuestionContexts, None, None]:
+    """Feed each planned conversation into ``memory`` and build each question's contexts.
+
+    A conversation is fed into a fresh session (one ``add_messages`` call per LoCoMo session,
+    stamped with its date) and erased once its questions are done (or the iteration stops).
+    :data:`MEMORY` contexts are built by memories sharing ``memory``'s store, embeddings and
+    counter with ``token_budget`` set to each budget; the baselines read the same stored turns
+    and vectors (:class:`~langchain_hybrid_memory.baselines.SessionBaselines`); every query is
+    embedded once for all of them.
+
+    Args:
+        plans: From :func:`plan_questions`.
+        memory: The memory to feed.
+        budgets: Token budgets (the full history has none).
+        methods: Names from :data:`METHODS`.
+        timings: When given, ``timings["ingest"]`` is increased by the seconds spent feeding.
+
+    Yields:
+        One :class:`QuestionContexts` per planned question, in order.
+    """
+    checked = _checked_methods(methods)
+    budget_list = _checked_budgets(budgets)
+    for plan in plans:
+        if not plan.questions:
+            continue
+        session_id = f"locomo-{plan.conversation.sample_id}-{uuid.uuid4().hex[:8]}"
+        started = time.perf_counter()
+        try:
+            dia_of_turn = _feed(memory, session_id, plan.conversation)
+            if timings is not None:
+                timings["ingest"] = timings.get("ingest", 0.0) + time.perf_counter() - started
+            queries = _QueryCache(memory.embeddings)
+            views = _views(memory, budget_list, queries) if MEMORY in checked else {}
+            baselines = (
+                SessionBaselines.of(memory, session_id, embeddings=queries)
+                if set(checked) - {MEMORY}
+                else None
+            )
+            full = baselines.full_history() if baselines and FULL_HISTORY in checked else None
+            for position, question, evidence in plan.questions:
+                contexts: dict[tuple[str, int | None], MemoryContext] = {}
+                for budget in budget_list:
+                    if budget in views:
+                        contexts[(MEMORY, budget)] = views[budget].build_context(
+                            session_id, question.question
+                        )
+                    for method in checked:
+                        if method in BASELINES and baselines is not None:
+                            contexts[(method, budget)] = baselines.context(
+                                method, question.question, budget
+                            )
+                if full is not None:
+                    contexts[(FULL_HISTORY, None)] = dataclasses.replace(
+                        full, query=question.question
+                    )
+                yield QuestionContexts(
+                    plan.conversation.sample_id,
+                    position,
+                    question,
+                    evidence,
+                    contexts,
+                    dia_of_turn,
+                )
+        finally:
+            memory.forget_session(session_id)
+
+
+@dataclass(frozen=True)
+class QuestionPlan:
+    """The questions of one conversation an evaluation asks, with their valid evidence.
+
+    Attributes:
+        conversation: The conversation.
+        questions: (position in ``qa``, question, valid evidence ids) of each question asked.
+        skipped: Questions of the asked categories left out for lack of valid evidence.
+    """
 
     conversation: LocomoConversation
     questions: list[tuple[int, LocomoQuestion, tuple[str, ...]]]
@@ -578,7 +784,8 @@ class _Plan:
     @classmethod
     def of(
         cls, conversation: LocomoConversation, categories: frozenset[int], limit: int | None
-    ) -> _Plan:
+    ) -> QuestionPlan:
+        """The questions of ``conversation`` in ``categories``, at most ``limit``."""
         eligible = []
         skipped = 0
         for position, question in enumerate(conversation.questions):
@@ -600,12 +807,7 @@ def _feed(
     for session in conversation.sessions:
         if not session.turns:
             continue
-        messages: list[BaseMessage] = [
-            HumanMessage(turn.text, name=turn.speaker)
-            if turn.speaker == conversation.speaker_a
-            else AIMessage(turn.text, name=turn.speaker)
-            for turn in session.turns
-        ]
+        messages = conversation.messages(session)
         stored = memory.add_messages(session_id, messages, timestamp=session.date)
         for turn, source in zip(stored, session.turns, strict=True):
             dia_of_turn[turn.id] = source.dia_id
@@ -613,9 +815,10 @@ def _feed(
     return dia_of_turn
 
 
-def _views(memory: HybridMemory, budgets: Sequence[int]) -> dict[int, HybridMemory]:
+def _views(
+    memory: HybridMemory, budgets: Sequence[int], embeddings: Embeddings
+) -> dict[int, HybridMemory]:
     """One memory per budget over the fed memory's store, sharing one query-embedding cache."""
-    embeddings = _QueryCache(memory.embeddings)
     return {
         budget: HybridMemory(
             memory.store,
@@ -647,8 +850,11 @@ class _QueryCache(Embeddings):
         return vector
 
 
-def _budget_scores(budget: int, scores: Sequence[QuestionScore]) -> BudgetScores:
-    mine = [s for s in scores if s.budget == budget]
+def _budget_scores(
+    budget: int, scores: Sequence[QuestionScore], *, fixed: bool = True
+) -> BudgetScores:
+    """The figures of ``scores`` at ``budget`` (all of ``scores`` when not ``fixed``)."""
+    mine = [s for s in scores if s.budget == budget] if fixed else list(scores)
     categories = sorted({s.category for s in mine})
     return BudgetScores(
         budget=budget,
@@ -657,6 +863,15 @@ def _budget_scores(budget: int, scores: Sequence[QuestionScore]) -> BudgetScores
             c: CategoryScores.of([s for s in mine if s.category == c]) for c in categories
         },
     )
+
+
+def _checked_methods(methods: Iterable[str]) -> list[str]:
+    values = list(dict.fromkeys(methods))
+    unknown = [m for m in values if m not in METHODS]
+    if unknown:
+        msg = f"unknown method(s) {unknown!r}; expected some of {', '.join(METHODS)}"
+        raise InvalidInputError(msg)
+    return values
 
 
 def _checked_budgets(budgets: Sequence[int]) -> list[int]:

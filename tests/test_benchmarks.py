@@ -163,3 +163,45 @@ def test_the_agent_thread_benchmark_runs_both_middlewares_on_sqlite(tmp_path):
     assert ours["state_messages"] <= 10 + 2
     assert ours["fact_in_last_prompt"]
     assert "state messages" in out.read_text()
+
+
+def test_the_locomo_baselines_benchmark_writes_its_table_figures_and_plot(tmp_path):
+    baselines = load("locomo_baselines")
+    turns = [
+        {"speaker": "Ana" if i % 2 == 0 else "Rui", "dia_id": f"D1:{i + 1}", "text": text}
+        for i, text in enumerate(
+            ["My sister Marta lives in Porto.", "Nice!"]
+            + [f"Shall we cook recipe number {i} tonight?" for i in range(30)]
+        )
+    ]
+    data = tmp_path / "mini.json"
+    data.write_text(
+        json.dumps(
+            [
+                {
+                    "sample_id": "mini",
+                    "conversation": {
+                        "speaker_a": "Ana",
+                        "speaker_b": "Rui",
+                        "session_1_date_time": "1:56 pm on 8 May, 2023",
+                        "session_1": turns,
+                    },
+                    "qa": [
+                        {"question": "Where does Marta live?", "evidence": ["D1:1"], "category": 4},
+                        {"question": "Which recipe is last?", "evidence": ["D1:32"], "category": 2},
+                    ],
+                }
+            ]
+        )
+    )
+    out = tmp_path / "locomo_baselines.md"
+    assert baselines.main(["--data", str(data), "--budgets", "60", "200", "--out", str(out)]) == 0
+    figures = json.loads(out.with_suffix(".json").read_text())
+    assert list(figures["baselines"]) == ["recent turns", "bm25", "dense", "rrf"]
+    assert [b["budget"] for b in figures["budgets"]] == [60, 200]
+    assert figures["full_history"]["overall"]["recall"] == 1.0
+    assert figures["baselines"]["bm25"][1]["by_category"]["single-hop"]["recall"] == 1.0
+    text = out.read_text()
+    assert "| most recent turns | 60 |" in text
+    assert "| full history (no budget) | - | 1.000 |" in text
+    assert out.with_suffix(".png").stat().st_size > 1000

@@ -7,6 +7,7 @@ from langchain_hybrid_memory import stores
 def test_the_public_surface_changes_only_on_purpose():
     assert sorted(langchain_hybrid_memory.__all__) == [
         "BudgetShares",
+        "ChatModelError",
         "ConfigError",
         "ConversationHybridMemory",
         "DecryptionError",
