@@ -13,14 +13,29 @@ returns one date per text without saying where it was. These five patterns are a
 
 from __future__ import annotations
 
-import calendar
 import re
 from datetime import date, timedelta
 
 __all__ = ["periods_named"]
 
-_MONTHS = {name.casefold(): number for number, name in enumerate(calendar.month_name) if name}
-_MONTHS.update({name.casefold(): n for n, name in enumerate(calendar.month_abbr) if name})
+# English names, whatever the locale (``calendar.month_name`` follows it).
+_MONTH_NAMES = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
+_MONTHS.update({name[:3]: number for name, number in list(_MONTHS.items())})
+_MONTHS["sept"] = 9
 # Month names are matched capitalized only, so "may" the verb is not a month.
 _MONTH = r"(?P<month>{})\.?".format(
     "|".join(sorted((name.capitalize() for name in _MONTHS), key=len, reverse=True))
