@@ -279,3 +279,49 @@ def test_a_second_worker_recalls_by_the_month_and_person_a_question_names(embedd
     assert reader.summary("s1").text, "the conversation has a summary to leave out"
     assert named.section_tokens["summary"] == 0, "a question about Rui: recall takes its room"
     assert unnamed.section_tokens["summary"] > 0, "a question about no one keeps the summary"
+
+
+def test_speaker_names_are_embedded_once_and_a_failure_leaves_recall_working(embeddings):
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+    from tests.fakes import CountingEmbeddings
+
+    counting = CountingEmbeddings(embeddings)
+    memory = HybridMemory(embeddings=counting, window_turns=2)
+    chat = [
+        HumanMessage("Thanks Ana, you are great, Ana!", name="Rui"),
+        AIMessage("Swimming in the sea keeps me calm.", name="Ana"),
+        *(HumanMessage(f"Match {i} of the cup was fun.", name="Rui") for i in range(6)),
+    ]
+    memory.add_messages("s1", chat)
+    memory.flush()
+    counting.fail_on = {"Ana"}  # the name's embedding fails: the search goes on without it
+    context = memory.build_context("s1", "How does Ana stay calm?")
+    assert context.recalled[0].turn.id == 1
+    counting.fail_on = set()
+    memory.build_context("s1", "How does Ana stay calm?")
+    embedded = counting.documents + counting.queries
+    memory.build_context("s1", "Does Ana like the sea?")  # the name's vector is kept
+    assert counting.documents + counting.queries == embedded + 1
+
+
+def test_the_async_twin_recalls_a_named_speaker_and_period_alike(embeddings):
+    import asyncio
+    from datetime import UTC, datetime
+
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    memory = HybridMemory(embeddings=embeddings, window_turns=2)
+    for month, dish in enumerate(DISHES, start=1):
+        said = datetime(2026, month, 10, 19, 0, tzinfo=UTC)
+        memory.add_messages("s1", [HumanMessage(f"I cooked {dish}.", name="Rui")], timestamp=said)
+    memory.add_messages("s1", [HumanMessage(f"Chat {i}", name="Ana") for i in range(3)])
+    question = "What did Rui cook in March?"
+    sync = memory.build_context("s1", question)
+    fresh = HybridMemory(memory.store, embeddings=embeddings, window_turns=2)
+    later = asyncio.run(fresh.abuild_context("s1", question))
+    assert "fish tacos" in sync.recalled[0].turn.text
+    assert [r.turn.id for r in later.recalled] == [r.turn.id for r in sync.recalled]
