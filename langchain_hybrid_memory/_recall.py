@@ -125,7 +125,7 @@ class Recall:
     def _embed_names(self, state: SessionState, text: str) -> Plan[Call, None]:
         """Embed the speaker names ``text`` names that the session's index has no vector for.
 
-        Once per name and process (the index keeps them): the search projects them out of the
+        Once per name for each session a process loads (its index keeps them): the search projects them out of the
         query vector. When the model fails the search goes on with the query as it is.
         """
         names = state.names_to_embed(text)

@@ -142,7 +142,7 @@ class SearchIndex:
         self._episodes: dict[int, int] = {}
         self._episode = -1
         self._last_time: datetime | None = None
-        #: The day (proleptic ordinal, as said) of each turn with a timestamp.
+        #: The day of each turn with a timestamp (proleptic ordinal, in the timestamp's zone).
         self._days: dict[int, int] = {}
         #: The speaker names as first written, and each one's (normalized) embedding once known.
         self._spelling: dict[str, str] = {}
