@@ -9,6 +9,7 @@ be confused with :mod:`~langchain_hybrid_memory.retriever`, the LangChain retrie
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from langchain_hybrid_memory._plans import cpu, light, twin
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.config import HybridMemoryConfig
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.types import Turn
+
+logger = logging.getLogger(__name__)
 
 #: Sessions shorter than this are searched in place by async callers (see ``light``).
 LIGHT_SEARCH_TURNS = 200
@@ -80,6 +83,8 @@ class Recall:
         the text's lexical scores, computed while its vector was on its way.
         """
         config = self._config
+        if vector is not None:
+            yield from self._embed_names(state, text)
         # a short session's search is cheaper on the event loop than a hop to a thread
         run = light if state.next_turn < LIGHT_SEARCH_TURNS else cpu
         hits = yield run(
@@ -116,6 +121,22 @@ class Recall:
             for h in hits
             if h.turn_id in by_id
         ]
+
+    def _embed_names(self, state: SessionState, text: str) -> Plan[Call, None]:
+        """Embed the speaker names ``text`` names that the session's index has no vector for.
+
+        Once per name for each session a process loads (its index keeps them): the search projects them out of the
+        query vector. When the model fails the search goes on with the query as it is.
+        """
+        names = state.names_to_embed(text)
+        if not names:
+            return
+        try:
+            vectors = yield from self._indexer.embed(names)
+        except Exception as exc:  # noqa: BLE001 - recall works without them
+            logger.warning("embedding speaker names failed: %s", type(exc).__name__)
+            return
+        state.add_name_vectors(names, vectors)
 
     def find_elsewhere(
         self,

@@ -17,7 +17,15 @@ A turn rarely answers a question alone, so the fused score also looks around it:
 * the best fused score of the turn's *episode* (a run of turns without a long silence, e.g. one
   sitting of a chat): a conversation about the topic lifts all its turns;
 * a boost for turns said by a speaker the query names (``message.name``), whose name is also
-  indexed with each of their turns for the lexical search.
+  indexed with each of their turns for the lexical search;
+* a boost for turns said in a period of the calendar the query names ("in May 2023", "on 7
+  July"), or in the week after it (people tell what happened "last week").
+
+A speaker's name says little about meaning: people rarely say their own name, so a query
+vector pointing toward "Ana" finds the turns that *address* Ana, not what Ana said. Before the
+dense search, the direction of each speaker name the query names is projected out of the query
+vector (one embedding per speaker name, kept with the index); the name still counts through
+the lexical search and the speaker boost.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import TYPE_CHECKING, cast
 import faiss
 import numpy as np
 
+from langchain_hybrid_memory._periods import periods_named
 from langchain_hybrid_memory.errors import EmbeddingError
 from langchain_hybrid_memory.lexical import LexicalIndex, top_rows
 
@@ -50,6 +59,12 @@ _NEIGHBOUR_WEIGHT = 0.4
 _EPISODE_WEIGHT = 0.5
 #: Added (in standard deviations) to turns by a speaker the query names.
 _SPEAKER_BOOST = 1.5
+#: Added (in standard deviations) to turns said in a period the query names: a named period
+#: should outweigh most of what ranks a turn outside it (2 to 3 measured alike; the smallest kept).
+_PERIOD_BOOST = 2.0
+#: How long after a period named in a query its turns still get the boost: what happened in a
+#: period is often told in the days after it ("last week I ...").
+PERIOD_SLACK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,11 @@ class SearchIndex:
         self._episodes: dict[int, int] = {}
         self._episode = -1
         self._last_time: datetime | None = None
+        #: The day of each turn with a timestamp (proleptic ordinal, in the timestamp's zone).
+        self._days: dict[int, int] = {}
+        #: The speaker names as first written, and each one's (normalized) embedding once known.
+        self._spelling: dict[str, str] = {}
+        self._name_vectors: dict[str, np.ndarray] = {}
 
     @property
     def dimension(self) -> int | None:
@@ -185,9 +205,10 @@ class SearchIndex:
                 self._place_in_episode(turn_id, timestamps[position])
             if name:
                 self._speakers[turn_id] = name
-                self._names.setdefault(
-                    name.casefold(), re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
-                )
+                key = name.casefold()
+                if key not in self._names:
+                    self._spelling[key] = name
+                    self._names[key] = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
             if text.strip():
                 self.lexical.add(turn_id, f"{name} {text}" if name else text)
             self.indexed_through = max(self.indexed_through, turn_id)
@@ -196,6 +217,7 @@ class SearchIndex:
         if self._last_time is None or moment - self._last_time > EPISODE_GAP:
             self._episode += 1
         self._episodes[turn_id] = self._episode
+        self._days[turn_id] = moment.toordinal()
         self._last_time = moment
 
     def add_vectors(self, turn_ids: Sequence[int], vectors: np.ndarray) -> None:
@@ -276,6 +298,9 @@ class SearchIndex:
         """
         if k <= 0:
             return []
+        named = self._named(query)
+        if query_vector is not None and named:
+            query_vector = self._without_names(query_vector, named)
         fresh = words is not None and (words.query, words.documents) == (query, len(self.lexical))
         lexical_scores = words.scores if fresh and words else self.lexical.row_scores(query)
         dense = self._dense_candidates(query_vector, candidates + len(exclude))
@@ -299,7 +324,8 @@ class SearchIndex:
             rows = self.lexical.rows(ids)
             found = rows >= 0
             lexical_values[found] = lexical_scores[rows[found]]
-        fused = self._around(ids, _fuse(dense_values, lexical_values, dense_weight), query)
+        fused = self._around(ids, _fuse(dense_values, lexical_values, dense_weight), named)
+        fused += _PERIOD_BOOST * self._in_periods(ids, query)
         order = np.argsort(-fused, kind="stable")[:k]
         # plain floats in one go: per-element NumPy scalars cost more than the rest of a hit
         scores, denses = fused[order].tolist(), cosines[order].tolist()
@@ -316,12 +342,69 @@ class SearchIndex:
             )
         ]
 
+    def speakers_named(self, query: str) -> list[str]:
+        """The speaker names (``message.name``) ``query`` names, as the turns wrote them.
+
+        Example:
+            >>> index = SearchIndex()
+            >>> index.add_texts([0, 1], ["Hi!", "Hello"], speakers=["Ana", "Rui"])
+            >>> index.speakers_named("What did ana say?")
+            ['Ana']
+        """
+        return [self._spelling[key] for key in sorted(self._named(query))]
+
+    def names_to_embed(self, query: str) -> list[str]:
+        """The speaker names ``query`` names whose embedding the index lacks (see the module)."""
+        return [
+            self._spelling[key]
+            for key in sorted(self._named(query))
+            if key not in self._name_vectors
+        ]
+
+    def add_name_vectors(self, names: Sequence[str], vectors: np.ndarray) -> None:
+        """Keep the embeddings of speaker names, projected out of the queries that name them."""
+        for name, vector in zip(names, normalize_rows(vectors), strict=True):
+            self._name_vectors[name.casefold()] = vector
+
+    def _named(self, query: str) -> set[str]:
+        """The case-folded speaker names ``query`` names."""
+        return {key for key, pattern in self._names.items() if pattern.search(query)}
+
+    def _without_names(self, query_vector: np.ndarray, named: set[str]) -> np.ndarray:
+        """The query vector with the direction of each named speaker's name projected out."""
+        query: np.ndarray = normalize_rows(query_vector)[0]
+        for key in sorted(named):
+            name = self._name_vectors.get(key)
+            if name is not None and name.shape == query.shape:
+                query = query - float(query @ name) * name
+        return query
+
+    def _in_periods(self, ids: list[int], query: str) -> np.ndarray:
+        """1 for each turn said in a period ``query`` names (or the week after it), else 0.
+
+        Nothing is favoured when the query names no period, or every candidate is in one.
+        """
+        values = np.zeros(len(ids))
+        if self._last_time is None:
+            return values
+        periods = periods_named(query, self._last_time.date())
+        if not periods:
+            return values
+        days = np.asarray([self._days.get(t, -1) for t in ids], dtype=np.int64)
+        slack = PERIOD_SLACK.days
+        for first, after in periods:
+            values[(days >= first.toordinal()) & (days < after.toordinal() + slack)] = 1.0
+        return np.zeros(len(ids)) if values.all() else values
+
     def score_words(self, query: str) -> WordScores:
         """The query's lexical scores, for a :meth:`search` that comes later."""
         return WordScores(query, len(self.lexical), self.lexical.row_scores(query))
 
-    def _around(self, ids: list[int], base: np.ndarray, query: str) -> np.ndarray:
-        """Add to each turn's fused score what its neighbours, episode and speaker say."""
+    def _around(self, ids: list[int], base: np.ndarray, named: set[str]) -> np.ndarray:
+        """Add to each turn's fused score what its neighbours, episode and speaker say.
+
+        ``named``: the case-folded speaker names the query names.
+        """
         keys = np.asarray(ids, dtype=np.int64)
         fused = base.astype(np.float64)
         total = np.zeros(len(ids))
@@ -339,7 +422,6 @@ class SearchIndex:
         best = np.full(int(group.max()) + 1, -np.inf)
         np.maximum.at(best, group, base)
         fused += _EPISODE_WEIGHT * best[group]
-        named = {key for key, pattern in self._names.items() if pattern.search(query)}
         if named and len(named) < len(self._names):
             by_named = [(self._speakers.get(t) or "").casefold() in named for t in ids]
             fused += _SPEAKER_BOOST * np.asarray(by_named, dtype=np.float64)

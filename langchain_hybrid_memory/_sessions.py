@@ -193,6 +193,21 @@ class SessionState:
                 words=words,
             )
 
+    def speakers_named(self, query: str) -> list[str]:
+        """The speaker names a query names (see :meth:`SearchIndex.speakers_named`)."""
+        with self._lock:
+            return self._index.speakers_named(query)
+
+    def names_to_embed(self, query: str) -> list[str]:
+        """Names the query names still without an embedding (see :mod:`._search`)."""
+        with self._lock:
+            return self._index.names_to_embed(query)
+
+    def add_name_vectors(self, names: Sequence[str], vectors: np.ndarray) -> None:
+        """Keep the embeddings of speaker names (see :meth:`SearchIndex.add_name_vectors`)."""
+        with self._lock:
+            self._index.add_name_vectors(names, vectors)
+
     def score_words(self, query: str) -> WordScores:
         """The query's lexical scores ahead of its search (see :meth:`SearchIndex.score_words`)."""
         with self._lock:

@@ -140,6 +140,8 @@ def shares_for_query(
     recall_first: BudgetShares | None,
     window: Sequence[Turn],
     hits: Sequence[RecalledTurn],
+    *,
+    about_someone: bool = False,
 ) -> BudgetShares:
     """The shares for one context: ``recall_first`` when the query is about earlier turns.
 
@@ -148,23 +150,36 @@ def shares_for_query(
     shares a word with the query (a positive lexical score), so a short follow-up such as "why?"
     keeps the usual shares.
 
+    A query about earlier turns that is also ``about_someone`` (it names a speaker of the
+    conversation, "what did Rui say about the trip?") gives the summary's share to recall too:
+    the answer is in what that person said, which recall finds, while the summary tells the
+    whole conversation. A request without a name ("a snack for my run?") keeps the summary,
+    which carries standing facts that no search for the request finds.
+
     Example:
         >>> from datetime import datetime
         >>> from langchain_core.messages import HumanMessage
         >>> from langchain_hybrid_memory.types import RecalledTurn, Turn
         >>> def turn(i: int) -> Turn:
         ...     return Turn("s", i, HumanMessage("text"), "text", datetime(2026, 3, 2))
-        >>> first = BudgetShares(recall=1.0, window=0.0, summary=0.0, entities=0.0)
+        >>> first = BudgetShares(recall=0.8, window=0.0, summary=0.12, entities=0.08)
         >>> shares_for_query(BudgetShares(), first, [turn(9)], [RecalledTurn(turn(2), 3.0, 0.6, 4.2)]) == first
         True
         >>> shares_for_query(BudgetShares(), first, [turn(9)], [RecalledTurn(turn(9), 3.0, 0.6, 4.2)]) == first
         False
+        >>> shares_for_query(BudgetShares(), first, [turn(9)], [RecalledTurn(turn(2), 3.0, 0.6, 4.2)],
+        ...                  about_someone=True).summary
+        0.0
     """
     if recall_first is None or not hits or hits[0].lexical_score <= 0:
         return shares
     recent = {(turn.session_id, turn.id) for turn in window}
     if any((hit.turn.session_id, hit.turn.id) in recent for hit in hits[:RECENT_RANKS]):
         return shares
+    if about_someone:
+        return dataclasses.replace(
+            recall_first, recall=recall_first.recall + recall_first.summary, summary=0.0
+        )
     return recall_first
 
 

@@ -80,7 +80,9 @@ class HybridMemoryConfig:
             share goes to recall: such a context carries more of the turns that match and less
             of the recent chat. The latest exchange is always kept, room recall leaves unused
             still goes to the window first, and the summary keeps its share (it carries standing
-            facts that no search finds, such as an allergy when the user asks for a snack).
+            facts that no search finds, such as an allergy when the user asks for a snack),
+            unless the input also names a speaker of the conversation (``message.name``):
+            then what that person said is the answer, and the summary's share goes to recall.
             ``None`` always uses ``budget_shares``.
         extract_entities: Whether the LLM summarizer also extracts entities from each batch.
         background: Fold summaries in a background thread; ``flush()`` waits for them.

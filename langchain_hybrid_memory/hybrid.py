@@ -663,7 +663,13 @@ class HybridMemory:
         )
         focus = " ".join([text, *(turn.text for turn in window)])
         shown = context_view(entities.values(), history=asks_about_the_past(text))
-        shares = shares_for_query(config.budget_shares, config.recall_first_shares, window, found)
+        shares = shares_for_query(
+            config.budget_shares,
+            config.recall_first_shares,
+            window,
+            found,
+            about_someone=bool(read.state.speakers_named(text)),
+        )
         small = len(found) + len(window) < LIGHT_FIT_CANDIDATES
         fitted = yield (light if small else cpu)(
             fit_window_and_recall,

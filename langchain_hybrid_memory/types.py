@@ -228,7 +228,8 @@ class RecalledTurn:
         turn: The recalled turn.
         score: The fused score the turns were ranked by (higher is better).
         dense_score: Cosine similarity of the turn to the query (``None`` when no query
-            embedding was available).
+            embedding was available); when the query names a speaker of the conversation,
+            to the query without the direction of that name (the dense search uses it so).
         lexical_score: BM25 score of the turn for the query.
     """
 

@@ -215,3 +215,22 @@ def test_async_connections_killed_by_the_server_are_replaced(tmp_path, embedding
         store.close()
     finally:
         backend.cleanup()
+
+
+def test_a_second_worker_recalls_by_the_speaker_and_month_a_question_names(backend, embeddings):
+    first, second = workers(backend, embeddings)
+    dishes = ["lentil soup", "mushroom risotto", "fish tacos", "pumpkin curry"]
+    session = f"dated-{uuid.uuid4().hex[:8]}"
+    for month, dish in enumerate(dishes, start=1):
+        said = datetime(2026, month, 10, 19, 0, tzinfo=UTC)
+        turns = [
+            HumanMessage(f"I cooked {dish} for dinner.", name="Rui"),
+            AIMessage(f"Thanks Rui, you are the best, Rui! Talk {month}.", name="Ana"),
+        ]
+        first.add_messages(session, turns, timestamp=said)
+    first.add_messages(session, [HumanMessage(f"Chat {i}", name="Ana") for i in range(4)])
+    first.flush()
+    for month, dish in enumerate(dishes, start=1):
+        name = datetime(2026, month, 1).strftime("%B")
+        context = second.build_context(session, f"What did Rui cook in {name}?")
+        assert dish in context.recalled[0].turn.text, (backend.kind, name)

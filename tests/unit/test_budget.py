@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -183,3 +184,16 @@ def test_a_query_sharing_no_word_with_earlier_turns_keeps_the_usual_shares():
     hits = [_hit(_turn(i, "the garden grows basil"), lexical=0.0) for i in range(5)]
     assert shares_for_query(BudgetShares(), RECALL_FIRST, window, hits) == BudgetShares()
     assert shares_for_query(BudgetShares(), None, window, [_hit(hits[0].turn)]) == BudgetShares()
+
+
+def test_a_question_about_someone_gives_the_summarys_room_to_recall_too():
+    window = [_turn(40 + i, "chat about the weather") for i in range(6)]
+    hits = [_hit(_turn(i, "Rui grows basil")) for i in range(12)]
+    shares = shares_for_query(BudgetShares(), RECALL_FIRST, window, hits, about_someone=True)
+    assert shares.summary == 0.0
+    assert shares.recall == pytest.approx(RECALL_FIRST.recall + RECALL_FIRST.summary)
+    assert (shares.window, shares.entities) == (RECALL_FIRST.window, RECALL_FIRST.entities)
+    recent = [*hits[:3], _hit(window[2])]  # about the recent chat: the usual shares still
+    assert shares_for_query(BudgetShares(), RECALL_FIRST, window, recent, about_someone=True) == (
+        BudgetShares()
+    )

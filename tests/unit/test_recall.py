@@ -26,8 +26,8 @@ def build(embeddings) -> SearchIndex:
     return index
 
 
-def search(index: SearchIndex, embeddings, query: str, **kwargs):
-    return index.search(query, np.asarray(embeddings.embed_query(query)), k=3, **kwargs)
+def search(index: SearchIndex, embeddings, query: str, *, k: int = 3, **kwargs):
+    return index.search(query, np.asarray(embeddings.embed_query(query)), k=k, **kwargs)
 
 
 def test_a_paraphrase_is_found_by_meaning(embeddings):
@@ -199,3 +199,129 @@ def test_a_hits_dense_score_is_the_cosine_of_the_turn_and_the_query(embeddings):
         cosine = float(vector @ query / np.linalg.norm(query))
         assert hit.dense_score == pytest.approx(cosine, abs=1e-5)
         assert -1.0 <= hit.dense_score <= 1.0
+
+
+def test_a_period_the_question_names_lifts_what_was_said_then_or_told_the_week_after(embeddings):
+    from datetime import datetime
+
+    day = 60 * 24
+    turns = [
+        ("Ana", "Last week I went hiking along the river.", 0),  # 3 June 2025
+        ("Rui", "The river trail is lovely.", 1),
+        ("Ana", "My cousin visits next weekend.", 7 * day),
+        ("Ana", "Went hiking by the lake with my dog.", 24 * day),  # 27 June
+        ("Ana", "We went hiking in the mountains, what a view!", 47 * day),  # 20 July
+        ("Rui", "Glad you enjoyed it.", 47 * day + 1),
+    ]
+    index = build_dialogue(embeddings, turns, start=datetime(2025, 6, 3, 9, 0))
+    assert search(index, embeddings, "Where did Ana go hiking?")[0].turn_id == 3
+    assert search(index, embeddings, "Where did Ana go hiking in July?")[0].turn_id == 4
+    assert search(index, embeddings, "Where did Ana go hiking in May 2025?")[0].turn_id == 0
+    assert search(index, embeddings, "Where did Ana go hiking on 29 May?")[0].turn_id == 0
+
+
+def test_a_name_in_the_question_does_not_pull_toward_turns_that_only_say_it(embeddings):
+    turns = [
+        ("Rui", "Thanks Ana, that means a lot to me, Ana!", 0),
+        ("Ana", "Swimming in the sea keeps me calm.", 1),
+        ("Rui", "Ana, you are the best friend ever.", 2),
+        ("Ana", "Work has been stressful lately.", 3),
+        ("Rui", "Haha Ana, so true, Ana.", 4),
+        ("Rui", "I watch old movies to unwind.", 5),
+    ]
+    query = "What does Ana do to unwind?"
+    index = build_dialogue(embeddings, turns)
+    before = [hit.turn_id for hit in search(index, embeddings, query, k=6)]
+    assert before.index(4) < before.index(1), "the bare name pulls the query toward Rui's call"
+    assert index.names_to_embed(query) == ["Ana"]
+    index.add_name_vectors(["Ana"], np.asarray(embeddings.embed_documents(["Ana"])))
+    assert index.names_to_embed(query) == []
+    after = search(index, embeddings, query, k=6)
+    ranked = [hit.turn_id for hit in after]
+    assert ranked.index(1) < ranked.index(4), "what Ana does comes before calls of her name"
+    assert max(hit.dense_score for hit in after if hit.turn_id in {0, 2, 4}) < 0.2
+
+
+DISHES = ["lentil soup", "mushroom risotto", "fish tacos", "pumpkin curry", "lemon tart"]
+
+
+def test_a_second_worker_recalls_by_the_month_and_person_a_question_names(embeddings, tmp_path):
+    from datetime import UTC, datetime
+
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    store = f"sqlite:///{tmp_path / 'memory.db'}"
+    writer = HybridMemory(store=store, embeddings=embeddings, window_turns=4, summary_batch=8)
+    for month, dish in enumerate(DISHES, start=1):
+        chat = [
+            HumanMessage(f"I cooked {dish} for dinner yesterday, it came out great.", name="Rui"),
+            AIMessage("Sounds delicious! Did the kids like it?", name="Ana"),
+            HumanMessage("They did. Then we walked to the park.", name="Rui"),
+            AIMessage(f"My week was busy with work, report number {month}.", name="Ana"),
+            *(
+                HumanMessage(f"Did you see match {month}-{i} of the cup?", name="Rui")
+                for i in range(4)
+            ),
+        ]
+        writer.add_messages("s1", chat, timestamp=datetime(2026, month, 10, 19, 0, tzinfo=UTC))
+    writer.add_messages("s1", [HumanMessage("Anyway, how are you?", name="Rui")])
+    writer.flush()
+    reader = HybridMemory(store=store, embeddings=embeddings, window_turns=4, token_budget=300)
+    for month, dish in enumerate(DISHES, start=1):
+        name = datetime(2026, month, 1).strftime("%B")
+        context = reader.build_context("s1", f"What did Rui cook in {name} 2026?")
+        assert dish in context.recalled[0].turn.text, name
+
+    named = reader.build_context("s1", "What did Rui cook for dinner?")
+    unnamed = reader.build_context("s1", "What was cooked for dinner?")
+    assert reader.summary("s1").text, "the conversation has a summary to leave out"
+    assert named.section_tokens["summary"] == 0, "a question about Rui: recall takes its room"
+    assert unnamed.section_tokens["summary"] > 0, "a question about no one keeps the summary"
+
+
+def test_speaker_names_are_embedded_once_and_a_failure_leaves_recall_working(embeddings):
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+    from tests.fakes import CountingEmbeddings
+
+    counting = CountingEmbeddings(embeddings)
+    memory = HybridMemory(embeddings=counting, window_turns=2)
+    chat = [
+        HumanMessage("Thanks Ana, you are great, Ana!", name="Rui"),
+        AIMessage("Swimming in the sea keeps me calm.", name="Ana"),
+        *(HumanMessage(f"Match {i} of the cup was fun.", name="Rui") for i in range(6)),
+    ]
+    memory.add_messages("s1", chat)
+    memory.flush()
+    counting.fail_on = {"Ana"}  # the name's embedding fails: the search goes on without it
+    context = memory.build_context("s1", "How does Ana stay calm?")
+    assert context.recalled[0].turn.id == 1
+    counting.fail_on = set()
+    memory.build_context("s1", "How does Ana stay calm?")
+    embedded = counting.documents + counting.queries
+    memory.build_context("s1", "Does Ana like the sea?")  # the name's vector is kept
+    assert counting.documents + counting.queries == embedded + 1
+
+
+def test_the_async_twin_recalls_a_named_speaker_and_period_alike(embeddings):
+    import asyncio
+    from datetime import UTC, datetime
+
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    memory = HybridMemory(embeddings=embeddings, window_turns=2)
+    for month, dish in enumerate(DISHES, start=1):
+        said = datetime(2026, month, 10, 19, 0, tzinfo=UTC)
+        memory.add_messages("s1", [HumanMessage(f"I cooked {dish}.", name="Rui")], timestamp=said)
+    memory.add_messages("s1", [HumanMessage(f"Chat {i}", name="Ana") for i in range(3)])
+    question = "What did Rui cook in March?"
+    sync = memory.build_context("s1", question)
+    fresh = HybridMemory(memory.store, embeddings=embeddings, window_turns=2)
+    later = asyncio.run(fresh.abuild_context("s1", question))
+    assert "fish tacos" in sync.recalled[0].turn.text
+    assert [r.turn.id for r in later.recalled] == [r.turn.id for r in sync.recalled]
