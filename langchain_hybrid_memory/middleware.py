@@ -37,7 +37,7 @@ from langchain_hybrid_memory._inputs import last_user_text, message_text
 from langchain_hybrid_memory._runs import RecallRun, session_and_user
 from langchain_hybrid_memory.errors import MissingDependencyError
 from langchain_hybrid_memory.types import Turn
-from langchain_hybrid_memory.window import RecentTurns
+from langchain_hybrid_memory.window import RecentTurns, without_unanswered_calls
 
 try:
     from langchain.agents.middleware import AgentMiddleware
@@ -289,7 +289,8 @@ class HybridMemoryMiddleware(AgentMiddleware):
         rendered = context.to_messages()
         if rendered and isinstance(rendered[0], SystemMessage):
             messages.append(rendered[0])  # after the app's own system message, untouched
-        messages += [turn.message for turn in window]
+        # a run that ended in a tool error left calls without results: never sent
+        messages += without_unanswered_calls([turn.message for turn in window])
         messages += step.messages
         return request.override(messages=cast("list[AnyMessage]", messages))
 

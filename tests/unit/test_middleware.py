@@ -34,8 +34,9 @@ def weather(city: str) -> str:
 
 
 def replies(script: list[AIMessage] | None = None):
-    """Scripted replies first, then fresh plain replies forever."""
-    yield from script or []
+    """Scripted replies first (each a fresh copy, as a model's), then plain replies forever."""
+    for message in script or []:
+        yield message.model_copy(deep=True)
     for i in count():
         yield AIMessage(f"Reply {i}.")
 
