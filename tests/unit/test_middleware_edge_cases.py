@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain.agents.middleware import AgentMiddleware, HumanInTheLoopMiddleware
 from langchain.agents.structured_output import ToolStrategy
 from langchain_core.messages import (
     AIMessage,
@@ -359,3 +359,79 @@ def test_a_memory_that_redacts_leaves_raw_pii_only_in_the_apps_own_runs(embeddin
     assert runs_showing("ana@") <= (the_model if redact_on == ("embed",) else set()), (
         "raw text the memory keeps reaches only the model's prompt"
     )
+
+
+@pytest.mark.parametrize("keep_full_thread", [False, True], ids=["bounded", "full"])
+async def test_two_workers_alternating_on_one_thread_store_each_message_once(
+    embeddings, tmp_path, keep_full_thread
+):
+    """Two processes' memories on one SQLite file, one checkpointer, sync and async runs, tool
+    calls, more messages than the middleware compares by default.
+    """
+    url = f"sqlite:///{tmp_path / 'memory.db'}"
+    memories = [
+        HybridMemory(store=url, embeddings=embeddings, window_turns=4, token_budget=BUDGET)
+        for _ in range(2)
+    ]
+    script: list[AIMessage] = []
+    for i in range(30):
+        script += (
+            [calls(f"City{i}", prefix=f"w{i}"), AIMessage(f"Sunny {i}.")] if i % 4 == 0 else []
+        )
+        script += [] if i % 4 == 0 else [AIMessage(f"Reply {i}.")]
+    model = RecordingToolModel(messages=replies(script))
+    saver = InMemorySaver()
+    agents = [
+        agent_with(memory, model, [weather], checkpointer=saver, keep_full_thread=keep_full_thread)
+        for memory in memories
+    ]
+    for i in range(30):
+        if i % 3 == 0:
+            await agents[i % 2].ainvoke(say(f"Turn {i}."), thread())
+        else:
+            agents[i % 2].invoke(say(f"Turn {i}."), thread())
+    for memory in memories:
+        transcript = check_stored_once(memory)
+        assert len(transcript) == 30 * 2 + 8 * 2
+        assert [m.text for m in transcript if m.type == "human"] == [
+            f"Turn {i}." for i in range(30)
+        ]
+    for prompt in model.calls:
+        check_prompt(prompt, current_step(prompt))
+    for memory in memories:
+        memory.close()
+
+
+class FailOnce(AgentMiddleware):
+    """An ``after_model`` hook that raises once, on the reply it is told to."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def after_model(self, state: Any, runtime: Any) -> None:
+        if state["messages"][-1].text == self.text:
+            self.text = ""
+            msg = "the moderation service is down"
+            raise RuntimeError(msg)
+
+
+def test_a_run_that_raises_after_its_model_call_then_retried_stores_each_message_once(memory):
+    call = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Porto"}, "id": "x1"}])
+    model = RecordingToolModel(messages=replies([call, AIMessage("Checked.")]))
+    agent = agent_with(memory, model, [weather], middleware=(FailOnce("Checked."),))
+    with pytest.raises(RuntimeError, match="moderation"):
+        agent.invoke(say("Weather in Porto?"), thread())
+    agent.invoke(None, thread())  # the run retried from its last checkpoint
+    agent.invoke(say("Thanks."), thread())
+
+    for prompt in model.calls:
+        check_prompt(prompt, current_step(prompt))
+    transcript = check_stored_once(memory)
+    assert [m.text for m in transcript if m.type != "tool"] == [
+        "Weather in Porto?",
+        "",
+        "Checked.",  # the model ran once; the retry ran the hook again
+        "Thanks.",
+        "Reply 0.",
+    ]
