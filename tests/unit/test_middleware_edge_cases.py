@@ -435,3 +435,15 @@ def test_a_run_that_raises_after_its_model_call_then_retried_stores_each_message
         "Thanks.",
         "Reply 0.",
     ]
+
+
+def test_with_durability_exit_a_run_writes_one_checkpoint_and_stores_its_reply(memory):
+    call = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Porto"}, "id": "d1"}])
+    saver = InMemorySaver()
+    model = RecordingToolModel(messages=replies([call]))
+    agent = agent_with(memory, model, [weather], checkpointer=saver)
+    for text in ("Weather in Porto?", "Thanks.", "Bye."):
+        agent.invoke(say(text), thread(), durability="exit")
+        assert memory.transcript("t1")[-1].id == agent.get_state(thread()).values["messages"][-1].id
+    assert len(list(saver.list(thread()))) == 3, "the after_agent step adds no checkpoint"
+    assert len(check_stored_once(memory)) == 4 + 2 + 2
