@@ -226,7 +226,7 @@ def test_structured_output_reaches_the_caller_and_its_messages_are_stored_once(m
     assert [m.type for m in check_stored_once(memory)] == ["human", "ai", "tool"] * 2
 
 
-@pytest.mark.parametrize("decision", ["approve", "reject"])
+@pytest.mark.parametrize("decision", ["approve", "reject", "edit"])
 def test_a_run_resumed_after_human_review_stores_each_message_once(memory, decision):
     call = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Porto"}, "id": "h1"}])
     model = RecordingToolModel(messages=replies([call, AIMessage("Done.")]))
@@ -237,6 +237,8 @@ def test_a_run_resumed_after_human_review_stores_each_message_once(memory, decis
     review: dict[str, Any] = {"type": decision}
     if decision == "reject":
         review["message"] = "Not now."
+    if decision == "edit":
+        review["edited_action"] = {"name": "weather", "args": {"city": "Lisbon"}}
     agent.invoke(Command(resume={"decisions": [review]}), thread())
     agent.invoke(say("Thanks."), thread())
 
@@ -246,6 +248,7 @@ def test_a_run_resumed_after_human_review_stores_each_message_once(memory, decis
     assert [m.type for m in transcript] == ["human", "ai", "tool", "ai", "human", "ai"]
     state = agent.get_state(thread()).values["messages"]
     assert [m.id for m in transcript[-len(state) :]] == [m.id for m in state]
+    assert transcript[1].tool_calls == state[1].tool_calls, "the call as the state holds it"
 
 
 # -- storing and the bounded state ----------------------------------------------------------------
