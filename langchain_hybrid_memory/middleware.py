@@ -61,7 +61,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HybridMemoryMiddleware", "unstored_messages"]
 
-#: How many stored turns are compared with the state to find what is new.
+#: How many stored turns, beyond the current step and the window, are compared with the state
+#: to find what is new.
 _ID_LOOKBACK = 50
 
 
@@ -138,7 +139,10 @@ def _resent_prefix(state_messages: Sequence[BaseMessage], stored: Sequence[Turn]
 
 
 def _looks_further_back(
-    state_messages: Sequence[BaseMessage], new: Sequence[BaseMessage], stored: Sequence[Turn]
+    state_messages: Sequence[BaseMessage],
+    new: Sequence[BaseMessage],
+    stored: Sequence[Turn],
+    lookback: int,
 ) -> bool:
     """Whether the whole session must be read to tell what is new.
 
@@ -146,9 +150,9 @@ def _looks_further_back(
     state, although the state holds earlier messages with ids besides the current input: a
     thread forked or replayed from an older checkpoint. Never on the usual paths (the state
     continues the stored turns, or holds the new input alone), so the per-turn cost does not
-    grow with the conversation.
+    grow with the conversation. ``lookback``: how many latest turns were asked for.
     """
-    if len(stored) < _ID_LOOKBACK or not stored or stored[0].id == 0:
+    if len(stored) < lookback or not stored or stored[0].id == 0:
         return False
     known = {turn.message.id for turn in stored if turn.message.id}
     if any(message.id in known for message in state_messages):
@@ -238,11 +242,22 @@ class HybridMemoryMiddleware(AgentMiddleware):
 
     # -- storing ------------------------------------------------------------------------------
 
+    def _lookback(self, messages: Sequence[BaseMessage]) -> int:
+        """How many latest stored turns to compare with the state.
+
+        A constant, plus the current step and the window before it, so every turn the model
+        call uses is known by id however many tool steps the run took. The state beyond them
+        is not counted: with ``keep_full_thread`` it grows with the conversation.
+        """
+        step = len(messages) - _step_start(messages)
+        return _ID_LOOKBACK + step + self.memory.config.window_turns
+
     def _store(self, session: str, user: str | None, messages: Sequence[BaseMessage]) -> list[Turn]:
         """Store what ``messages`` (the thread) holds beyond the stored turns; all known turns."""
-        stored = self.memory.latest_turns(session, _ID_LOOKBACK, user_id=user)
+        lookback = self._lookback(messages)
+        stored = self.memory.latest_turns(session, lookback, user_id=user)
         new = unstored_messages(messages, stored)
-        if _looks_further_back(messages, new, stored):
+        if _looks_further_back(messages, new, stored, lookback):
             stored = self.memory.turns(session, user_id=user)
             new = unstored_messages(messages, stored)
         appended = self.memory.add_messages(session, new, user_id=user) if new else []
@@ -252,9 +267,10 @@ class HybridMemoryMiddleware(AgentMiddleware):
         self, session: str, user: str | None, messages: Sequence[BaseMessage]
     ) -> list[Turn]:
         """Async twin of :meth:`_store`."""
-        stored = await self.memory.alatest_turns(session, _ID_LOOKBACK, user_id=user)
+        lookback = self._lookback(messages)
+        stored = await self.memory.alatest_turns(session, lookback, user_id=user)
         new = unstored_messages(messages, stored)
-        if _looks_further_back(messages, new, stored):
+        if _looks_further_back(messages, new, stored, lookback):
             stored = await self.memory.aturns(session, user_id=user)
             new = unstored_messages(messages, stored)
         appended = await self.memory.aadd_messages(session, new, user_id=user) if new else []

@@ -450,3 +450,25 @@ def test_with_durability_exit_a_run_writes_one_checkpoint_and_stores_its_reply(m
         assert memory.transcript("t1")[-1].id == agent.get_state(thread()).values["messages"][-1].id
     assert len(list(saver.list(thread()))) == 3, "the after_agent step adds no checkpoint"
     assert len(check_stored_once(memory)) == 4 + 2 + 2
+
+
+def test_in_a_run_of_many_tool_steps_the_turns_before_it_reach_the_model_once(embeddings):
+    """A run longer than the stored turns the middleware compares (60 messages): the exchange
+    before it is still known as stored turns, so recall does not bring it a second time.
+    """
+    memory = HybridMemory(
+        embeddings=embeddings, window_turns=4, token_budget=4000, summary_batch=200
+    )
+    fact = "Remember: the vault code is 4711 and the vault is in the cellar."
+    script = [AIMessage("Noted the vault code.")]
+    script += [calls(f"A{i}", f"B{i}", prefix=f"s{i}") for i in range(20)]
+    script += [AIMessage("All checked.")]
+    model = RecordingToolModel(messages=replies(script))
+    agent = agent_with(memory, model, [weather])
+    agent.invoke(say(fact), thread())
+    agent.invoke(say("Check forty cities; what was the vault code?"), thread())
+
+    for prompt in model.calls:
+        check_prompt(prompt, current_step(prompt))
+        assert sum(fact in m.text for m in prompt) == 1, "the fact once, in the window"
+    check_stored_once(memory)
