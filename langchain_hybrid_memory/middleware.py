@@ -75,7 +75,8 @@ def unstored_messages(
     content instead: the longest run of stored turns that the state's start repeats (same type,
     same text) is skipped. Otherwise (a run without a checkpointer, a new session) every message
     of the state is new. A summary written by ``SummarizationMiddleware`` is never new: it
-    stands for messages the thread had, not for something said.
+    stands for messages the thread had, not for something said; nor are the system messages
+    the state starts with: they are the app's instructions, like its system prompt.
 
     Example:
         >>> from datetime import datetime
@@ -85,8 +86,29 @@ def unstored_messages(
         >>> [m.id for m in unstored_messages([a, b], [Turn("s", 0, a, "hi", datetime(2026, 1, 1))])]
         ['2']
     """
-    said = [message for message in state_messages if not is_agent_summary(message)]
+    said = [
+        message
+        for message in state_messages[instructions_end(state_messages) :]
+        if not is_agent_summary(message)
+    ]
     return said[_stored_length(said, stored) :]
+
+
+def instructions_end(messages: Sequence[BaseMessage]) -> int:
+    """How many system messages ``messages`` start with: the app's instructions.
+
+    An app may open the thread with its system prompt as a message instead of
+    ``system_prompt=``. The middleware sends them first, never stores or removes them.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage, SystemMessage
+        >>> instructions_end([SystemMessage("Answer in French."), HumanMessage("hi")])
+        1
+    """
+    count = 0
+    while count < len(messages) and messages[count].type == "system":
+        count += 1
+    return count
 
 
 def is_agent_summary(message: BaseMessage) -> bool:
@@ -281,7 +303,8 @@ class HybridMemoryMiddleware(AgentMiddleware):
     def _prepared(self, request: ModelRequest[Any], session: str, known: Sequence[Turn]) -> _Step:
         """The current step and the recent turns before it, as the request holds them."""
         messages = request.messages
-        first = _step_start(messages)
+        lead = instructions_end(messages)
+        first = max(lead, _step_start(messages))
         step: list[BaseMessage] = list(messages[first:])
         turn_of = {t.message.id: t for t in known if t.message.id}
         after = known[-1].id + 1 if known else 0
@@ -290,18 +313,18 @@ class HybridMemoryMiddleware(AgentMiddleware):
         before = start.id if start is not None else after - len(said)
         reserved = self.memory.token_counter(step) if step else 0
         recent = _recent_turns(
-            session, messages[:first], known, max(0, before), self.memory.config.window_turns
+            session, messages[lead:first], known, max(0, before), self.memory.config.window_turns
         )
         # the step's user input, or, summarized away from the state, the latest stored one
         query = last_user_text(said) or last_user_text([t.message for t in known])
-        return _Step(step, max(0, before), reserved, query or "", recent)
+        return _Step(step, max(0, before), reserved, query or "", recent, messages[:lead])
 
     def _request_with(
         self, request: ModelRequest[Any], step: _Step, context: MemoryContext
     ) -> ModelRequest[Any]:
         """The model's messages: the memory, the recent turns from a user message on, the step."""
         window = list(context.window)  # starts on a user message (the rest went to recall)
-        messages: list[BaseMessage] = []
+        messages: list[BaseMessage] = list(step.instructions)  # the state's own, first
         rendered = context.to_messages()
         if rendered and isinstance(rendered[0], SystemMessage):
             messages.append(rendered[0])  # after the app's own system message, untouched
@@ -391,7 +414,8 @@ class HybridMemoryMiddleware(AgentMiddleware):
 class _Step:
     """The current step: its messages, its first turn's id, their tokens, its user input.
 
-    And the turns before it, as the request holds them.
+    And the turns before it, as the request holds them, and the system messages the state
+    starts with (:func:`instructions_end`).
     """
 
     messages: Sequence[BaseMessage]
@@ -399,6 +423,7 @@ class _Step:
     reserved: int
     query: str
     recent: RecentTurns
+    instructions: Sequence[BaseMessage] = ()
 
     def bounds(self) -> dict[str, Any]:
         """Where the memory's context ends and the step begins, for ``_build_step_context``."""
@@ -490,14 +515,16 @@ def _removals(messages: Sequence[BaseMessage], window_turns: int) -> list[Remove
 
     What is kept starts on a user message, so an AI message with tool calls never loses its
     tool results; only messages with ids (every message of a graph state has one) are removed,
-    and never a ``SummarizationMiddleware`` summary (the memory does not store it).
+    and never a ``SummarizationMiddleware`` summary nor the system messages the state starts
+    with (the memory stores neither).
     """
+    lead = instructions_end(messages)
     step = _step_start(messages)
-    keep = max(0, step - window_turns)
+    keep = max(lead, step - window_turns)
     while keep < step and messages[keep].type != "human":
         keep += 1
     return [
         RemoveMessage(id=message.id)
-        for message in messages[:keep]
+        for message in messages[lead:keep]
         if message.id and not is_agent_summary(message)
     ]

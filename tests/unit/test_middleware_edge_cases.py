@@ -472,3 +472,33 @@ def test_in_a_run_of_many_tool_steps_the_turns_before_it_reach_the_model_once(em
         check_prompt(prompt, current_step(prompt))
         assert sum(fact in m.text for m in prompt) == 1, "the fact once, in the window"
     check_stored_once(memory)
+
+
+@pytest.mark.parametrize("checkpointer", [InMemorySaver(), None], ids=["checkpointer", "stateless"])
+def test_a_system_prompt_sent_as_the_threads_first_message_reaches_every_model_call(
+    memory, checkpointer
+):
+    instructions = SystemMessage("Always answer in French.", id="sys")
+    model = RecordingToolModel(messages=replies())
+    agent = create_agent(
+        model,
+        tools=[weather],
+        middleware=[HybridMemoryMiddleware(memory)],
+        checkpointer=checkpointer,
+    )
+    agent.invoke({"messages": [instructions, HumanMessage("Hi")]}, thread())
+    for i in range(8):
+        sent = [HumanMessage(f"Turn {i}.")]
+        sent = sent if checkpointer else [instructions, *sent]  # a client resending it
+        result = agent.invoke({"messages": sent}, thread())
+
+    for prompt in model.calls:
+        assert prompt[0].text == "Always answer in French.", "first, as the app sent it"
+        assert sum(m.text == instructions.text for m in prompt) == 1
+        after_memory = [m for m in prompt if not isinstance(m, SystemMessage)]
+        assert isinstance(after_memory[0], HumanMessage)
+    transcript = check_stored_once(memory)
+    assert [m.type for m in transcript] == ["human", "ai"] * 9, "instructions are not turns"
+    if checkpointer:
+        assert result["messages"][0].id == "sys", "kept in the bounded state"
+        assert len(result["messages"]) <= 1 + 6 + 2
