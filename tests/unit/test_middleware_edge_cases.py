@@ -226,8 +226,14 @@ def test_structured_output_reaches_the_caller_and_its_messages_are_stored_once(m
     assert [m.type for m in check_stored_once(memory)] == ["human", "ai", "tool"] * 2
 
 
-@pytest.mark.parametrize("decision", ["approve", "reject", "edit"])
-def test_a_run_resumed_after_human_review_stores_each_message_once(memory, decision):
+@pytest.mark.parametrize(
+    ("decision", "run_async"),
+    [("approve", False), ("reject", False), ("edit", False), ("approve", True)],
+    ids=["approve", "reject", "edit", "approve-astream"],
+)
+async def test_a_run_resumed_after_human_review_stores_each_message_once(
+    memory, decision, run_async
+):
     call = AIMessage("", tool_calls=[{"name": "weather", "args": {"city": "Porto"}, "id": "h1"}])
     model = RecordingToolModel(messages=replies([call, AIMessage("Done.")]))
     review_tools = HumanInTheLoopMiddleware(interrupt_on={"weather": True})
@@ -239,8 +245,14 @@ def test_a_run_resumed_after_human_review_stores_each_message_once(memory, decis
         review["message"] = "Not now."
     if decision == "edit":
         review["edited_action"] = {"name": "weather", "args": {"city": "Lisbon"}}
-    agent.invoke(Command(resume={"decisions": [review]}), thread())
-    agent.invoke(say("Thanks."), thread())
+    resume = Command(resume={"decisions": [review]})
+    if run_async:
+        async for _ in agent.astream(resume, thread()):
+            pass
+        await agent.ainvoke(say("Thanks."), thread())
+    else:
+        agent.invoke(resume, thread())
+        agent.invoke(say("Thanks."), thread())
 
     for prompt in model.calls:
         check_prompt(prompt, current_step(prompt))
