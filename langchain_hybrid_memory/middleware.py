@@ -37,7 +37,7 @@ from langchain_hybrid_memory._inputs import last_user_text, message_text
 from langchain_hybrid_memory._runs import RecallRun, session_and_user
 from langchain_hybrid_memory.errors import MissingDependencyError
 from langchain_hybrid_memory.types import Turn
-from langchain_hybrid_memory.window import RecentTurns
+from langchain_hybrid_memory.window import RecentTurns, without_unanswered_calls
 
 try:
     from langchain.agents.middleware import AgentMiddleware
@@ -61,7 +61,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HybridMemoryMiddleware", "unstored_messages"]
 
-#: How many stored turns are compared with the state to find what is new.
+#: How many stored turns, beyond the current step and the window, are compared with the state
+#: to find what is new.
 _ID_LOOKBACK = 50
 
 
@@ -74,7 +75,8 @@ def unstored_messages(
     content instead: the longest run of stored turns that the state's start repeats (same type,
     same text) is skipped. Otherwise (a run without a checkpointer, a new session) every message
     of the state is new. A summary written by ``SummarizationMiddleware`` is never new: it
-    stands for messages the thread had, not for something said.
+    stands for messages the thread had, not for something said; nor are the system messages
+    the state starts with: they are the app's instructions, like its system prompt.
 
     Example:
         >>> from datetime import datetime
@@ -84,8 +86,29 @@ def unstored_messages(
         >>> [m.id for m in unstored_messages([a, b], [Turn("s", 0, a, "hi", datetime(2026, 1, 1))])]
         ['2']
     """
-    said = [message for message in state_messages if not is_agent_summary(message)]
+    said = [
+        message
+        for message in state_messages[instructions_end(state_messages) :]
+        if not is_agent_summary(message)
+    ]
     return said[_stored_length(said, stored) :]
+
+
+def instructions_end(messages: Sequence[BaseMessage]) -> int:
+    """How many system messages ``messages`` start with: the app's instructions.
+
+    An app may open the thread with its system prompt as a message instead of
+    ``system_prompt=``. The middleware sends them first, never stores or removes them.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage, SystemMessage
+        >>> instructions_end([SystemMessage("Answer in French."), HumanMessage("hi")])
+        1
+    """
+    count = 0
+    while count < len(messages) and messages[count].type == "system":
+        count += 1
+    return count
 
 
 def is_agent_summary(message: BaseMessage) -> bool:
@@ -138,7 +161,10 @@ def _resent_prefix(state_messages: Sequence[BaseMessage], stored: Sequence[Turn]
 
 
 def _looks_further_back(
-    state_messages: Sequence[BaseMessage], new: Sequence[BaseMessage], stored: Sequence[Turn]
+    state_messages: Sequence[BaseMessage],
+    new: Sequence[BaseMessage],
+    stored: Sequence[Turn],
+    lookback: int,
 ) -> bool:
     """Whether the whole session must be read to tell what is new.
 
@@ -146,9 +172,9 @@ def _looks_further_back(
     state, although the state holds earlier messages with ids besides the current input: a
     thread forked or replayed from an older checkpoint. Never on the usual paths (the state
     continues the stored turns, or holds the new input alone), so the per-turn cost does not
-    grow with the conversation.
+    grow with the conversation. ``lookback``: how many latest turns were asked for.
     """
-    if len(stored) < _ID_LOOKBACK or not stored or stored[0].id == 0:
+    if len(stored) < lookback or not stored or stored[0].id == 0:
         return False
     known = {turn.message.id for turn in stored if turn.message.id}
     if any(message.id in known for message in state_messages):
@@ -238,11 +264,22 @@ class HybridMemoryMiddleware(AgentMiddleware):
 
     # -- storing ------------------------------------------------------------------------------
 
+    def _lookback(self, messages: Sequence[BaseMessage]) -> int:
+        """How many latest stored turns to compare with the state.
+
+        A constant, plus the current step and the window before it, so every turn the model
+        call uses is known by id however many tool steps the run took. The state beyond them
+        is not counted: with ``keep_full_thread`` it grows with the conversation.
+        """
+        step = len(messages) - _step_start(messages)
+        return _ID_LOOKBACK + step + self.memory.config.window_turns
+
     def _store(self, session: str, user: str | None, messages: Sequence[BaseMessage]) -> list[Turn]:
         """Store what ``messages`` (the thread) holds beyond the stored turns; all known turns."""
-        stored = self.memory.latest_turns(session, _ID_LOOKBACK, user_id=user)
+        lookback = self._lookback(messages)
+        stored = self.memory.latest_turns(session, lookback, user_id=user)
         new = unstored_messages(messages, stored)
-        if _looks_further_back(messages, new, stored):
+        if _looks_further_back(messages, new, stored, lookback):
             stored = self.memory.turns(session, user_id=user)
             new = unstored_messages(messages, stored)
         appended = self.memory.add_messages(session, new, user_id=user) if new else []
@@ -252,9 +289,10 @@ class HybridMemoryMiddleware(AgentMiddleware):
         self, session: str, user: str | None, messages: Sequence[BaseMessage]
     ) -> list[Turn]:
         """Async twin of :meth:`_store`."""
-        stored = await self.memory.alatest_turns(session, _ID_LOOKBACK, user_id=user)
+        lookback = self._lookback(messages)
+        stored = await self.memory.alatest_turns(session, lookback, user_id=user)
         new = unstored_messages(messages, stored)
-        if _looks_further_back(messages, new, stored):
+        if _looks_further_back(messages, new, stored, lookback):
             stored = await self.memory.aturns(session, user_id=user)
             new = unstored_messages(messages, stored)
         appended = await self.memory.aadd_messages(session, new, user_id=user) if new else []
@@ -265,7 +303,8 @@ class HybridMemoryMiddleware(AgentMiddleware):
     def _prepared(self, request: ModelRequest[Any], session: str, known: Sequence[Turn]) -> _Step:
         """The current step and the recent turns before it, as the request holds them."""
         messages = request.messages
-        first = _step_start(messages)
+        lead = instructions_end(messages)
+        first = max(lead, _step_start(messages))
         step: list[BaseMessage] = list(messages[first:])
         turn_of = {t.message.id: t for t in known if t.message.id}
         after = known[-1].id + 1 if known else 0
@@ -274,22 +313,23 @@ class HybridMemoryMiddleware(AgentMiddleware):
         before = start.id if start is not None else after - len(said)
         reserved = self.memory.token_counter(step) if step else 0
         recent = _recent_turns(
-            session, messages[:first], known, max(0, before), self.memory.config.window_turns
+            session, messages[lead:first], known, max(0, before), self.memory.config.window_turns
         )
         # the step's user input, or, summarized away from the state, the latest stored one
         query = last_user_text(said) or last_user_text([t.message for t in known])
-        return _Step(step, max(0, before), reserved, query or "", recent)
+        return _Step(step, max(0, before), reserved, query or "", recent, messages[:lead])
 
     def _request_with(
         self, request: ModelRequest[Any], step: _Step, context: MemoryContext
     ) -> ModelRequest[Any]:
         """The model's messages: the memory, the recent turns from a user message on, the step."""
         window = list(context.window)  # starts on a user message (the rest went to recall)
-        messages: list[BaseMessage] = []
+        messages: list[BaseMessage] = list(step.instructions)  # the state's own, first
         rendered = context.to_messages()
         if rendered and isinstance(rendered[0], SystemMessage):
             messages.append(rendered[0])  # after the app's own system message, untouched
-        messages += [turn.message for turn in window]
+        # a run that ended in a tool error left calls without results: never sent
+        messages += without_unanswered_calls([turn.message for turn in window])
         messages += step.messages
         return request.override(messages=cast("list[AnyMessage]", messages))
 
@@ -374,7 +414,8 @@ class HybridMemoryMiddleware(AgentMiddleware):
 class _Step:
     """The current step: its messages, its first turn's id, their tokens, its user input.
 
-    And the turns before it, as the request holds them.
+    And the turns before it, as the request holds them, and the system messages the state
+    starts with (:func:`instructions_end`).
     """
 
     messages: Sequence[BaseMessage]
@@ -382,6 +423,7 @@ class _Step:
     reserved: int
     query: str
     recent: RecentTurns
+    instructions: Sequence[BaseMessage] = ()
 
     def bounds(self) -> dict[str, Any]:
         """Where the memory's context ends and the step begins, for ``_build_step_context``."""
@@ -473,14 +515,16 @@ def _removals(messages: Sequence[BaseMessage], window_turns: int) -> list[Remove
 
     What is kept starts on a user message, so an AI message with tool calls never loses its
     tool results; only messages with ids (every message of a graph state has one) are removed,
-    and never a ``SummarizationMiddleware`` summary (the memory does not store it).
+    and never a ``SummarizationMiddleware`` summary nor the system messages the state starts
+    with (the memory stores neither).
     """
+    lead = instructions_end(messages)
     step = _step_start(messages)
-    keep = max(0, step - window_turns)
+    keep = max(lead, step - window_turns)
     while keep < step and messages[keep].type != "human":
         keep += 1
     return [
         RemoveMessage(id=message.id)
-        for message in messages[:keep]
+        for message in messages[lead:keep]
         if message.id and not is_agent_summary(message)
     ]

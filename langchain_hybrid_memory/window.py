@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, ToolMessage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from langchain_core.messages import BaseMessage
 
     from langchain_hybrid_memory.types import Turn
 
@@ -23,6 +25,7 @@ __all__ = [
     "latest_exchange_start",
     "split_units",
     "window_start_index",
+    "without_unanswered_calls",
 ]
 
 
@@ -87,6 +90,53 @@ def split_units(turns: Sequence[Turn]) -> list[list[Turn]]:
         else:
             units.append([turn])
     return units
+
+
+def without_unanswered_calls(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """``messages`` without the tool calls no tool message among them answers.
+
+    A run that ended while its tools ran (a tool raised) leaves an AI message whose calls have
+    no result; providers reject such a conversation. Such a message loses those calls (and
+    their content blocks); without text or other calls left, it is left out.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> call = AIMessage("Checking.", tool_calls=[{"name": "f", "args": {}, "id": "c1"}])
+        >>> [(m.type, m.text) for m in without_unanswered_calls([HumanMessage("hi"), call])]
+        [('human', 'hi'), ('ai', 'Checking.')]
+        >>> without_unanswered_calls([call])[0].tool_calls
+        []
+    """
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    kept: list[BaseMessage] = []
+    for message in messages:
+        if isinstance(message, AIMessage):
+            calls = [*message.tool_calls, *message.invalid_tool_calls]
+            unanswered = {call.get("id") for call in calls} - answered
+            if unanswered:
+                trimmed = _without_calls(message, unanswered)
+                if trimmed.text.strip() or trimmed.tool_calls:
+                    kept.append(trimmed)
+                continue
+        kept.append(message)
+    return kept
+
+
+def _without_calls(message: AIMessage, ids: set[str | None]) -> AIMessage:
+    content = message.content
+    if isinstance(content, list):
+        content = [
+            block
+            for block in content
+            if not (isinstance(block, dict) and block.get("id") in ids and "text" not in block)
+        ]
+    return message.model_copy(
+        update={
+            "content": content,
+            "tool_calls": [c for c in message.tool_calls if c.get("id") not in ids],
+            "invalid_tool_calls": [c for c in message.invalid_tool_calls if c.get("id") not in ids],
+        }
+    )
 
 
 def _ends_tool_unit(unit: list[Turn]) -> bool:

@@ -34,8 +34,9 @@ def weather(city: str) -> str:
 
 
 def replies(script: list[AIMessage] | None = None):
-    """Scripted replies first, then fresh plain replies forever."""
-    yield from script or []
+    """Scripted replies first (each a fresh copy, as a model's), then plain replies forever."""
+    for message in script or []:
+        yield message.model_copy(deep=True)
     for i in count():
         yield AIMessage(f"Reply {i}.")
 
@@ -576,12 +577,12 @@ def test_a_fork_from_an_older_checkpoint_stores_only_its_new_messages(embeddings
     whole_reads = []
     read_all = memory.turns
     monkeypatch.setattr(memory, "turns", lambda *a, **k: whole_reads.append(a) or read_all(*a, **k))
-    for i in range(30):  # 60 stored messages: more than the middleware compares by default
+    for i in range(30):  # 60 stored messages: more than the middleware compares (55 here)
         agent.invoke(say(f"Turn {i}."), thread())
     assert whole_reads == [], "a thread that goes on never reads the whole session"
     history = list(agent.get_state_history(thread()))
     old = next(
-        s for s in history if s.values["messages"] and s.values["messages"][-1].text == "Reply 3."
+        s for s in history if s.values["messages"] and s.values["messages"][-1].text == "Reply 1."
     )
     before = len(memory.transcript("t1"))
 
