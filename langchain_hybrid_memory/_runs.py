@@ -2,7 +2,9 @@
 
 The same rule for the middleware and the memory tools: a fixed ``session_id`` / ``user_id``
 given to them, else the run context's ``session_id`` / ``user_id`` (a dict or an object with
-those attributes), else the run's ``thread_id`` for the session.
+those attributes), else the run config's ``configurable`` ``session_id`` / ``user_id``, else
+the run's ``thread_id`` for the session. LangGraph copies ``configurable`` values into each
+checkpoint's metadata, which is how an erasure finds a user's threads in a checkpointer.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def session_and_user(
         session_id: A fixed session, if any.
         user_id: A fixed user, if any.
         context: The run's context (``runtime.context``).
-        configurable: The run's ``config["configurable"]``, for ``thread_id``.
+        configurable: The run's ``config["configurable"]``: its ``session_id`` / ``user_id``,
+            and ``thread_id``.
         who: Names the surface in the error.
 
     Raises:
@@ -55,8 +58,10 @@ def session_and_user(
     Example:
         >>> session_and_user(None, None, {"user_id": "ana"}, {"thread_id": "t1"}, who="x")
         ('t1', 'ana')
+        >>> session_and_user(None, None, None, {"thread_id": "t1", "user_id": "bo"}, who="x")
+        ('t1', 'bo')
     """
-    session = session_id or _lookup(context, "session_id")
+    session = session_id or _lookup(context, "session_id") or _lookup(configurable, "session_id")
     if session is None and configurable:
         thread = configurable.get("thread_id")
         session = None if thread is None else str(thread)
@@ -66,7 +71,7 @@ def session_and_user(
             "thread_id in the run's config"
         )
         raise InvalidInputError(msg)
-    return session, user_id or _lookup(context, "user_id")
+    return session, user_id or _lookup(context, "user_id") or _lookup(configurable, "user_id")
 
 
 def _lookup(context: object, key: str) -> str | None:

@@ -1170,16 +1170,19 @@ class HybridMemory:
         Args:
             session_id: The session.
             user_id: When given, the session must belong to this user (or to nobody).
-            checkpointer: A LangGraph checkpointer whose thread of the same id (the
-                middleware's session is the run's ``thread_id``) is deleted too; the report's
-                ``threads`` says so.
+            checkpointer: A LangGraph checkpointer whose threads of the session are deleted
+                too: the thread of the same id (the middleware's session is by default the
+                run's ``thread_id``), and the threads whose checkpoints LangGraph labelled with
+                this ``session_id`` (from the runs' ``configurable`` or ``metadata``). The
+                report's ``threads`` names them.
 
         Raises:
             StoreError: The store failed, or the checkpointer failed after the memory was
                 erased (the message says which).
         """
         erasure = self._forget_session(session_id, user_id)
-        return run_calls(self._forgotten(erasure, checkpointer, (session_id,)))
+        labels = {"session_id": session_id}
+        return run_calls(self._forgotten(erasure, checkpointer, (session_id,), labels))
 
     async def aforget_session(
         self,
@@ -1190,7 +1193,8 @@ class HybridMemory:
     ) -> ErasureReport:
         """Async twin of :meth:`forget_session`."""
         erasure = self._forget_session(session_id, user_id)
-        return await arun_calls(self._forgotten(erasure, checkpointer, (session_id,)))
+        labels = {"session_id": session_id}
+        return await arun_calls(self._forgotten(erasure, checkpointer, (session_id,), labels))
 
     def _forget_session(self, session_id: str, user_id: str | None) -> Plan[Call, ErasureReport]:
         for _ in range(_READ_ATTEMPTS):
@@ -1222,7 +1226,10 @@ class HybridMemory:
 
         As with :meth:`forget_session`, what other processes still hold for those sessions is
         refused by the store when they try to write it; with ``checkpointer``, the threads of
-        the erased sessions' ids are deleted from it too; with ``store`` (a LangGraph
+        the erased sessions' ids are deleted from it too, and the threads whose checkpoints
+        LangGraph labelled with this ``user_id`` (from the runs' ``configurable`` or
+        ``metadata``; a user given only in the run context leaves no label); with ``store`` (a
+        LangGraph
         :class:`~langchain_hybrid_memory.HybridMemoryStore`), every namespace naming the user
         (``("memories", user_id)``, ...) is deleted from it last (the report's ``items`` and
         ``namespaces``).
@@ -1230,7 +1237,9 @@ class HybridMemory:
         Raises:
             ConfigError: ``store`` is not a ``HybridMemoryStore`` (nothing was erased).
         """
-        erasure = self._forgotten(self._forget_user(user_id), checkpointer)
+        erasure = self._forgotten(
+            self._forget_user(user_id), checkpointer, labels={"user_id": user_id}
+        )
         return run_calls(self._with_items(erasure, user_id, store))
 
     async def aforget_user(
@@ -1241,7 +1250,9 @@ class HybridMemory:
         store: HybridMemoryStore | None = None,
     ) -> ErasureReport:
         """Async twin of :meth:`forget_user`."""
-        erasure = self._forgotten(self._forget_user(user_id), checkpointer)
+        erasure = self._forgotten(
+            self._forget_user(user_id), checkpointer, labels={"user_id": user_id}
+        )
         return await arun_calls(self._with_items(erasure, user_id, store))
 
     def _with_items(
@@ -1266,16 +1277,31 @@ class HybridMemory:
         erasure: Plan[Call, ErasureReport],
         checkpointer: BaseCheckpointSaver[Any] | None,
         requested: tuple[str, ...] = (),
+        labels: dict[str, str] | None = None,
     ) -> Plan[Call, ErasureReport]:
         """Run an erasure, then delete the erased (or requested) sessions' threads.
 
-        The threads are deleted from ``checkpointer`` (when given) after the memory's erasure.
+        The threads are deleted from ``checkpointer`` (when given) after the memory's erasure:
+        those named like the sessions, and those whose checkpoint metadata holds ``labels``;
+        the report names the threads the checkpointer held.
         """
         report = yield from erasure
         if checkpointer is None:
             return report
+        try:
+            threads: list[str] = yield Call(
+                _found_threads,
+                _afound_threads,
+                (checkpointer, report.sessions or requested, labels),
+            )
+        except Exception as exc:  # reported as a HybridMemoryError
+            msg = (
+                f"the memory erased {len(report.sessions)} session(s), but finding their "
+                f"threads in the checkpointer failed ({type(exc).__name__})"
+            )
+            raise StoreError(msg) from exc
         deleted: list[str] = []
-        for thread in report.sessions or requested:
+        for thread in threads:
             delete = partial(_adelete_thread, checkpointer)
             try:
                 yield Call(checkpointer.delete_thread, delete, (thread,))
@@ -1349,6 +1375,43 @@ class HybridMemory:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _found_threads(
+    checkpointer: BaseCheckpointSaver[Any], named: Sequence[str], labels: dict[str, str] | None
+) -> list[str]:
+    """The threads ``checkpointer`` holds, each once, in the order found.
+
+    First those among ``named``, then those whose checkpoint metadata holds ``labels``.
+    """
+    found: dict[str, None] = {}
+    for thread in named:
+        if checkpointer.get_tuple({"configurable": {"thread_id": thread}}) is not None:
+            found[thread] = None
+    for checkpoint in checkpointer.list(None, filter=labels) if labels else ():
+        thread = checkpoint.config.get("configurable", {}).get("thread_id")
+        if thread is not None:
+            found[str(thread)] = None
+    return list(found)
+
+
+async def _afound_threads(
+    checkpointer: BaseCheckpointSaver[Any], named: Sequence[str], labels: dict[str, str] | None
+) -> list[str]:
+    """Async twin of :func:`_found_threads` (the sync one in a worker thread if need be)."""
+    found: dict[str, None] = {}
+    try:
+        for thread in named:
+            if await checkpointer.aget_tuple({"configurable": {"thread_id": thread}}):
+                found[thread] = None
+        if labels:
+            async for checkpoint in checkpointer.alist(None, filter=labels):
+                thread = checkpoint.config.get("configurable", {}).get("thread_id")
+                if thread is not None:
+                    found[str(thread)] = None
+    except NotImplementedError:  # a sync-only checkpointer
+        return await asyncio.to_thread(_found_threads, checkpointer, named, labels)
+    return list(found)
 
 
 async def _adelete_thread(checkpointer: BaseCheckpointSaver[Any], thread: str) -> None:

@@ -13,8 +13,9 @@ replayed, or a thread forked from an older checkpoint, stores nothing twice.
 neither stored nor taken for the user's input.
 
 The session is, in order: the ``session_id`` given to the middleware, the ``session_id`` of the
-run's context (``context={"session_id": ...}`` or an attribute), or the run's ``thread_id``. The
-user is the middleware's ``user_id`` or the context's ``user_id``.
+run's context (``context={"session_id": ...}`` or an attribute), the ``session_id`` of the run
+config's ``configurable``, or the run's ``thread_id``. The user is the middleware's
+``user_id``, the context's, or the ``configurable`` one's.
 """
 
 from __future__ import annotations
@@ -205,8 +206,9 @@ class HybridMemoryMiddleware(AgentMiddleware):
 
     Args:
         memory: The engine.
-        session_id: A fixed session; default: the context's ``session_id`` or the ``thread_id``.
-        user_id: A fixed user; default: the context's ``user_id``.
+        session_id: A fixed session; default: the context's ``session_id``, the
+            ``configurable`` one, or the ``thread_id``.
+        user_id: A fixed user; default: the context's ``user_id`` or the ``configurable`` one.
         keep_full_thread: Keep every message in the graph state (for apps that read the state's
             whole history); the model still gets the bounded prompt.
         trace_policy: LangGraph's ``TracePolicy`` for this middleware's hook spans. Default:

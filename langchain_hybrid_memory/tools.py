@@ -43,8 +43,10 @@ def memory_tools(
 
     Args:
         memory: The engine.
-        session_id: A fixed session; default: the run context's ``session_id`` or ``thread_id``.
-        user_id: A fixed user; default: the run context's ``user_id``.
+        session_id: A fixed session; default: the run context's ``session_id``, the
+            ``configurable`` one, or the ``thread_id``.
+        user_id: A fixed user; default: the run context's ``user_id`` or the ``configurable``
+            one.
 
     Example:
         >>> from langchain_hybrid_memory import HybridMemory

@@ -346,6 +346,40 @@ def test_erasure_reaches_the_checkpointer(memory, saver_kind, tmp_path):
     assert saver.get_tuple(thread("other")) is not None, "another user's thread stays"
 
 
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+def test_erasure_finds_the_threads_labelled_with_the_session_or_user(memory, saver_kind, tmp_path):
+    """LangGraph labels each checkpoint with the run's ``configurable`` and ``metadata`` ids:
+    an erasure finds a user's threads by them, whatever the threads are called."""
+    if saver_kind == "sqlite":
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        saver = SqliteSaver(sqlite3.connect(tmp_path / "threads.db", check_same_thread=False))
+    else:
+        saver = InMemorySaver()
+    agent = agent_for(memory, RecordingToolModel(messages=replies()), checkpointer=saver)
+    ids = {"thread_id": "th-1", "session_id": "s-1", "user_id": "ana"}
+    agent.invoke(say("My secret is 4711."), {"configurable": ids})
+    agent.invoke(say("Hello."), {"configurable": {"thread_id": "th-2", "user_id": "ana"}})
+    bob = {"configurable": {"thread_id": "th-3"}, "metadata": {"session_id": "s-3"}}
+    agent.invoke(say("Hi."), bob, context={"session_id": "s-3", "user_id": "bob"})
+    assert memory.store.session_user("s-1") == "ana", "the configurable ids name the memory's"
+    assert memory.store.session_user("th-2") == "ana"
+
+    report = memory.forget_session("s-1", checkpointer=saver)
+    assert report.threads == ("th-1",), "found by its label; no thread is named s-1"
+    assert saver.get_tuple(thread("th-1")) is None
+    assert memory.transcript("s-1") == []
+
+    report = memory.forget_session("s-3", checkpointer=saver)
+    assert report.threads == ("th-3",), "the run's metadata labelled it"
+
+    report = memory.forget_user("ana", checkpointer=saver)
+    assert report.threads == ("th-2",)
+    assert list(saver.list(None)) == []
+
+
 async def test_async_erasure_reaches_the_checkpointer_and_a_failure_is_reported(memory):
     saver = InMemorySaver()
     agent = agent_for(memory, RecordingToolModel(messages=replies()), checkpointer=saver)
@@ -353,14 +387,19 @@ async def test_async_erasure_reaches_the_checkpointer_and_a_failure_is_reported(
     report = await memory.aforget_session("t1", checkpointer=saver)
     assert report.threads == ("t1",)
     assert saver.get_tuple(thread("t1")) is None
+    await agent.ainvoke(say("hi"), {"configurable": {"thread_id": "t9", "user_id": "cy"}})
+    report = await memory.aforget_user("cy", checkpointer=saver)
+    assert report.threads == ("t9",), "found by its label"
 
     class Broken(InMemorySaver):
         def delete_thread(self, thread_id):
             raise ConnectionError("postgresql://user:hunter2@db/checkpoints is down")
 
+    broken = Broken()
+    agent = agent_for(memory, RecordingToolModel(messages=replies()), checkpointer=broken)
     await agent.ainvoke(say("hello again"), thread("t2"))
     with pytest.raises(StoreError, match="erased 1 session") as failure:
-        memory.forget_session("t2", checkpointer=Broken())
+        memory.forget_session("t2", checkpointer=broken)
     assert "hunter2" not in str(failure.value)
     assert memory.transcript("t2") == [], "the memory was erased before the checkpointer failed"
 
