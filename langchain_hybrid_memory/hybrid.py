@@ -1389,9 +1389,9 @@ def _found_threads(
         if checkpointer.get_tuple({"configurable": {"thread_id": thread}}) is not None:
             found[thread] = None
     for checkpoint in checkpointer.list(None, filter=labels) if labels else ():
-        thread = checkpoint.config.get("configurable", {}).get("thread_id")
-        if thread is not None:
-            found[str(thread)] = None
+        labelled = checkpoint.config.get("configurable", {}).get("thread_id")
+        if labelled is not None:
+            found[str(labelled)] = None
     return list(found)
 
 
@@ -1406,9 +1406,9 @@ async def _afound_threads(
                 found[thread] = None
         if labels:
             async for checkpoint in checkpointer.alist(None, filter=labels):
-                thread = checkpoint.config.get("configurable", {}).get("thread_id")
-                if thread is not None:
-                    found[str(thread)] = None
+                labelled = checkpoint.config.get("configurable", {}).get("thread_id")
+                if labelled is not None:
+                    found[str(labelled)] = None
     except NotImplementedError:  # a sync-only checkpointer
         return await asyncio.to_thread(_found_threads, checkpointer, named, labels)
     return list(found)
