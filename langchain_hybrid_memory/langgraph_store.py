@@ -49,6 +49,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
+from langchain_hybrid_memory._inputs import _require_utf8
 from langchain_hybrid_memory._plans import Call, arun_calls, cpu, run_calls, twin
 from langchain_hybrid_memory._search import normalize_rows
 from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, embeddings_named
@@ -74,6 +75,8 @@ logger = logging.getLogger(__name__)
 _DEFAULT_STORE = "sqlite:///:memory:"
 _DEFAULT_SWEEP_MINUTES = 5.0
 _OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+# PostgreSQL refuses a B-tree index row over 2,704 bytes: the item's address must fit in one
+_MAX_ADDRESS_BYTES = 2048
 
 _Key = tuple[tuple[str, ...], str]
 
@@ -212,10 +215,7 @@ class HybridMemoryStore(BaseStore):
                 msg = f"Unknown operation type: {type(op)}"
                 raise InvalidInputError(msg)
             validate_op_namespace(op)
-            if isinstance(op, PutOp):
-                _check_put(op)
-            elif isinstance(op, SearchOp):
-                _check_filter(op.filter)
+            _check_op(op)
         now = self._clock()
         results: list[Result] = [None] * len(ops)
         puts: dict[_Key, PutOp] = {}
@@ -356,7 +356,12 @@ class HybridMemoryStore(BaseStore):
             scores = self.dense_weight * dense + (1.0 - self.dense_weight) * words
         order = sorted(
             range(len(rows)),
-            key=lambda p: (math.isnan(scores[p]), -np.nan_to_num(scores[p]), rows[p].namespace),
+            key=lambda p: (
+                math.isnan(scores[p]),
+                -np.nan_to_num(scores[p]),
+                rows[p].namespace,
+                rows[p].key,
+            ),
         )
         return [(None if math.isnan(scores[p]) else float(scores[p]), rows[p]) for p in order]
 
@@ -594,19 +599,67 @@ def _checked_user(user_id: str) -> str:
     return user_id
 
 
+def _check_op(op: Op) -> None:
+    """Refuse what no store can keep alike, before anything is read or written.
+
+    LangGraph has checked the namespace's labels (:func:`validate_op_namespace`); this checks
+    the rest: text every database takes (UTF-8, no NUL in a key), an address PostgreSQL can
+    index, JSON values, filters, and pages.
+    """
+    if isinstance(op, ListNamespacesOp):
+        for condition in op.match_conditions or ():
+            _check_labels(condition.path)
+        _check_page(op.limit, op.offset)
+    elif isinstance(op, SearchOp):
+        _check_labels(op.namespace_prefix)
+        _check_filter(op.filter)
+        _check_page(op.limit, op.offset)
+    else:
+        _check_labels(op.namespace)
+        _check_key(op.key)
+        if isinstance(op, PutOp):
+            _check_put(op)
+
+
+def _check_labels(labels: Sequence[str]) -> None:
+    for label in labels:
+        _require_utf8(label, "a namespace label")
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        msg = f"an item key must be a string, got {type(key).__name__}"
+        raise InvalidInputError(msg)
+    _require_utf8(key, "an item key")
+    if "\x00" in key:
+        msg = "an item key cannot contain NUL ('\\x00'): PostgreSQL text cannot hold it"
+        raise InvalidInputError(msg)
+
+
+def _check_page(limit: Any, offset: Any) -> None:
+    for name, number in (("limit", limit), ("offset", offset)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            msg = f"{name} must be a non-negative integer, got {number!r}"
+            raise InvalidInputError(msg)
+
+
 def _check_put(op: PutOp) -> None:
-    if not isinstance(op.key, str):
-        msg = f"an item key must be a string, got {type(op.key).__name__}"
+    address = len(".".join(op.namespace).encode()) + len(op.key.encode())
+    if address > _MAX_ADDRESS_BYTES:
+        msg = (
+            f"an item's namespace and key take {address} bytes (UTF-8); at most "
+            f"{_MAX_ADDRESS_BYTES} together, so that every store can index them"
+        )
         raise InvalidInputError(msg)
     if op.value is not None:
         if not isinstance(op.value, Mapping) or not all(isinstance(k, str) for k in op.value):
             msg = "an item value must be a dict with string keys (a JSON object)"
             raise InvalidInputError(msg)
         try:
-            json.dumps(dict(op.value), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            msg = f"an item value must be JSON-serializable: {exc}"
-            raise InvalidInputError(msg) from exc
+            json.dumps(dict(op.value), allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            msg = f"an item value must be JSON-serializable UTF-8 text: {exc}"
+            raise InvalidInputError(msg) from None
     if (
         op.index is not None
         and op.index is not False
@@ -630,12 +683,24 @@ def _check_filter(conditions: Any) -> None:
     if not isinstance(conditions, Mapping):
         msg = f"filter must be a dict, got {type(conditions).__name__}"
         raise InvalidInputError(msg)
+    _check_conditions(conditions)
+
+
+def _check_conditions(conditions: Mapping[Any, Any]) -> None:
+    """Every dict in a filter is either all operators (``$gt``, ...) or all field names."""
+    names = [name for name in conditions if isinstance(name, str) and name.startswith("$")]
+    if names:
+        unknown = [name for name in conditions if name not in _OPERATORS]
+        if unknown:
+            msg = (
+                f"Unsupported operator: {unknown[0]} (a dict of operators holds only "
+                f"{', '.join(_OPERATORS)})"
+            )
+            raise InvalidInputError(msg)
+        return
     for expected in conditions.values():
         if isinstance(expected, Mapping):
-            for name in expected:
-                if isinstance(name, str) and name.startswith("$") and name not in _OPERATORS:
-                    msg = f"Unsupported operator: {name} (supported: {', '.join(_OPERATORS)})"
-                    raise InvalidInputError(msg)
+            _check_conditions(expected)
 
 
 def _matches(value: Any, conditions: Mapping[str, Any] | None) -> bool:

@@ -436,6 +436,19 @@ if redis.call('SCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) e
 return removed
 """
 
+_SWEEP = """
+local removed = 0
+for i = 3, #KEYS do
+  local expires = redis.call('HGET', KEYS[i], 'e')
+  if (not expires) or (expires ~= '' and tonumber(expires) <= tonumber(ARGV[2])) then
+    removed = removed + redis.call('DEL', KEYS[i])
+    redis.call('SREM', KEYS[1], ARGV[i])
+  end
+end
+if redis.call('SCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return removed
+"""
+
 _TOUCH = """
 local item = redis.call('HMGET', KEYS[1], 'e', 't')
 if (not item[2]) or item[2] == '' or item[1] == '' then return 0 end
@@ -513,15 +526,25 @@ class RedisItemRows(ItemRows):
             ),
         )
 
-    def _remove(self, ns: str, keys: Sequence[str]) -> Any:
+    def _remove(self, ns: str, keys: Sequence[str], *, expired_at: float | None = None) -> Any:
+        """Remove items of ``ns`` (only those still expired at ``expired_at``, when given).
+
+        A sweep checks each item again in the script: another worker may have put it anew
+        since the sweep read its expiry.
+        """
+        script, args = (
+            (_DELETE, (ns, *keys))
+            if expired_at is None
+            else (_SWEEP, (ns, repr(expired_at), *keys))
+        )
         return self._eval(
-            _DELETE,
+            script,
             (
                 self._keys_key(ns),
                 self._namespaces_key(),
                 *(self._item_key(ns, key) for key in keys),
             ),
-            (ns, *keys),
+            args,
         )
 
     def delete(self, namespace: tuple[str, ...], key: str) -> Plan[Any, None]:
@@ -642,7 +665,7 @@ class RedisItemRows(ItemRows):
                 expired.setdefault(ns, []).append(key)
         removed = 0
         for ns, keys in expired.items():
-            removed += int((yield self._remove(ns, keys)))
+            removed += int((yield self._remove(ns, keys, expired_at=now)))
         return removed
 
 

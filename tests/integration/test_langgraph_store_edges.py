@@ -1,0 +1,222 @@
+"""HybridMemoryStore at its edges: odd labels and keys, bad input, many workers racing, erasure.
+
+Each test is an attack found in review (#13 item 2): a user or operator doing something unusual
+that must either work as LangGraph's ``InMemoryStore`` does or fail with a clear error, on every
+store, and many workers that must never lose or resurrect an item.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from langgraph.store.memory import InMemoryStore
+
+from langchain_hybrid_memory import HybridMemoryStore, InvalidInputError
+from tests.integration.backends import PERSISTENT_KINDS, Backend
+from tests.unit.store_fixtures import cluster_port, open_backend  # noqa: F401 - fixture
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from langchain_core.embeddings import Embeddings
+
+pytestmark = pytest.mark.integration
+
+KINDS = ("sqlite", "redis", "redis-cluster", "postgres")
+T0 = 1_900_000_000.0
+
+
+@pytest.fixture(params=KINDS)
+def backend(request, tmp_path) -> Iterator[Backend]:
+    yield from open_backend(request, request.param, tmp_path)
+
+
+def _store(backend: Backend, embeddings: Embeddings, **options: Any) -> HybridMemoryStore:
+    options.setdefault("index", {"embed": embeddings, "dims": 384})
+    return HybridMemoryStore(backend.open(), **options)
+
+
+# -- odd labels and keys ---------------------------------------------------------------------
+
+ODD_LABELS = [
+    "a/b",  # '/' bounds the prefix range of '.'-joined namespaces
+    "a%b",  # SQL LIKE wildcards
+    "a_b",
+    "*",  # Redis glob characters
+    "a?",
+    "[x]",
+    "{tag}",  # a Redis Cluster hash tag
+    "a:b",
+    "it's",
+    'say "hi"',
+    "a\\b",
+    "ünïcødé 😀",
+    " ",
+    "x" * 1000,
+]
+
+
+def test_odd_labels_and_keys_are_kept_apart_as_langgraphs_in_memory_store_keeps_them(
+    backend, embeddings
+):
+    store, reference = _store(backend, embeddings), InMemoryStore()
+    keys = ["", "%", "_", "*", "?", "[a-z]", "a.b", "ünï 😀"]
+    for target in (store, reference):
+        for label in ODD_LABELS:
+            target.put(("n", label), "k", {"label": label}, index=False)
+            target.put(("n", label, "deeper"), "k", {"label": label}, index=False)
+        target.put(("n", "a"), "k", {"label": "a"}, index=False)  # a prefix of several labels
+        for key in keys:
+            target.put(("keys",), key, {"key": key}, index=False)
+
+    for target in (store, reference):
+        assert len(target.search(("n",), limit=1000)) == 2 * len(ODD_LABELS) + 1
+        assert [i.value for i in target.search(("n", "a"))] == [{"label": "a"}]
+        assert [i.value for i in target.search(("n", "*"), limit=10)] == [{"label": "*"}] * 2
+        assert target.list_namespaces(prefix=("n", "a%b")) == [("n", "a%b"), ("n", "a%b", "deeper")]
+        assert {i.key for i in target.search(("keys",), limit=100)} == set(keys)
+    assert store.list_namespaces(limit=1000) == reference.list_namespaces(limit=1000)
+    for label in ODD_LABELS:
+        assert store.get(("n", label), "k").value == {"label": label}
+    for key in keys:
+        assert store.get(("keys",), key).value == {"key": key}
+    assert store.delete_namespace(("n", "a")).items == 1  # not "a%b", "a_b", "a/b", "a?", ...
+    assert len(store.search(("n",), limit=1000)) == 2 * len(ODD_LABELS)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda s: s.put(("n", "\ud800"), "k", {"v": 1}),  # a lone surrogate: no UTF-8 for it
+        lambda s: s.put(("n",), "\udfff", {"v": 1}),
+        lambda s: s.put(("n",), "k", {"v": "\ud800"}),
+        lambda s: s.get(("n",), "\ud800"),
+        lambda s: s.search(("\ud800",)),
+        lambda s: s.put(("n",), "k\x00", {"v": 1}),  # PostgreSQL text cannot hold NUL
+        lambda s: s.put(("n",), "k" * 3000, {"v": 1}),  # PostgreSQL's index row limit
+        lambda s: s.put(("n", "x" * 1500), "k" * 1500, {"v": 1}),
+        lambda s: s.search(("n",), limit=-1),
+        lambda s: s.search(("n",), offset=-1),
+        lambda s: s.search(("n",), limit="10"),
+        lambda s: s.list_namespaces(limit=-1),
+        lambda s: s.search(("n",), filter={"v": {"$gt": 0, "w": 1}}),  # an operator dict
+        lambda s: s.search(("n",), filter={"meta": {"v": {"$regex": "x"}}}),  # nested
+    ],
+)
+def test_input_no_store_can_keep_is_refused_alike_on_every_store(backend, embeddings, bad):
+    store = _store(backend, embeddings)
+    store.put(("n",), "kept", {"v": 1}, index=False)
+
+    with pytest.raises(InvalidInputError):
+        bad(store)
+
+    assert [item.key for item in store.search((), limit=10)] == ["kept"]
+
+
+def test_a_value_needing_no_index_may_hold_any_json(backend, embeddings):
+    store = _store(backend, embeddings)
+    value = {"nul": "a\x00b", "nested": {"list": [1, 2.5, None, True]}, "emoji": "😀", "": 0}
+    store.put(("n",), "k", value, index=False)
+    assert store.get(("n",), "k").value == value
+
+
+def test_equal_scores_page_the_same_way_every_time(backend, embeddings):
+    store = _store(backend, embeddings)
+    for n in range(12):  # the same text: every score ties
+        store.put(("same",), f"k{n:02d}", {"text": "identical text"})
+
+    pages = [store.search(("same",), query="identical", limit=4, offset=o) for o in (0, 4, 8)]
+
+    assert [item.key for page in pages for item in page] == [f"k{n:02d}" for n in range(12)]
+
+
+# -- many workers ----------------------------------------------------------------------------
+
+
+def test_a_sweep_never_deletes_an_item_put_again_since_it_expired(backend, embeddings):
+    old = _store(backend, embeddings, clock=lambda: T0)
+    new = _store(backend, embeddings, clock=lambda: T0 + 600)
+    sweeper = _store(backend, embeddings, clock=lambda: T0 + 600)
+    keys = [f"k{n}" for n in range(10)]
+    start = threading.Barrier(2)
+
+    def sweep() -> None:
+        start.wait()
+        sweeper.sweep_ttl()
+
+    def put_again() -> None:
+        start.wait()
+        for key in keys:
+            new.put(("t",), key, {"v": "fresh"}, index=False)
+
+    lost = 0
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(40):
+            for key in keys:
+                old.put(("t",), key, {"v": "expired"}, ttl=1, index=False)
+            for future in [pool.submit(sweep), pool.submit(put_again)]:
+                future.result()
+            lost += sum(new.get(("t",), key) is None for key in keys)
+
+    assert lost == 0
+
+
+RACE_ROUNDS = 200
+
+
+def race_on_one_store(kind: str, tmp_path: Path, namespace: str, worker: int, barrier: Any) -> None:
+    """Run in a spawned process: put, refresh and delete the same keys as the other worker."""
+    from langchain_hybrid_memory import HybridMemoryStore
+
+    store = HybridMemoryStore(
+        Backend(kind, tmp_path, namespace=namespace).open(),
+        index={"embed": lambda texts: [[1.0] for _ in texts], "dims": 1},  # nothing is indexed
+    )
+    barrier.wait(timeout=120)
+    for i in range(RACE_ROUNDS):
+        store.put(("race", "gone"), "shared", {"by": worker, "i": i}, ttl=5, index=False)
+        store.get(("race", "gone"), "shared")  # refreshes the TTL, maybe after a delete
+        store.delete(("race", "gone"), "shared")
+        store.put(("race", "kept"), f"w{worker}-{i}", {"i": i}, index=False)
+        if i % 2:
+            store.delete(("race", "kept"), f"w{worker}-{i}")
+        store.search(("race", "gone"))  # refreshes too
+    store.delete(("race", "gone"), "shared")
+    store.store.close()
+
+
+@pytest.mark.parametrize("kind", PERSISTENT_KINDS)
+def test_two_processes_racing_on_the_same_keys_lose_and_resurrect_nothing(kind, tmp_path):
+    backend = Backend(kind, tmp_path)
+    workers: list[Any] = []
+    try:
+        store = HybridMemoryStore(backend.open(), index={"embed": lambda t: [[1.0]], "dims": 1})
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(2)
+        workers = [
+            context.Process(
+                target=race_on_one_store, args=(kind, tmp_path, backend.namespace, n, barrier)
+            )
+            for n in range(2)
+        ]
+        for process in workers:
+            process.start()
+        for process in workers:
+            process.join(timeout=300)
+        assert [process.exitcode for process in workers] == [0, 0]
+
+        assert store.get(("race", "gone"), "shared") is None
+        assert store.search(("race", "gone")) == []
+        assert store.list_namespaces() == [("race", "kept")]
+        kept = {item.key for item in store.search(("race",), limit=10_000)}
+        assert kept == {f"w{w}-{i}" for w in range(2) for i in range(0, RACE_ROUNDS, 2)}
+    finally:
+        for process in workers:
+            if process.is_alive():
+                process.kill()
+        backend.cleanup()
