@@ -1217,9 +1217,9 @@ class HybridMemory:
         As with :meth:`forget_session`, what other processes still hold for those sessions is
         refused by the store when they try to write it; with ``checkpointer``, the threads of
         the erased sessions' ids are deleted from it too; with ``store`` (a LangGraph
-        :class:`~langchain_hybrid_memory.HybridMemoryStore`), every namespace naming the user
-        (``("memories", user_id)``, ...) is deleted from it last (the report's ``items`` and
-        ``namespaces``).
+        :class:`~langchain_hybrid_memory.HybridMemoryStore`), the user's namespaces (its
+        ``user_namespaces``, else every namespace naming the user: ``("memories", user_id)``,
+        ...) are deleted from it last (the report's ``items`` and ``namespaces``).
 
         Raises:
             ConfigError: ``store`` is not a ``HybridMemoryStore`` (nothing was erased).

@@ -75,6 +75,7 @@ logger = logging.getLogger(__name__)
 _DEFAULT_STORE = "sqlite:///:memory:"
 _DEFAULT_SWEEP_MINUTES = 5.0
 _OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+_USER_LABEL = "{user_id}"
 # PostgreSQL refuses a B-tree index row over 2,704 bytes: the item's address must fit in one
 _MAX_ADDRESS_BYTES = 2048
 
@@ -123,6 +124,12 @@ class HybridMemoryStore(BaseStore):
         encrypt_vectors: With a key, encrypt the vectors too.
         dense_weight: Weight of the dense score in a search's hybrid score (BM25 gets the
             rest).
+        user_namespaces: The namespaces :meth:`forget_user` erases, as templates with the
+            label ``"{user_id}"`` standing for the user, e.g. ``[("memories", "{user_id}")]``
+            (LangMem's convention); each is erased with the namespaces under it. Default: every
+            namespace with the user id as one of its labels, which also erases the namespaces
+            of a label that merely equals the id (a user called ``"memories"``): give templates
+            when user ids are chosen by users.
         clock: Seconds since the epoch (default ``time.time``); every worker of one store
             should agree on it, as on a database clock.
 
@@ -154,6 +161,7 @@ class HybridMemoryStore(BaseStore):
         encryption_key: EncryptionKey | None = None,
         encrypt_vectors: bool = False,
         dense_weight: float = 0.5,
+        user_namespaces: Sequence[tuple[str, ...]] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if isinstance(dense_weight, bool) or not isinstance(dense_weight, (int, float)):
@@ -170,6 +178,7 @@ class HybridMemoryStore(BaseStore):
             for path in self.index_config.get("fields") or ["$"]
         ]
         self._dims: int | None = self.index_config.get("dims")
+        self.user_namespaces = _checked_templates(user_namespaces)
         self._clock = clock or time.time
         self.store = open_store(
             _DEFAULT_STORE if store is None else store,
@@ -450,11 +459,14 @@ class HybridMemoryStore(BaseStore):
         return await arun_calls(self._delete_prefixes([self._checked_prefix(namespace_prefix)]))
 
     def forget_user(self, user_id: str) -> ErasureReport:
-        """Delete every namespace that has ``user_id`` as one of its labels.
+        """Delete the user's namespaces: those of ``user_namespaces``, else every one naming them.
 
         The convention: a user's items live in namespaces naming the user as a whole label,
         e.g. ``("memories", user_id)`` or ``(user_id, "preferences")``, as LangGraph's docs
         lay them out. A label that merely contains the id (``"ana-team"``) is not the user's.
+        Without ``user_namespaces``, a label that equals the id is taken for the user wherever
+        it stands: ``forget_user("memories")`` erases ``("memories", ...)`` of every user. A
+        user id LangGraph cannot use as a label (holding ``.``) names no namespace.
 
         Returns:
             The items deleted and their namespaces.
@@ -479,8 +491,18 @@ class HybridMemoryStore(BaseStore):
         return prefix
 
     def _forget(self, user_id: str) -> Plan[Call, ErasureReport]:
-        names = yield self._io(self._rows.namespaces(None), write=False)
-        prefixes = sorted({ns[: ns.index(user_id) + 1] for ns in names if user_id in ns})
+        if "." in user_id or "\x00" in user_id:  # not a label: no namespace can name the user
+            return ErasureReport()
+        if self.user_namespaces is not None:
+            prefixes = sorted(
+                {
+                    tuple(user_id if label == _USER_LABEL else label for label in template)
+                    for template in self.user_namespaces
+                }
+            )
+        else:
+            names = yield self._io(self._rows.namespaces(None), write=False)
+            prefixes = sorted({ns[: ns.index(user_id) + 1] for ns in names if user_id in ns})
         return (yield from self._delete_prefixes(prefixes))
 
     def _delete_prefixes(self, prefixes: Sequence[tuple[str, ...]]) -> Plan[Call, ErasureReport]:
@@ -592,10 +614,33 @@ def _checked_index(index: IndexConfig | None) -> tuple[IndexConfig, Embeddings]:
     return IndexConfig(**config), embeddings  # type: ignore[typeddict-item]
 
 
+def _checked_templates(
+    templates: Sequence[tuple[str, ...]] | None,
+) -> tuple[tuple[str, ...], ...] | None:
+    if templates is None:
+        return None
+    if isinstance(templates, (str, tuple)) or not all(
+        isinstance(template, tuple) and _USER_LABEL in template for template in templates
+    ):
+        msg = (
+            'user_namespaces must be a list of namespace tuples each holding "{user_id}", '
+            f'e.g. [("memories", "{{user_id}}")], got {templates!r}'
+        )
+        raise ConfigError(msg)
+    for template in templates:
+        try:
+            validate_op_namespace(GetOp(template, ""))
+        except ValueError as exc:
+            msg = f"user_namespaces: {exc}"
+            raise ConfigError(msg) from None
+    return tuple(templates)
+
+
 def _checked_user(user_id: str) -> str:
     if not isinstance(user_id, str) or not user_id:
         msg = f"user_id must be a non-empty string, got {user_id!r}"
         raise InvalidInputError(msg)
+    _require_utf8(user_id, "user_id")
     return user_id
 
 

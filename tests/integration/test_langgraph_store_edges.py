@@ -220,3 +220,64 @@ def test_two_processes_racing_on_the_same_keys_lose_and_resurrect_nothing(kind, 
             if process.is_alive():
                 process.kill()
         backend.cleanup()
+
+
+# -- erasure ---------------------------------------------------------------------------------
+
+
+def _people(store: HybridMemoryStore) -> None:
+    store.put(("memories", "ana"), "a", {"text": "Ana lives in Porto"}, index=False)
+    store.put(("memories", "bob"), "b", {"text": "Bob lives in Rome"}, index=False)
+    store.put(("memories", "an"), "c", {"text": "An is a prefix of Ana"}, index=False)
+    store.put(("memories", "memories"), "d", {"text": "a user called memories"}, index=False)
+    store.put(("ana", "settings"), "e", {"text": "dark mode"}, index=False)
+
+
+def test_forget_user_without_templates_takes_a_label_equal_to_the_id_for_the_user(
+    backend, embeddings
+):
+    store = _store(backend, embeddings)
+    _people(store)
+
+    assert store.forget_user("an").namespaces == (("memories", "an"),)  # not "ana"
+    assert store.forget_user("ana.smith").items == 0  # no label can hold "."
+    # the documented limit: every namespace under a label "memories" goes, Bob's too
+    assert store.forget_user("memories").namespaces == (
+        ("memories", "ana"),
+        ("memories", "bob"),
+        ("memories", "memories"),
+    )
+    assert store.list_namespaces() == [("ana", "settings")]
+
+
+def test_forget_user_with_templates_erases_only_the_users_namespaces(backend, embeddings):
+    templates = [("memories", "{user_id}"), ("{user_id}", "settings")]
+    store = _store(backend, embeddings, user_namespaces=templates)
+    _people(store)
+
+    report = store.forget_user("memories")
+    assert (report.items, report.namespaces) == (1, (("memories", "memories"),))
+    report = store.forget_user("ana")
+    assert (report.items, report.namespaces) == (2, (("ana", "settings"), ("memories", "ana")))
+    assert store.list_namespaces() == [("memories", "an"), ("memories", "bob")]
+
+
+@pytest.mark.parametrize(
+    "templates",
+    [("memories", "{user_id}"), [("memories", "user")], [("a.b", "{user_id}")], ["memories"]],
+)
+def test_user_namespace_templates_must_name_the_user(templates, embeddings):
+    from langchain_hybrid_memory import ConfigError
+
+    with pytest.raises(ConfigError):
+        HybridMemoryStore(index={"embed": embeddings}, user_namespaces=templates)
+
+
+def test_delete_namespace_refuses_the_empty_prefix_and_erases_nothing(backend, embeddings):
+    from langgraph.store.base import InvalidNamespaceError
+
+    store = _store(backend, embeddings)
+    _people(store)
+    with pytest.raises(InvalidNamespaceError):
+        store.delete_namespace(())
+    assert len(store.search((), limit=100)) == 5
