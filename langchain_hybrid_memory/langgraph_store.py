@@ -50,7 +50,7 @@ from langgraph.store.base import (
 )
 
 from langchain_hybrid_memory._inputs import _require_utf8
-from langchain_hybrid_memory._plans import Call, arun_calls, cpu, run_calls, twin
+from langchain_hybrid_memory._plans import Call, arun_calls, cpu, light, run_calls, twin
 from langchain_hybrid_memory._search import normalize_rows
 from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, embeddings_named
 from langchain_hybrid_memory.errors import ConfigError, EmbeddingError, InvalidInputError
@@ -76,6 +76,8 @@ _DEFAULT_STORE = "sqlite:///:memory:"
 _DEFAULT_SWEEP_MINUTES = 5.0
 _OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 _USER_LABEL = "{user_id}"
+# a search opening more stored items than this does it in a worker thread (async twins)
+_OPEN_IN_PLACE = 64
 # PostgreSQL refuses a B-tree index row over 2,704 bytes: the item's address must fit in one
 _MAX_ADDRESS_BYTES = 2048
 
@@ -311,10 +313,11 @@ class HybridMemoryStore(BaseStore):
     ) -> Plan[Call, list[tuple[SearchItem, float | None]]]:
         """The page of ``op``'s results, each with its item's TTL (to refresh it)."""
         scan = self._rows.scan(op.namespace_prefix, now, vectors=bool(op.query))
-        rows: list[StoredItem] = yield self._io(scan, write=False)
-        candidates = [row for row in rows if _matches(row.record.get("value"), op.filter)]
+        stored: list[Sequence[Any]] = yield self._io(scan, write=False)
+        # decrypting and filtering many items is CPU work: off the event loop (async)
+        work = light if len(stored) <= _OPEN_IN_PLACE else cpu
+        candidates: list[StoredItem] = yield work(self._candidates, stored, op)
         if not op.query:
-            candidates.sort(key=lambda row: (-row.updated_at, row.namespace, row.key))
             page = candidates[op.offset : op.offset + op.limit]
             return [(_item(row, search=True), row.ttl_minutes) for row in page]
         try:
@@ -329,6 +332,14 @@ class HybridMemoryStore(BaseStore):
             unindexed = [(None, row) for score, row in scored if score is None]
             kept += unindexed[: op.limit - len(kept)]
         return [(_item(row, search=True, score=score), row.ttl_minutes) for score, row in kept]
+
+    def _candidates(self, stored: Sequence[Sequence[Any]], op: SearchOp) -> list[StoredItem]:
+        """The stored items matching ``op``'s filter (newest first without a query)."""
+        rows = self._rows.opened(stored, vectors=bool(op.query))
+        candidates = [row for row in rows if _matches(row.record.get("value"), op.filter)]
+        if not op.query:
+            candidates.sort(key=lambda row: (-row.updated_at, row.namespace, row.key))
+        return candidates
 
     def _score(
         self, query: str, query_vector: Sequence[float], rows: Sequence[StoredItem]

@@ -169,8 +169,16 @@ class ItemRows(ABC):
     @abstractmethod
     def scan(
         self, prefix: tuple[str, ...], now: float, *, vectors: bool
-    ) -> Plan[Any, list[StoredItem]]:
-        """Every live item whose namespace starts with ``prefix`` (vectors when asked)."""
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """Every live item whose namespace starts with ``prefix``, as stored (still sealed).
+
+        Open them with :meth:`opened`: decrypting many items is CPU work, which the caller
+        may run off the event loop. Vectors are read only when asked.
+        """
+
+    def opened(self, rows: Sequence[Sequence[Any]], *, vectors: bool) -> list[StoredItem]:
+        """The items of rows :meth:`scan` read, decrypted and parsed."""
+        return [self._item(row, vectors=vectors) for row in rows]
 
     @abstractmethod
     def touch(self, keys: Sequence[tuple[tuple[str, ...], str]], now: float) -> Plan[Any, None]:
@@ -325,16 +333,16 @@ class SQLItemRows(ItemRows):
 
     def scan(
         self, prefix: tuple[str, ...], now: float, *, vectors: bool
-    ) -> Plan[Any, list[StoredItem]]:
+    ) -> Plan[Any, list[Sequence[Any]]]:
         """Plan of :meth:`ItemRows.scan`: one query over the namespace range."""
         condition, params = self._prefix(prefix)
         columns = _COLUMNS if vectors else _COLUMNS.replace("vectors", "NULL")
-        rows = yield self._q(
+        rows: list[Sequence[Any]] = yield self._q(
             f"SELECT {columns} FROM {{t}}lg_items WHERE {condition} AND {_LIVE}",
             (*params, now),
             "all",
         )
-        return [self._item(row, vectors=vectors) for row in rows]
+        return rows
 
     def touch(self, keys: Sequence[tuple[tuple[str, ...], str]], now: float) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.touch`."""
@@ -551,24 +559,22 @@ class RedisItemRows(ItemRows):
         """Plan of :meth:`ItemRows.delete`."""
         yield self._remove(namespace_text(namespace), [key])
 
-    def _read_items(
+    def _read_rows(
         self, pairs: Sequence[tuple[str, str]], now: float | None, *, vectors: bool
-    ) -> Plan[Any, list[StoredItem]]:
-        """The items of ``(namespace, key)`` pairs that exist (and live at ``now``)."""
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """The stored rows of ``(namespace, key)`` pairs that exist (and live at ``now``)."""
         if not pairs:
             return []
         answers = yield self._batch(
             tuple(("HMGET", self._item_key(ns, key), *_FIELDS) for ns, key in pairs)
         )
-        items = []
-        for (ns, key), (record, created, updated, expires, ttl, blob) in zip(
-            pairs, answers, strict=True
-        ):
-            if record is None or (now is not None and expires and float(expires) <= now):
-                continue
-            row = (ns, key, record, created, updated, ttl, blob if vectors else None)
-            items.append(self._item(row, vectors=vectors))
-        return items
+        return [
+            (ns, key, record, created, updated, ttl, blob if vectors else None)
+            for (ns, key), (record, created, updated, expires, ttl, blob) in zip(
+                pairs, answers, strict=True
+            )
+            if record is not None and (now is None or not expires or float(expires) > now)
+        ]
 
     def _members(self, prefix: str) -> Plan[Any, list[tuple[str, str]]]:
         """Every ``(namespace, key)`` under ``prefix`` the index lists."""
@@ -588,15 +594,15 @@ class RedisItemRows(ItemRows):
 
     def get(self, namespace: tuple[str, ...], key: str, now: float) -> Plan[Any, StoredItem | None]:
         """Plan of :meth:`ItemRows.get`."""
-        items = yield from self._read_items([(namespace_text(namespace), key)], now, vectors=False)
-        return items[0] if items else None
+        rows = yield from self._read_rows([(namespace_text(namespace), key)], now, vectors=False)
+        return self._item(rows[0], vectors=False) if rows else None
 
     def scan(
         self, prefix: tuple[str, ...], now: float, *, vectors: bool
-    ) -> Plan[Any, list[StoredItem]]:
+    ) -> Plan[Any, list[Sequence[Any]]]:
         """Plan of :meth:`ItemRows.scan`: three round trips (namespaces, keys, items)."""
         pairs = yield from self._members(namespace_text(prefix))
-        return (yield from self._read_items(pairs, now, vectors=vectors))
+        return (yield from self._read_rows(pairs, now, vectors=vectors))
 
     def touch(self, keys: Sequence[tuple[tuple[str, ...], str]], now: float) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.touch`: one script per item, in one pipeline."""

@@ -7,12 +7,14 @@ store, and many workers that must never lose or resurrect an item.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from langgraph.store.base import PutOp
 from langgraph.store.memory import InMemoryStore
 
 from langchain_hybrid_memory import HybridMemoryStore, InvalidInputError
@@ -133,6 +135,29 @@ def test_equal_scores_page_the_same_way_every_time(backend, embeddings):
     pages = [store.search(("same",), query="identical", limit=4, offset=o) for o in (0, 4, 8)]
 
     assert [item.key for page in pages for item in page] == [f"k{n:02d}" for n in range(12)]
+
+
+def test_an_async_search_of_many_items_opens_them_off_the_event_loop(backend, embeddings):
+    store = _store(backend, embeddings)
+    store.batch([PutOp(("many",), f"k{n}", {"n": n}, index=False) for n in range(100)])
+    threads: list[threading.Thread] = []
+    opened = store._rows.opened
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread())
+        return opened(*args, **kwargs)
+
+    store._rows.opened = recording  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[list[Any], threading.Thread]:
+        found = await store.asearch(("many",), filter={"n": {"$gte": 90}}, limit=100)
+        return found, threading.current_thread()
+
+    found, loop_thread = asyncio.run(scenario())
+
+    assert sorted(item.value["n"] for item in found) == list(range(90, 100))
+    assert threads
+    assert loop_thread not in threads
 
 
 # -- many workers ----------------------------------------------------------------------------
