@@ -56,7 +56,14 @@ from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, embeddings_na
 from langchain_hybrid_memory.errors import ConfigError, EmbeddingError, InvalidInputError
 from langchain_hybrid_memory.lexical import LexicalIndex
 from langchain_hybrid_memory.stores import MemoryStore, open_store
-from langchain_hybrid_memory.stores._items import NewItem, StoredItem, item_rows_for
+from langchain_hybrid_memory.stores._items import (
+    NewItem,
+    StoredItem,
+    item_rows_for,
+)
+from langchain_hybrid_memory.stores._items import (
+    newest_first as _newest_first,
+)
 from langchain_hybrid_memory.types import ErasureReport
 
 if TYPE_CHECKING:
@@ -312,14 +319,21 @@ class HybridMemoryStore(BaseStore):
         self, op: SearchOp, now: float
     ) -> Plan[Call, list[tuple[SearchItem, float | None]]]:
         """The page of ``op``'s results, each with its item's TTL (to refresh it)."""
+        if not op.query and not op.filter:  # a listing: the store cuts the page
+            listing = self._rows.newest(op.namespace_prefix, now, op.limit, op.offset)
+            page: list[Sequence[Any]] = yield self._io(listing, write=False)
+            items = self._rows.opened(page, vectors=False)
+            return [(_item(row, search=True), row.ttl_minutes) for row in items]
         scan = self._rows.scan(op.namespace_prefix, now, vectors=bool(op.query))
         stored: list[Sequence[Any]] = yield self._io(scan, write=False)
         # decrypting and filtering many items is CPU work: off the event loop (async)
         work = light if len(stored) <= _OPEN_IN_PLACE else cpu
         candidates: list[StoredItem] = yield work(self._candidates, stored, op)
         if not op.query:
-            page = candidates[op.offset : op.offset + op.limit]
-            return [(_item(row, search=True), row.ttl_minutes) for row in page]
+            return [
+                (_item(row, search=True), row.ttl_minutes)
+                for row in candidates[op.offset : op.offset + op.limit]
+            ]
         try:
             query_vector = yield twin(self.embeddings, "embed_query", op.query)
         except Exception as exc:
@@ -338,7 +352,7 @@ class HybridMemoryStore(BaseStore):
         rows = self._rows.opened(stored, vectors=bool(op.query))
         candidates = [row for row in rows if _matches(row.record.get("value"), op.filter)]
         if not op.query:
-            candidates.sort(key=lambda row: (-row.updated_at, row.namespace, row.key))
+            candidates.sort(key=lambda row: _newest_first(row.updated_at, row.namespace, row.key))
         return candidates
 
     def _score(

@@ -45,7 +45,15 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.stores.redis import RedisStore
 
-__all__ = ["ItemRows", "NewItem", "StoredItem", "item_rows_for", "namespace_text", "text_namespace"]
+__all__ = [
+    "ItemRows",
+    "NewItem",
+    "StoredItem",
+    "item_rows_for",
+    "namespace_text",
+    "newest_first",
+    "text_namespace",
+]
 
 _R = TypeVar("_R")
 
@@ -176,6 +184,18 @@ class ItemRows(ABC):
         may run off the event loop. Vectors are read only when asked.
         """
 
+    def newest(
+        self, prefix: tuple[str, ...], now: float, limit: int, offset: int
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """A page of the live items under ``prefix``, newest ``updated_at`` first, as stored.
+
+        Ties are ordered by namespace (as stored, ``.``-joined) and key, as
+        :func:`newest_first` orders them. Only the page is opened by the caller.
+        """
+        rows = yield from self.scan(prefix, now, vectors=False)
+        rows.sort(key=lambda row: newest_first(row[4], _str(row[0]), _str(row[1])))
+        return rows[offset : offset + limit]
+
     def opened(self, rows: Sequence[Sequence[Any]], *, vectors: bool) -> list[StoredItem]:
         """The items of rows :meth:`scan` read, decrypted and parsed."""
         return [self._item(row, vectors=vectors) for row in rows]
@@ -236,6 +256,22 @@ class ItemRows(ABC):
             ttl_minutes=float(ttl) if ttl not in (None, b"", "") else None,
             vectors=self.codec.load_blob(blob, "item vectors") if vectors and blob else None,
         )
+
+
+def newest_first(
+    updated_at: float | str | bytes, namespace: tuple[str, ...] | str, key: str
+) -> tuple[float, str, str]:
+    """The order of a listing (a search without query): newest first, then namespace and key.
+
+    Every store orders alike: the namespace compares as stored (``.``-joined), as the SQL
+    stores' ``ORDER BY`` compares it.
+
+    Example:
+        >>> sorted([(1.0, ("a", "b"), "k"), (1.0, ("a-x",), "k")], key=lambda r: newest_first(*r))
+        [(1.0, ('a-x',), 'k'), (1.0, ('a', 'b'), 'k')]
+    """
+    text = namespace if isinstance(namespace, str) else namespace_text(namespace)
+    return -float(updated_at), text, key
 
 
 def _str(value: str | bytes) -> str:
@@ -340,6 +376,20 @@ class SQLItemRows(ItemRows):
         rows: list[Sequence[Any]] = yield self._q(
             f"SELECT {columns} FROM {{t}}lg_items WHERE {condition} AND {_LIVE}",
             (*params, now),
+            "all",
+        )
+        return rows
+
+    def newest(
+        self, prefix: tuple[str, ...], now: float, limit: int, offset: int
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """Plan of :meth:`ItemRows.newest`: the database sorts and cuts the page."""
+        condition, params = self._prefix(prefix)
+        rows: list[Sequence[Any]] = yield self._q(
+            f"SELECT {_COLUMNS.replace('vectors', 'NULL')} FROM {{t}}lg_items "
+            f"WHERE {condition} AND {_LIVE} "
+            "ORDER BY updated_at DESC, namespace, item_key LIMIT %s OFFSET %s",
+            (*params, now, limit, offset),
             "all",
         )
         return rows

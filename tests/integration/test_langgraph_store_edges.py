@@ -160,6 +160,25 @@ def test_an_async_search_of_many_items_opens_them_off_the_event_loop(backend, em
     assert loop_thread not in threads
 
 
+def test_a_listing_pages_newest_first_then_by_namespace_and_key_on_every_store(backend, embeddings):
+    clock = [T0]
+    store = _store(backend, embeddings, clock=lambda: clock[0])
+    store.batch(  # one batch: one updated_at, so the ties decide
+        [PutOp(ns, key, {"v": 1}, index=False) for ns in [("a", "b"), ("a-x",)] for key in "yx"]
+    )
+    clock[0] += 1
+    store.put(("a", "b"), "newest", {"v": 2}, index=False)
+
+    pages = [[(i.namespace, i.key) for i in store.search((), limit=2, offset=o)] for o in (0, 2, 4)]
+
+    assert pages == [
+        [(("a", "b"), "newest"), (("a-x",), "x")],  # "a-x" < "a.b" as stored
+        [(("a-x",), "y"), (("a", "b"), "x")],
+        [(("a", "b"), "y")],
+    ]
+    assert [i.key for i in store.search(("a",), limit=1, offset=1)] == ["x"]
+
+
 # -- many workers ----------------------------------------------------------------------------
 
 
