@@ -105,14 +105,23 @@ class HybridMemoryStore(BaseStore):
     store URL (or store object) serves ``HybridMemory`` and this store together, on the same
     connections and under the same encryption key.
 
-    **Cost.** ``get`` and ``put`` touch one item (``put`` embeds its indexed fields once). A
-    ``search`` reads every live item under the namespace prefix in one query (Redis: three
-    round trips), vectors only with a ``query``, then filters, embeds the query once and scores
-    the candidates in memory (filters run here too: values may be encrypted, so the database
-    cannot read them): its cost grows with the items under the prefix, not with the store, so
-    search the narrowest prefix (``("memories", user_id)``). ``list_namespaces`` is one
-    ``SELECT DISTINCT`` (Redis: reads each item's expiry), and so is finding a user's
-    namespaces for :meth:`forget_user`.
+    **Cost.** ``get`` and ``put`` touch one item (``put`` embeds its indexed fields, even
+    when the value is unchanged, as LangGraph's stores do). A search without ``query`` or
+    ``filter`` (a listing) is paged by the database (Redis: opens only the page). A search
+    with either reads every live item under the namespace prefix in one query (Redis: three
+    round trips), vectors only with a ``query``, then opens and filters them here (values may
+    be encrypted, so the database cannot read them; async twins do it in a worker thread),
+    embeds the query once and scores the candidates in memory: its cost grows with the items
+    under the prefix (there is no cap), not with the store, so search the narrowest prefix
+    (``("memories", user_id)``). ``list_namespaces`` is one ``SELECT DISTINCT`` over the
+    whole store (Redis: reads every item's expiry), and so is finding a user's namespaces
+    for :meth:`forget_user` without ``user_namespaces``.
+
+    **Limits.** Namespaces and keys are stored in clear, even with an encryption key (they
+    address the items, and the database orders and ranges over them): keep secrets in
+    values. An item's namespace and key take at most 2,048 bytes together (UTF-8), and text
+    must be valid Unicode, with no NUL in a key, so that every store keeps it alike. On a
+    Redis Cluster every item shares one hash slot (one node holds them all).
 
     Args:
         store: Where the items live: a SQLite, Redis or PostgreSQL store object, or its URL
