@@ -53,7 +53,12 @@ from langchain_hybrid_memory._inputs import _require_utf8
 from langchain_hybrid_memory._plans import Call, arun_calls, cpu, light, run_calls, twin
 from langchain_hybrid_memory._search import normalize_rows
 from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, embeddings_named
-from langchain_hybrid_memory.errors import ConfigError, EmbeddingError, InvalidInputError
+from langchain_hybrid_memory.errors import (
+    ConfigError,
+    EmbeddingError,
+    HybridMemoryError,
+    InvalidInputError,
+)
 from langchain_hybrid_memory.lexical import LexicalIndex
 from langchain_hybrid_memory.stores import MemoryStore, open_store
 from langchain_hybrid_memory.stores._items import (
@@ -105,8 +110,8 @@ class HybridMemoryStore(BaseStore):
     store URL (or store object) serves ``HybridMemory`` and this store together, on the same
     connections and under the same encryption key.
 
-    **Cost.** ``get`` and ``put`` touch one item (``put`` embeds its indexed fields, even
-    when the value is unchanged, as LangGraph's stores do). A search without ``query`` or
+    **Cost.** ``get`` touches one item, and ``put`` two reads and a write (it embeds its
+    indexed fields once, and not again when the item is put again with the same texts). A search without ``query`` or
     ``filter`` (a listing) is paged by the database (Redis: opens only the page). A search
     with either reads every live item under the namespace prefix in one query (Redis: three
     round trips), vectors only with a ``query``, then opens and filters them here (values may
@@ -267,7 +272,7 @@ class HybridMemoryStore(BaseStore):
         if touched:
             yield self._io(self._rows.touch(touched, now), write=True)
         if puts:
-            vectors = yield from self._embed_puts(list(puts.values()))
+            vectors = yield from self._embed_puts(list(puts.values()), now)
             yield self._io(self._write_puts(list(puts.values()), vectors, now), write=True)
         return results
 
@@ -280,17 +285,25 @@ class HybridMemoryStore(BaseStore):
             return self._fields
         return [(path, tokenize_path(path)) for path in op.index]
 
-    def _embed_puts(self, puts: Sequence[PutOp]) -> Plan[Call, list[np.ndarray | None]]:
-        """One matrix of vectors per put (``None``: not indexed), in one embedding call."""
-        texts: list[str] = []
-        spans: list[tuple[int, int]] = []
-        for op in puts:
-            start = len(texts)
-            for _, path in self._paths(op):
-                texts += get_text_at_path(op.value, path)
-            spans.append((start, len(texts)))
+    def _embed_puts(self, puts: Sequence[PutOp], now: float) -> Plan[Call, list[np.ndarray | None]]:
+        """One matrix of vectors per put (``None``: not indexed).
+
+        An item put again with the same indexed texts keeps its stored vectors (with an
+        embedding API, no call is paid twice); the other texts are embedded in one call.
+        """
+        texts_of = [
+            [text for _, path in self._paths(op) for text in get_text_at_path(op.value, path)]
+            for op in puts
+        ]
+        vectors = yield from self._stored_vectors(puts, texts_of, now)
+        texts = [
+            text
+            for found, own in zip(vectors, texts_of, strict=True)
+            if found is None
+            for text in own
+        ]
         if not texts:
-            return [None] * len(puts)
+            return vectors
         try:
             embedded = yield twin(self.embeddings, "embed_documents", texts)
             matrix = np.asarray(embedded, dtype=np.float32)
@@ -305,7 +318,41 @@ class HybridMemoryStore(BaseStore):
         elif matrix.shape[1] != self._dims:
             msg = f"the embedding model returned {matrix.shape[1]} dims, the index has {self._dims}"
             raise EmbeddingError(msg)
-        return [matrix[start:stop] if stop > start else None for start, stop in spans]
+        start = 0
+        for position, own in enumerate(texts_of):
+            if own and vectors[position] is None:
+                vectors[position] = matrix[start : start + len(own)]
+                start += len(own)
+        return vectors
+
+    def _stored_vectors(
+        self, puts: Sequence[PutOp], texts_of: Sequence[Sequence[str]], now: float
+    ) -> Plan[Call, list[np.ndarray | None]]:
+        """The stored vectors of the puts whose indexed texts are those already stored."""
+        found: list[np.ndarray | None] = [None] * len(puts)
+        wanted = [position for position, own in enumerate(texts_of) if own]
+        if not wanted or self._dims is None:  # unknown dims: stored vectors cannot be checked
+            return found
+        keys = [(puts[position].namespace, puts[position].key) for position in wanted]
+        stored = yield self._io(self._rows.read(keys, now, vectors=True), write=False)
+        try:
+            opened = self._rows.opened(stored, vectors=True)
+        except HybridMemoryError:  # sealed under another key, or damaged: the put decides
+            return found
+        rows = {(row.namespace, row.key): row for row in opened}
+        for position in wanted:
+            op = puts[position]
+            row = rows.get((op.namespace, op.key))
+            if (
+                row is not None
+                and row.vectors is not None
+                and len(row.vectors) == len(texts_of[position]) * self._dims * 4
+                and _indexed_texts(row) == texts_of[position]
+            ):
+                found[position] = np.frombuffer(row.vectors, dtype=np.float32).reshape(
+                    -1, self._dims
+                )
+        return found
 
     def _write_puts(
         self, puts: Sequence[PutOp], vectors: Sequence[np.ndarray | None], now: float
@@ -387,9 +434,7 @@ class HybridMemoryStore(BaseStore):
                 continue
             matrix = normalize_rows(matrix.reshape(-1, query_unit.size))
             dense[position] = float(np.max(matrix @ query_unit))
-            value = row.record.get("value")
-            texts = [text for path in fields for text in get_text_at_path(value, path)]
-            lexical.add(position, " ".join(texts))
+            lexical.add(position, " ".join(_indexed_texts(row)))
         indexed = [position for position in range(len(rows)) if not math.isnan(dense[position])]
         scores = dense.copy()
         bm25 = lexical.row_scores(query) if indexed else None
@@ -828,6 +873,14 @@ def _apply(actual: Any, operator: str, operand: Any) -> bool:
     if operator == "$lt":
         return left < right
     return left <= right
+
+
+def _indexed_texts(row: StoredItem) -> list[str]:
+    """The texts a stored item's vectors were embedded from, in order."""
+    value = row.record.get("value")
+    return [
+        text for path in row.record.get("fields") or () for text in get_text_at_path(value, path)
+    ]
 
 
 def _moment(seconds: float) -> datetime:

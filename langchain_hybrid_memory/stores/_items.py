@@ -171,8 +171,15 @@ class ItemRows(ABC):
         """Remove an item (nothing if absent)."""
 
     @abstractmethod
+    def read(
+        self, keys: Sequence[tuple[tuple[str, ...], str]], now: float, *, vectors: bool
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """The live items of these ``(namespace, key)`` pairs that exist, as stored (sealed)."""
+
     def get(self, namespace: tuple[str, ...], key: str, now: float) -> Plan[Any, StoredItem | None]:
         """The live item, without vectors, or ``None``."""
+        rows = yield from self.read([(namespace, key)], now, vectors=False)
+        return self._item(rows[0], vectors=False) if rows else None
 
     @abstractmethod
     def scan(
@@ -357,15 +364,22 @@ class SQLItemRows(ItemRows):
             (namespace_text(namespace), key),
         )
 
-    def get(self, namespace: tuple[str, ...], key: str, now: float) -> Plan[Any, StoredItem | None]:
-        """Plan of :meth:`ItemRows.get`."""
-        row = yield self._q(
-            f"SELECT namespace, item_key, record, created_at, updated_at, ttl_minutes, NULL "
-            f"FROM {{t}}lg_items WHERE namespace = %s AND item_key = %s AND {_LIVE}",
-            (namespace_text(namespace), key, now),
-            "one",
-        )
-        return None if row is None else self._item(row, vectors=False)
+    def read(
+        self, keys: Sequence[tuple[tuple[str, ...], str]], now: float, *, vectors: bool
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """Plan of :meth:`ItemRows.read`: one query per item, in one transaction."""
+        columns = _COLUMNS if vectors else _COLUMNS.replace("vectors", "NULL")
+        rows = []
+        for namespace, key in keys:
+            row = yield self._q(
+                f"SELECT {columns} FROM {{t}}lg_items "
+                f"WHERE namespace = %s AND item_key = %s AND {_LIVE}",
+                (namespace_text(namespace), key, now),
+                "one",
+            )
+            if row is not None:
+                rows.append(row)
+        return rows
 
     def scan(
         self, prefix: tuple[str, ...], now: float, *, vectors: bool
@@ -642,10 +656,12 @@ class RedisItemRows(ItemRows):
             (ns, _str(key)) for ns, keys in zip(names, members, strict=True) for key in sorted(keys)
         ]
 
-    def get(self, namespace: tuple[str, ...], key: str, now: float) -> Plan[Any, StoredItem | None]:
-        """Plan of :meth:`ItemRows.get`."""
-        rows = yield from self._read_rows([(namespace_text(namespace), key)], now, vectors=False)
-        return self._item(rows[0], vectors=False) if rows else None
+    def read(
+        self, keys: Sequence[tuple[tuple[str, ...], str]], now: float, *, vectors: bool
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """Plan of :meth:`ItemRows.read`: one pipeline."""
+        pairs = [(namespace_text(namespace), key) for namespace, key in keys]
+        return (yield from self._read_rows(pairs, now, vectors=vectors))
 
     def scan(
         self, prefix: tuple[str, ...], now: float, *, vectors: bool

@@ -11,9 +11,10 @@ import asyncio
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
+from langchain_core.embeddings import Embeddings
 from langgraph.store.base import PutOp
 from langgraph.store.memory import InMemoryStore
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from langchain_core.embeddings import Embeddings
 
 pytestmark = pytest.mark.integration
 
@@ -177,6 +177,40 @@ def test_a_listing_pages_newest_first_then_by_namespace_and_key_on_every_store(b
         [(("a", "b"), "y")],
     ]
     assert [i.key for i in store.search(("a",), limit=1, offset=1)] == ["x"]
+
+
+def test_putting_an_unchanged_value_again_does_not_embed_it_again(backend, embeddings):
+    class Counting(Embeddings):
+        texts: ClassVar[list[str]] = []
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            self.texts.extend(texts)
+            return embeddings.embed_documents(texts)
+
+        def embed_query(self, text: str) -> list[float]:
+            return embeddings.embed_query(text)
+
+    index = {"embed": Counting(), "dims": 384, "fields": ["text"]}
+    store, other_worker = (
+        _store(backend, embeddings, index=index),
+        _store(backend, embeddings, index=index),
+    )
+    store.put(("m",), "a", {"text": "Ana lives in Porto", "n": 1})
+    store.put(("m",), "b", {"text": "Bob plays the cello", "n": 1})
+
+    other_worker.put(("m",), "a", {"text": "Ana lives in Porto", "n": 1})  # unchanged
+    other_worker.put(("m",), "b", {"text": "Bob plays the cello", "n": 2})  # text unchanged
+    other_worker.put(("m",), "b", {"text": "Bob plays the viola", "n": 2})  # text changed
+    other_worker.put(("m",), "a", {"text": "Ana lives in Porto", "n": 1}, index=["n"])
+
+    assert Counting.texts == [
+        "Ana lives in Porto",
+        "Bob plays the cello",
+        "Bob plays the viola",
+        "1",
+    ]
+    store.put(("m",), "a", {"text": "Ana lives in Porto", "n": 1})
+    assert [i.key for i in store.search(("m",), query="Where does Ana live?", limit=1)] == ["a"]
 
 
 # -- many workers ----------------------------------------------------------------------------
