@@ -90,6 +90,8 @@ _OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 _USER_LABEL = "{user_id}"
 # a search opening more stored items than this does it in a worker thread (async twins)
 _OPEN_IN_PLACE = 64
+# a century: Redis takes the expiry in milliseconds, as an integer its scripts can print
+_MAX_TTL_MINUTES = 100 * 366 * 24 * 60
 # PostgreSQL refuses a B-tree index row over 2,704 bytes: the item's address must fit in one
 _MAX_ADDRESS_BYTES = 2048
 
@@ -484,6 +486,8 @@ class HybridMemoryStore(BaseStore):
         """
         if self._sweeper is not None and self._sweeper.is_alive():
             return
+        if sweep_interval_minutes is not None:
+            _check_minutes("sweep_interval_minutes", sweep_interval_minutes)
         minutes = (
             sweep_interval_minutes
             or (self.ttl_config or {}).get("sweep_interval_minutes")
@@ -662,15 +666,22 @@ def _checked_ttl(ttl: TTLConfig | None) -> TTLConfig:
         raise ConfigError(msg)
     for name in ("default_ttl", "sweep_interval_minutes"):
         value = ttl.get(name)
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            msg = f"TTLConfig {name} must be a positive number of minutes, got {value!r}"
-            raise ConfigError(msg)
+        if value is not None:
+            _check_minutes(f"TTLConfig {name}", value)
     return TTLConfig(**ttl)
+
+
+def _check_minutes(name: str, value: Any, error: type[Exception] = ConfigError) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= _MAX_TTL_MINUTES
+    ):
+        msg = (
+            f"{name} must be a positive number of minutes, at most {_MAX_TTL_MINUTES} "
+            f"(a century), got {value!r}"
+        )
+        raise error(msg)
 
 
 def _checked_index(index: IndexConfig | None) -> tuple[IndexConfig, Embeddings]:
@@ -791,14 +802,8 @@ def _check_put(op: PutOp) -> None:
     ):
         msg = "index must be False or a list of JSON paths (strings)"
         raise InvalidInputError(msg)
-    if op.ttl is not None and (
-        isinstance(op.ttl, bool)
-        or not isinstance(op.ttl, (int, float))
-        or not math.isfinite(op.ttl)
-        or op.ttl <= 0
-    ):
-        msg = f"ttl must be a positive number of minutes or None, got {op.ttl!r}"
-        raise InvalidInputError(msg)
+    if op.ttl is not None:
+        _check_minutes("ttl", op.ttl, InvalidInputError)
 
 
 def _check_filter(conditions: Any) -> None:

@@ -494,9 +494,9 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'r', ARGV[3], 'c', created, 'u', ARGV[4], 'e', ARGV[5], 't', ARGV[6])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'x', ARGV[7]) end
-if ARGV[8] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
+if ARGV[8] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end
 return 1
 """
 

@@ -18,7 +18,7 @@ from langchain_core.embeddings import Embeddings
 from langgraph.store.base import PutOp
 from langgraph.store.memory import InMemoryStore
 
-from langchain_hybrid_memory import HybridMemoryStore, InvalidInputError
+from langchain_hybrid_memory import ConfigError, HybridMemoryStore, InvalidInputError
 from tests.integration.backends import PERSISTENT_KINDS, Backend
 from tests.unit.store_fixtures import cluster_port, open_backend  # noqa: F401 - fixture
 
@@ -106,6 +106,8 @@ def test_odd_labels_and_keys_are_kept_apart_as_langgraphs_in_memory_store_keeps_
         lambda s: s.search(("n",), offset=-1),
         lambda s: s.search(("n",), limit="10"),
         lambda s: s.list_namespaces(limit=-1),
+        lambda s: s.put(("n",), "k", {"v": 1}, ttl=1e13),  # Redis cannot expire it
+        lambda s: s.put(("n",), "k", {"v": 1}, ttl=float("inf")),
         lambda s: s.search(("n",), filter={"v": {"$gt": 0, "w": 1}}),  # an operator dict
         lambda s: s.search(("n",), filter={"meta": {"v": {"$regex": "x"}}}),  # nested
     ],
@@ -211,6 +213,18 @@ def test_putting_an_unchanged_value_again_does_not_embed_it_again(backend, embed
     ]
     store.put(("m",), "a", {"text": "Ana lives in Porto", "n": 1})
     assert [i.key for i in store.search(("m",), query="Where does Ana live?", limit=1)] == ["a"]
+
+
+def test_an_item_may_live_a_century_and_be_refreshed(backend, embeddings):
+    store = _store(backend, embeddings, ttl={"default_ttl": 100 * 366 * 24 * 60})
+    store.put(("n",), "k", {"text": "kept for a long time"})
+
+    assert store.get(("n",), "k").value == {"text": "kept for a long time"}  # refreshes it
+    assert [item.key for item in store.search(("n",), query="long time")] == ["k"]
+    with pytest.raises(ConfigError):
+        _store(backend, embeddings, ttl={"default_ttl": 1e13})
+    with pytest.raises(ConfigError):
+        store.start_ttl_sweeper(sweep_interval_minutes=-1)
 
 
 # -- many workers ----------------------------------------------------------------------------
@@ -345,8 +359,6 @@ def test_forget_user_with_templates_erases_only_the_users_namespaces(backend, em
     [("memories", "{user_id}"), [("memories", "user")], [("a.b", "{user_id}")], ["memories"]],
 )
 def test_user_namespace_templates_must_name_the_user(templates, embeddings):
-    from langchain_hybrid_memory import ConfigError
-
     with pytest.raises(ConfigError):
         HybridMemoryStore(index={"embed": embeddings}, user_namespaces=templates)
 
