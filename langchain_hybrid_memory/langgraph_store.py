@@ -747,6 +747,11 @@ def _check_op(op: Op) -> None:
         _check_page(op.limit, op.offset)
     elif isinstance(op, SearchOp):
         _check_labels(op.namespace_prefix)
+        if op.query is not None:
+            if not isinstance(op.query, str):
+                msg = f"query must be a string, got {type(op.query).__name__}"
+                raise InvalidInputError(msg)
+            _require_utf8(op.query, "the search query")
         _check_filter(op.filter)
         _check_page(op.limit, op.offset)
     else:
