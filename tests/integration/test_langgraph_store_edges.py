@@ -373,3 +373,28 @@ def test_delete_namespace_refuses_the_empty_prefix_and_erases_nothing(backend, e
     with pytest.raises(InvalidNamespaceError):
         store.delete_namespace(())
     assert len(store.search((), limit=100)) == 5
+
+
+def test_an_encrypted_sqlite_file_holds_no_value_and_no_erased_user(tmp_path, embeddings):
+    from cryptography.fernet import Fernet
+
+    from tests.unit.store_fixtures import SealedBackend
+
+    backend = SealedBackend("sqlite", tmp_path, keys=Fernet.generate_key())
+    try:
+        store = _store(backend, embeddings)
+        store.put(("memories", "user-7731"), "passport", {"text": "passport X-4471-Q"})
+        store.put(("memories", "user-7731"), "passport", {"text": "passport X-9902-Z"})
+        store.put(("memories", "user-5150"), "pet", {"text": "a cat called Zebedee"})
+
+        raw = backend.sqlite_file_bytes()
+        assert b"X-4471-Q" not in raw
+        assert b"X-9902-Z" not in raw
+        assert b"Zebedee" not in raw
+        assert b"user-7731" in raw  # namespaces are stored in clear (documented)
+
+        store.forget_user("user-7731")
+
+        assert b"user-7731" not in backend.sqlite_file_bytes()
+    finally:
+        backend.cleanup()
