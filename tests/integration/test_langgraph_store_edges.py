@@ -232,32 +232,34 @@ def test_an_item_may_live_a_century_and_be_refreshed(backend, embeddings):
 # -- many workers ----------------------------------------------------------------------------
 
 
-def test_a_sweep_never_deletes_an_item_put_again_since_it_expired(backend, embeddings):
+def test_two_sweepers_never_delete_an_item_put_again_since_it_expired(backend, embeddings):
     old = _store(backend, embeddings, clock=lambda: T0)
     new = _store(backend, embeddings, clock=lambda: T0 + 600)
-    sweeper = _store(backend, embeddings, clock=lambda: T0 + 600)
+    sweepers = [_store(backend, embeddings, clock=lambda: T0 + 600) for _ in range(2)]
     keys = [f"k{n}" for n in range(10)]
-    start = threading.Barrier(2)
+    start = threading.Barrier(3)
 
-    def sweep() -> None:
+    def sweep(sweeper: HybridMemoryStore) -> int:
         start.wait()
-        sweeper.sweep_ttl()
+        return sweeper.sweep_ttl()
 
-    def put_again() -> None:
+    def put_again() -> int:
         start.wait()
         for key in keys:
             new.put(("t",), key, {"v": "fresh"}, index=False)
+        return 0
 
-    lost = 0
-    with ThreadPoolExecutor(2) as pool:
+    lost = swept = 0
+    with ThreadPoolExecutor(3) as pool:
         for _ in range(40):
             for key in keys:
                 old.put(("t",), key, {"v": "expired"}, ttl=1, index=False)
-            for future in [pool.submit(sweep), pool.submit(put_again)]:
-                future.result()
+            futures = [pool.submit(sweep, s) for s in sweepers] + [pool.submit(put_again)]
+            swept += sum(future.result() for future in futures)
             lost += sum(new.get(("t",), key) is None for key in keys)
 
     assert lost == 0
+    assert swept <= 40 * len(keys)  # each expired version is swept once at most
 
 
 RACE_ROUNDS = 200
