@@ -106,7 +106,10 @@ class HybridMemoryStore(BaseStore):
     ``$lte``, ``limit``, ``offset``), ``list_namespaces`` (prefix/suffix with ``"*"``,
     ``max_depth``), ``batch`` and every async twin; differences: an overwritten item keeps its
     ``created_at`` (as LangGraph's database stores do), a search without ``query`` lists the
-    newest ``updated_at`` first, and a search with ``query`` is hybrid (see :meth:`search`).
+    newest ``updated_at`` first (ties by namespace and key), a search with ``query`` is hybrid
+    (see :meth:`search`), a value must be a JSON object (``InMemoryStore`` keeps any Python
+    object; a ``datetime`` is refused here), and a range filter (``$gt``, ...) on a missing or
+    non-numeric field matches nothing (``InMemoryStore`` raises).
 
     Items live in tables (keys, on Redis) of their own beside the memory's sessions, so one
     store URL (or store object) serves ``HybridMemory`` and this store together, on the same
