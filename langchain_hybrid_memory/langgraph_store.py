@@ -124,8 +124,9 @@ class HybridMemoryStore(BaseStore):
     embeds the query once and scores the candidates in memory: its cost grows with the items
     under the prefix (there is no cap), not with the store, so search the narrowest prefix
     (``("memories", user_id)``). ``list_namespaces`` is one ``SELECT DISTINCT`` over the
-    whole store (Redis: reads every item's expiry), and so is finding a user's namespaces
-    for :meth:`forget_user` without ``user_namespaces``.
+    range of its ``prefix`` (up to a ``"*"``; Redis: reads each item's expiry there), and
+    finding a user's namespaces for :meth:`forget_user` without ``user_namespaces`` is one
+    over the whole store.
 
     **Limits.** Namespaces and keys are stored in clear, even with an encryption key (they
     address the items, and the database orders and ranges over them): keep secrets in
@@ -270,7 +271,8 @@ class HybridMemoryStore(BaseStore):
                 if op.refresh_ttl:
                     touched += [(h.namespace, h.key) for h, ttl in hits if ttl is not None]
             elif isinstance(op, ListNamespacesOp):
-                names = yield self._io(self._rows.namespaces(now), write=False)
+                listing = self._rows.namespaces(now, _literal_prefix(op))
+                names = yield self._io(listing, write=False)
                 results[position] = _list_namespaces(names, op)
             else:
                 puts[(op.namespace, op.key)] = op
@@ -932,6 +934,20 @@ def _namespace_matches(condition: MatchCondition, namespace: tuple[str, ...]) ->
         msg = f"Unsupported match type: {condition.match_type}"
         raise InvalidInputError(msg)
     return all(want in ("*", have) for want, have in zip(path, window, strict=True))
+
+
+def _literal_prefix(op: ListNamespacesOp) -> tuple[str, ...]:
+    """The labels every listed namespace starts with: a prefix condition's, up to a ``"*"``.
+
+    Example:
+        >>> _literal_prefix(ListNamespacesOp((MatchCondition("prefix", ("a", "b", "*", "c")),)))
+        ('a', 'b')
+    """
+    for condition in op.match_conditions or ():
+        if condition.match_type == "prefix":
+            path = tuple(condition.path)
+            return path[: path.index("*")] if "*" in path else path
+    return ()
 
 
 def _list_namespaces(

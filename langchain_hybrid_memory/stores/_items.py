@@ -212,8 +212,10 @@ class ItemRows(ABC):
         """Restart the TTL of these live items that have one."""
 
     @abstractmethod
-    def namespaces(self, now: float | None) -> Plan[Any, list[tuple[str, ...]]]:
-        """Every namespace holding an item live at ``now`` (``None``: expired ones count)."""
+    def namespaces(
+        self, now: float | None, prefix: tuple[str, ...] = ()
+    ) -> Plan[Any, list[tuple[str, ...]]]:
+        """Every namespace under ``prefix`` holding an item live at ``now`` (``None``: any)."""
 
     @abstractmethod
     def delete_prefix(
@@ -419,14 +421,17 @@ class SQLItemRows(ItemRows):
             "many",
         )
 
-    def namespaces(self, now: float | None) -> Plan[Any, list[tuple[str, ...]]]:
-        """Plan of :meth:`ItemRows.namespaces`: one ``SELECT DISTINCT``."""
-        if now is None:
-            rows = yield self._q("SELECT DISTINCT namespace FROM {t}lg_items", (), "all")
-        else:
-            rows = yield self._q(
-                f"SELECT DISTINCT namespace FROM {{t}}lg_items WHERE {_LIVE}", (now,), "all"
-            )
+    def namespaces(
+        self, now: float | None, prefix: tuple[str, ...] = ()
+    ) -> Plan[Any, list[tuple[str, ...]]]:
+        """Plan of :meth:`ItemRows.namespaces`: one ``SELECT DISTINCT`` over the prefix's range."""
+        condition, params = self._prefix(prefix)
+        live = "" if now is None else f" AND {_LIVE}"
+        rows = yield self._q(
+            f"SELECT DISTINCT namespace FROM {{t}}lg_items WHERE {condition}{live}",
+            (*params, *(() if now is None else (now,))),
+            "all",
+        )
         return [text_namespace(_str(text)) for (text,) in rows]
 
     def delete_prefix(
@@ -680,9 +685,11 @@ class RedisItemRows(ItemRows):
                 )
             )
 
-    def namespaces(self, now: float | None) -> Plan[Any, list[tuple[str, ...]]]:
-        """Plan of :meth:`ItemRows.namespaces`: reads each item's expiry (not its value)."""
-        pairs = yield from self._members("")
+    def namespaces(
+        self, now: float | None, prefix: tuple[str, ...] = ()
+    ) -> Plan[Any, list[tuple[str, ...]]]:
+        """Plan of :meth:`ItemRows.namespaces`: reads the expiry (not the value) of each item."""
+        pairs = yield from self._members(namespace_text(prefix))
         if not pairs:
             return []
         answers = yield self._batch(
