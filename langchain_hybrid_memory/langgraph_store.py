@@ -576,6 +576,7 @@ class HybridMemoryStore(BaseStore):
             msg = "delete_namespace needs a namespace of at least one label"
             raise InvalidNamespaceError(msg)
         validate_op_namespace(GetOp(prefix, ""))
+        _check_labels(prefix)
         return prefix
 
     def _forget(self, user_id: str) -> Plan[Call, ErasureReport]:

@@ -101,6 +101,8 @@ def test_odd_labels_and_keys_are_kept_apart_as_langgraphs_in_memory_store_keeps_
         lambda s: s.search(("\ud800",)),
         lambda s: s.search(("n",), query="a\ud800"),
         lambda s: s.search(("n",), query=42),
+        lambda s: s.delete_namespace(("n", "\ud800")),
+        lambda s: s.forget_user("\ud800"),
         lambda s: s.put(("n",), "k\x00", {"v": 1}),  # PostgreSQL text cannot hold NUL
         lambda s: s.put(("n",), "k" * 3000, {"v": 1}),  # PostgreSQL's index row limit
         lambda s: s.put(("n", "x" * 1500), "k" * 1500, {"v": 1}),
