@@ -431,6 +431,8 @@ class HybridMemoryStore(BaseStore):
         query_unit = normalize_rows(np.asarray(query_vector, dtype=np.float32))[0]
         dense = np.full(len(rows), np.nan, dtype=np.float32)
         lexical = LexicalIndex()
+        blocks: list[np.ndarray] = []  # each indexed item's vectors, scored in one product
+        owners: list[int] = []
         for position, row in enumerate(rows):
             fields = row.record.get("fields")
             if not fields or not row.vectors:
@@ -439,26 +441,30 @@ class HybridMemoryStore(BaseStore):
             if matrix.size % query_unit.size:
                 logger.warning("an item's vectors do not match the query's dimension: skipped")
                 continue
-            matrix = normalize_rows(matrix.reshape(-1, query_unit.size))
-            dense[position] = float(np.max(matrix @ query_unit))
+            blocks.append(matrix.reshape(-1, query_unit.size))
+            owners.append(position)
             lexical.add(position, " ".join(_indexed_texts(row)))
-        indexed = [position for position in range(len(rows)) if not math.isnan(dense[position])]
-        scores = dense.copy()
-        bm25 = lexical.row_scores(query) if indexed else None
+        if blocks:
+            similarities = normalize_rows(np.concatenate(blocks)) @ query_unit
+            starts = np.cumsum([0] + [len(block) for block in blocks[:-1]])
+            dense[owners] = np.maximum.reduceat(similarities, starts)  # an item's best field
+        scores = dense
+        bm25 = lexical.row_scores(query) if owners else None
         if bm25 is not None and float(bm25.max()) > 0:
             words = np.zeros(len(rows), dtype=np.float32)
             words[[lexical.doc_id(row) for row in range(len(lexical))]] = bm25 / float(bm25.max())
             scores = self.dense_weight * dense + (1.0 - self.dense_weight) * words
+        values: list[float] = scores.tolist()
         order = sorted(
             range(len(rows)),
             key=lambda p: (
-                math.isnan(scores[p]),
-                -np.nan_to_num(scores[p]),
+                math.isnan(values[p]),
+                0.0 if math.isnan(values[p]) else -values[p],
                 rows[p].namespace,
                 rows[p].key,
             ),
         )
-        return [(None if math.isnan(scores[p]) else float(scores[p]), rows[p]) for p in order]
+        return [(None if math.isnan(values[p]) else values[p], rows[p]) for p in order]
 
     # -- TTL --------------------------------------------------------------------------------
 
