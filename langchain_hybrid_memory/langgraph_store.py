@@ -230,7 +230,9 @@ class HybridMemoryStore(BaseStore):
         """Run operations in order; reads see the store before this batch's puts.
 
         As in LangGraph's ``InMemoryStore``, gets, searches and listings are answered first
-        and the puts (the last one per item wins) applied after, in one write.
+        and the puts (the last one per item wins) applied after, in one write: one
+        transaction on SQLite and PostgreSQL; on Redis each item is written atomically, the
+        batch is not.
 
         Raises:
             InvalidNamespaceError: A namespace label is empty, not a string, or holds ``.``.

@@ -402,3 +402,23 @@ def test_an_encrypted_sqlite_file_holds_no_value_and_no_erased_user(tmp_path, em
         assert b"user-7731" not in backend.sqlite_file_bytes()
     finally:
         backend.cleanup()
+
+
+def test_an_item_with_many_indexed_texts_scores_its_best_one_as_langgraph_does(embeddings):
+    index = {"embed": embeddings, "dims": 384, "fields": ["tags[*]"]}
+    store, reference = HybridMemoryStore(index=index, dense_weight=1.0), InMemoryStore(index=index)
+    items = {
+        "a": ["cooking", "pasta", "tomato sauce"],
+        "b": ["weather", "rain", "umbrella", "storm"],
+        "c": ["cello"],
+        "d": [],  # nothing to index: unscored
+    }
+    for target in (store, reference):
+        for key, tags in items.items():
+            target.put(("docs",), key, {"tags": tags})
+
+    for query in ("stormy weather", "italian food", "music"):
+        ours = store.search(("docs",), query=query)
+        theirs = reference.search(("docs",), query=query)
+        assert [i.key for i in ours] == [i.key for i in theirs]
+        assert [i.score for i in ours] == pytest.approx([i.score for i in theirs], abs=1e-5)
