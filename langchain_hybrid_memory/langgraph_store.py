@@ -435,17 +435,24 @@ class HybridMemoryStore(BaseStore):
         lexical = LexicalIndex()
         blocks: list[np.ndarray] = []  # each indexed item's vectors, scored in one product
         owners: list[int] = []
+        mismatched = 0
         for position, row in enumerate(rows):
             fields = row.record.get("fields")
             if not fields or not row.vectors:
                 continue
             matrix = np.frombuffer(row.vectors, dtype=np.float32)
-            if matrix.size % query_unit.size:
-                logger.warning("an item's vectors do not match the query's dimension: skipped")
+            texts = _indexed_texts(row)
+            if matrix.size != len(texts) * query_unit.size:  # one vector per text
+                mismatched += 1
                 continue
             blocks.append(matrix.reshape(-1, query_unit.size))
             owners.append(position)
-            lexical.add(position, " ".join(_indexed_texts(row)))
+            lexical.add(position, " ".join(texts))
+        if mismatched:  # embedded by another model: unscored, as an unindexed item
+            logger.warning(
+                "%d item(s) have vectors of another dimension than the query's: unscored",
+                mismatched,
+            )
         if blocks:
             similarities = normalize_rows(np.concatenate(blocks)) @ query_unit
             starts = np.cumsum([0] + [len(block) for block in blocks[:-1]])

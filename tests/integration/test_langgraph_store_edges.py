@@ -422,3 +422,29 @@ def test_an_item_with_many_indexed_texts_scores_its_best_one_as_langgraph_does(e
         theirs = reference.search(("docs",), query=query)
         assert [i.key for i in ours] == [i.key for i in theirs]
         assert [i.score for i in ours] == pytest.approx([i.score for i in theirs], abs=1e-5)
+
+
+def test_items_embedded_by_another_model_are_listed_unscored_with_one_warning(
+    embeddings, caplog, tmp_path
+):
+    url = f"sqlite:///{tmp_path / 'two-models.db'}"
+    # 768 dimensions: a multiple of the query's 384, still not two vectors of one text
+    other_model = HybridMemoryStore(
+        url, index={"embed": lambda texts: [[1.0] * 768 for _ in texts]}
+    )
+    ours = HybridMemoryStore(url, index={"embed": embeddings})
+    for n in range(5):
+        other_model.put(("docs",), f"old{n}", {"text": f"written with another model {n}"})
+    ours.put(("docs",), "new", {"text": "Ana lives in Porto"})
+
+    with caplog.at_level("WARNING", logger="langchain_hybrid_memory.langgraph_store"):
+        found = ours.search(("docs",), query="where does Ana live?")
+
+    assert [(item.key, item.score is None) for item in found][:2] == [
+        ("new", False),
+        ("old0", True),
+    ]
+    assert len(found) == 6
+    assert [r.getMessage() for r in caplog.records] == [
+        "5 item(s) have vectors of another dimension than the query's: unscored"
+    ]
