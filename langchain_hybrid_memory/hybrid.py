@@ -1229,10 +1229,9 @@ class HybridMemory:
         the erased sessions' ids are deleted from it too, and the threads whose checkpoints
         LangGraph labelled with this ``user_id`` (from the runs' ``configurable`` or
         ``metadata``; a user given only in the run context leaves no label); with ``store`` (a
-        LangGraph
-        :class:`~langchain_hybrid_memory.HybridMemoryStore`), every namespace naming the user
-        (``("memories", user_id)``, ...) is deleted from it last (the report's ``items`` and
-        ``namespaces``).
+        LangGraph :class:`~langchain_hybrid_memory.HybridMemoryStore`), the user's namespaces
+        (its ``user_namespaces``, else every namespace naming the user: ``("memories",
+        user_id)``, ...) are deleted from it last (the report's ``items`` and ``namespaces``).
 
         Raises:
             ConfigError: ``store`` is not a ``HybridMemoryStore`` (nothing was erased).

@@ -49,13 +49,26 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
-from langchain_hybrid_memory._plans import Call, arun_calls, cpu, run_calls, twin
+from langchain_hybrid_memory._inputs import _require_utf8
+from langchain_hybrid_memory._plans import Call, arun_calls, cpu, light, run_calls, twin
 from langchain_hybrid_memory._search import normalize_rows
 from langchain_hybrid_memory.embeddings import DEFAULT_EMBEDDINGS, embeddings_named
-from langchain_hybrid_memory.errors import ConfigError, EmbeddingError, InvalidInputError
+from langchain_hybrid_memory.errors import (
+    ConfigError,
+    EmbeddingError,
+    HybridMemoryError,
+    InvalidInputError,
+)
 from langchain_hybrid_memory.lexical import LexicalIndex
 from langchain_hybrid_memory.stores import MemoryStore, open_store
-from langchain_hybrid_memory.stores._items import NewItem, StoredItem, item_rows_for
+from langchain_hybrid_memory.stores._items import (
+    NewItem,
+    StoredItem,
+    item_rows_for,
+)
+from langchain_hybrid_memory.stores._items import (
+    newest_first as _newest_first,
+)
 from langchain_hybrid_memory.types import ErasureReport
 
 if TYPE_CHECKING:
@@ -74,6 +87,13 @@ logger = logging.getLogger(__name__)
 _DEFAULT_STORE = "sqlite:///:memory:"
 _DEFAULT_SWEEP_MINUTES = 5.0
 _OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+_USER_LABEL = "{user_id}"
+# a search opening more stored items than this does it in a worker thread (async twins)
+_OPEN_IN_PLACE = 64
+# a century: Redis takes the expiry in milliseconds, as an integer its scripts can print
+_MAX_TTL_MINUTES = 100 * 366 * 24 * 60
+# PostgreSQL refuses a B-tree index row over 2,704 bytes: the item's address must fit in one
+_MAX_ADDRESS_BYTES = 2048
 
 _Key = tuple[tuple[str, ...], str]
 
@@ -86,20 +106,33 @@ class HybridMemoryStore(BaseStore):
     ``$lte``, ``limit``, ``offset``), ``list_namespaces`` (prefix/suffix with ``"*"``,
     ``max_depth``), ``batch`` and every async twin; differences: an overwritten item keeps its
     ``created_at`` (as LangGraph's database stores do), a search without ``query`` lists the
-    newest ``updated_at`` first, and a search with ``query`` is hybrid (see :meth:`search`).
+    newest ``updated_at`` first (ties by namespace and key), a search with ``query`` is hybrid
+    (see :meth:`search`), a value must be a JSON object (``InMemoryStore`` keeps any Python
+    object; a ``datetime`` is refused here), and a range filter (``$gt``, ...) on a missing or
+    non-numeric field matches nothing (``InMemoryStore`` raises).
 
     Items live in tables (keys, on Redis) of their own beside the memory's sessions, so one
     store URL (or store object) serves ``HybridMemory`` and this store together, on the same
     connections and under the same encryption key.
 
-    **Cost.** ``get`` and ``put`` touch one item (``put`` embeds its indexed fields once). A
-    ``search`` reads every live item under the namespace prefix in one query (Redis: three
-    round trips), vectors only with a ``query``, then filters, embeds the query once and scores
-    the candidates in memory (filters run here too: values may be encrypted, so the database
-    cannot read them): its cost grows with the items under the prefix, not with the store, so
-    search the narrowest prefix (``("memories", user_id)``). ``list_namespaces`` is one
-    ``SELECT DISTINCT`` (Redis: reads each item's expiry), and so is finding a user's
-    namespaces for :meth:`forget_user`.
+    **Cost.** ``get`` touches one item, and ``put`` two reads and a write (it embeds its
+    indexed fields once, and not again when the item is put again with the same texts). A search without ``query`` or
+    ``filter`` (a listing) is paged by the database (Redis: opens only the page). A search
+    with either reads every live item under the namespace prefix in one query (Redis: three
+    round trips), vectors only with a ``query``, then opens and filters them here (values may
+    be encrypted, so the database cannot read them; async twins do it in a worker thread),
+    embeds the query once and scores the candidates in memory: its cost grows with the items
+    under the prefix (there is no cap), not with the store, so search the narrowest prefix
+    (``("memories", user_id)``). ``list_namespaces`` is one ``SELECT DISTINCT`` over the
+    range of its ``prefix`` (up to a ``"*"``; Redis: reads each item's expiry there), and
+    finding a user's namespaces for :meth:`forget_user` without ``user_namespaces`` is one
+    over the whole store.
+
+    **Limits.** Namespaces and keys are stored in clear, even with an encryption key (they
+    address the items, and the database orders and ranges over them): keep secrets in
+    values. An item's namespace and key take at most 2,048 bytes together (UTF-8), and text
+    must be valid Unicode, with no NUL in a key, so that every store keeps it alike. On a
+    Redis Cluster every item shares one hash slot (one node holds them all).
 
     Args:
         store: Where the items live: a SQLite, Redis or PostgreSQL store object, or its URL
@@ -120,6 +153,12 @@ class HybridMemoryStore(BaseStore):
         encrypt_vectors: With a key, encrypt the vectors too.
         dense_weight: Weight of the dense score in a search's hybrid score (BM25 gets the
             rest).
+        user_namespaces: The namespaces :meth:`forget_user` erases, as templates with the
+            label ``"{user_id}"`` standing for the user, e.g. ``[("memories", "{user_id}")]``
+            (LangMem's convention); each is erased with the namespaces under it. Default: every
+            namespace with the user id as one of its labels, which also erases the namespaces
+            of a label that merely equals the id (a user called ``"memories"``): give templates
+            when user ids are chosen by users.
         clock: Seconds since the epoch (default ``time.time``); every worker of one store
             should agree on it, as on a database clock.
 
@@ -151,6 +190,7 @@ class HybridMemoryStore(BaseStore):
         encryption_key: EncryptionKey | None = None,
         encrypt_vectors: bool = False,
         dense_weight: float = 0.5,
+        user_namespaces: Sequence[tuple[str, ...]] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if isinstance(dense_weight, bool) or not isinstance(dense_weight, (int, float)):
@@ -167,6 +207,7 @@ class HybridMemoryStore(BaseStore):
             for path in self.index_config.get("fields") or ["$"]
         ]
         self._dims: int | None = self.index_config.get("dims")
+        self.user_namespaces = _checked_templates(user_namespaces)
         self._clock = clock or time.time
         self.store = open_store(
             _DEFAULT_STORE if store is None else store,
@@ -189,7 +230,9 @@ class HybridMemoryStore(BaseStore):
         """Run operations in order; reads see the store before this batch's puts.
 
         As in LangGraph's ``InMemoryStore``, gets, searches and listings are answered first
-        and the puts (the last one per item wins) applied after, in one write.
+        and the puts (the last one per item wins) applied after, in one write: one
+        transaction on SQLite and PostgreSQL; on Redis each item is written atomically, the
+        batch is not.
 
         Raises:
             InvalidNamespaceError: A namespace label is empty, not a string, or holds ``.``.
@@ -212,10 +255,7 @@ class HybridMemoryStore(BaseStore):
                 msg = f"Unknown operation type: {type(op)}"
                 raise InvalidInputError(msg)
             validate_op_namespace(op)
-            if isinstance(op, PutOp):
-                _check_put(op)
-            elif isinstance(op, SearchOp):
-                _check_filter(op.filter)
+            _check_op(op)
         now = self._clock()
         results: list[Result] = [None] * len(ops)
         puts: dict[_Key, PutOp] = {}
@@ -233,14 +273,15 @@ class HybridMemoryStore(BaseStore):
                 if op.refresh_ttl:
                     touched += [(h.namespace, h.key) for h, ttl in hits if ttl is not None]
             elif isinstance(op, ListNamespacesOp):
-                names = yield self._io(self._rows.namespaces(now), write=False)
+                listing = self._rows.namespaces(now, _literal_prefix(op))
+                names = yield self._io(listing, write=False)
                 results[position] = _list_namespaces(names, op)
             else:
                 puts[(op.namespace, op.key)] = op
         if touched:
             yield self._io(self._rows.touch(touched, now), write=True)
         if puts:
-            vectors = yield from self._embed_puts(list(puts.values()))
+            vectors = yield from self._embed_puts(list(puts.values()), now)
             yield self._io(self._write_puts(list(puts.values()), vectors, now), write=True)
         return results
 
@@ -253,17 +294,25 @@ class HybridMemoryStore(BaseStore):
             return self._fields
         return [(path, tokenize_path(path)) for path in op.index]
 
-    def _embed_puts(self, puts: Sequence[PutOp]) -> Plan[Call, list[np.ndarray | None]]:
-        """One matrix of vectors per put (``None``: not indexed), in one embedding call."""
-        texts: list[str] = []
-        spans: list[tuple[int, int]] = []
-        for op in puts:
-            start = len(texts)
-            for _, path in self._paths(op):
-                texts += get_text_at_path(op.value, path)
-            spans.append((start, len(texts)))
+    def _embed_puts(self, puts: Sequence[PutOp], now: float) -> Plan[Call, list[np.ndarray | None]]:
+        """One matrix of vectors per put (``None``: not indexed).
+
+        An item put again with the same indexed texts keeps its stored vectors (with an
+        embedding API, no call is paid twice); the other texts are embedded in one call.
+        """
+        texts_of = [
+            [text for _, path in self._paths(op) for text in get_text_at_path(op.value, path)]
+            for op in puts
+        ]
+        vectors = yield from self._stored_vectors(puts, texts_of, now)
+        texts = [
+            text
+            for found, own in zip(vectors, texts_of, strict=True)
+            if found is None
+            for text in own
+        ]
         if not texts:
-            return [None] * len(puts)
+            return vectors
         try:
             embedded = yield twin(self.embeddings, "embed_documents", texts)
             matrix = np.asarray(embedded, dtype=np.float32)
@@ -278,7 +327,41 @@ class HybridMemoryStore(BaseStore):
         elif matrix.shape[1] != self._dims:
             msg = f"the embedding model returned {matrix.shape[1]} dims, the index has {self._dims}"
             raise EmbeddingError(msg)
-        return [matrix[start:stop] if stop > start else None for start, stop in spans]
+        start = 0
+        for position, own in enumerate(texts_of):
+            if own and vectors[position] is None:
+                vectors[position] = matrix[start : start + len(own)]
+                start += len(own)
+        return vectors
+
+    def _stored_vectors(
+        self, puts: Sequence[PutOp], texts_of: Sequence[Sequence[str]], now: float
+    ) -> Plan[Call, list[np.ndarray | None]]:
+        """The stored vectors of the puts whose indexed texts are those already stored."""
+        found: list[np.ndarray | None] = [None] * len(puts)
+        wanted = [position for position, own in enumerate(texts_of) if own]
+        if not wanted or self._dims is None:  # unknown dims: stored vectors cannot be checked
+            return found
+        keys = [(puts[position].namespace, puts[position].key) for position in wanted]
+        stored = yield self._io(self._rows.read(keys, now, vectors=True), write=False)
+        try:
+            opened = self._rows.opened(stored, vectors=True)
+        except HybridMemoryError:  # sealed under another key, or damaged: the put decides
+            return found
+        rows = {(row.namespace, row.key): row for row in opened}
+        for position in wanted:
+            op = puts[position]
+            row = rows.get((op.namespace, op.key))
+            if (
+                row is not None
+                and row.vectors is not None
+                and len(row.vectors) == len(texts_of[position]) * self._dims * 4
+                and _indexed_texts(row) == texts_of[position]
+            ):
+                found[position] = np.frombuffer(row.vectors, dtype=np.float32).reshape(
+                    -1, self._dims
+                )
+        return found
 
     def _write_puts(
         self, puts: Sequence[PutOp], vectors: Sequence[np.ndarray | None], now: float
@@ -301,13 +384,21 @@ class HybridMemoryStore(BaseStore):
         self, op: SearchOp, now: float
     ) -> Plan[Call, list[tuple[SearchItem, float | None]]]:
         """The page of ``op``'s results, each with its item's TTL (to refresh it)."""
+        if not op.query and not op.filter:  # a listing: the store cuts the page
+            listing = self._rows.newest(op.namespace_prefix, now, op.limit, op.offset)
+            page: list[Sequence[Any]] = yield self._io(listing, write=False)
+            items = self._rows.opened(page, vectors=False)
+            return [(_item(row, search=True), row.ttl_minutes) for row in items]
         scan = self._rows.scan(op.namespace_prefix, now, vectors=bool(op.query))
-        rows: list[StoredItem] = yield self._io(scan, write=False)
-        candidates = [row for row in rows if _matches(row.record.get("value"), op.filter)]
+        stored: list[Sequence[Any]] = yield self._io(scan, write=False)
+        # decrypting and filtering many items is CPU work: off the event loop (async)
+        work = light if len(stored) <= _OPEN_IN_PLACE else cpu
+        candidates: list[StoredItem] = yield work(self._candidates, stored, op)
         if not op.query:
-            candidates.sort(key=lambda row: (-row.updated_at, row.namespace, row.key))
-            page = candidates[op.offset : op.offset + op.limit]
-            return [(_item(row, search=True), row.ttl_minutes) for row in page]
+            return [
+                (_item(row, search=True), row.ttl_minutes)
+                for row in candidates[op.offset : op.offset + op.limit]
+            ]
         try:
             query_vector = yield twin(self.embeddings, "embed_query", op.query)
         except Exception as exc:
@@ -320,6 +411,14 @@ class HybridMemoryStore(BaseStore):
             unindexed = [(None, row) for score, row in scored if score is None]
             kept += unindexed[: op.limit - len(kept)]
         return [(_item(row, search=True, score=score), row.ttl_minutes) for score, row in kept]
+
+    def _candidates(self, stored: Sequence[Sequence[Any]], op: SearchOp) -> list[StoredItem]:
+        """The stored items matching ``op``'s filter (newest first without a query)."""
+        rows = self._rows.opened(stored, vectors=bool(op.query))
+        candidates = [row for row in rows if _matches(row.record.get("value"), op.filter)]
+        if not op.query:
+            candidates.sort(key=lambda row: _newest_first(row.updated_at, row.namespace, row.key))
+        return candidates
 
     def _score(
         self, query: str, query_vector: Sequence[float], rows: Sequence[StoredItem]
@@ -334,31 +433,47 @@ class HybridMemoryStore(BaseStore):
         query_unit = normalize_rows(np.asarray(query_vector, dtype=np.float32))[0]
         dense = np.full(len(rows), np.nan, dtype=np.float32)
         lexical = LexicalIndex()
+        blocks: list[np.ndarray] = []  # each indexed item's vectors, scored in one product
+        owners: list[int] = []
+        mismatched = 0
         for position, row in enumerate(rows):
             fields = row.record.get("fields")
             if not fields or not row.vectors:
                 continue
             matrix = np.frombuffer(row.vectors, dtype=np.float32)
-            if matrix.size % query_unit.size:
-                logger.warning("an item's vectors do not match the query's dimension: skipped")
+            texts = _indexed_texts(row)
+            if matrix.size != len(texts) * query_unit.size:  # one vector per text
+                mismatched += 1
                 continue
-            matrix = normalize_rows(matrix.reshape(-1, query_unit.size))
-            dense[position] = float(np.max(matrix @ query_unit))
-            value = row.record.get("value")
-            texts = [text for path in fields for text in get_text_at_path(value, path)]
+            blocks.append(matrix.reshape(-1, query_unit.size))
+            owners.append(position)
             lexical.add(position, " ".join(texts))
-        indexed = [position for position in range(len(rows)) if not math.isnan(dense[position])]
-        scores = dense.copy()
-        bm25 = lexical.row_scores(query) if indexed else None
+        if mismatched:  # embedded by another model: unscored, as an unindexed item
+            logger.warning(
+                "%d item(s) have vectors of another dimension than the query's: unscored",
+                mismatched,
+            )
+        if blocks:
+            similarities = normalize_rows(np.concatenate(blocks)) @ query_unit
+            starts = np.cumsum([0] + [len(block) for block in blocks[:-1]])
+            dense[owners] = np.maximum.reduceat(similarities, starts)  # an item's best field
+        scores = dense
+        bm25 = lexical.row_scores(query) if owners else None
         if bm25 is not None and float(bm25.max()) > 0:
             words = np.zeros(len(rows), dtype=np.float32)
             words[[lexical.doc_id(row) for row in range(len(lexical))]] = bm25 / float(bm25.max())
             scores = self.dense_weight * dense + (1.0 - self.dense_weight) * words
+        values: list[float] = scores.tolist()
         order = sorted(
             range(len(rows)),
-            key=lambda p: (math.isnan(scores[p]), -np.nan_to_num(scores[p]), rows[p].namespace),
+            key=lambda p: (
+                math.isnan(values[p]),
+                0.0 if math.isnan(values[p]) else -values[p],
+                rows[p].namespace,
+                rows[p].key,
+            ),
         )
-        return [(None if math.isnan(scores[p]) else float(scores[p]), rows[p]) for p in order]
+        return [(None if math.isnan(values[p]) else values[p], rows[p]) for p in order]
 
     # -- TTL --------------------------------------------------------------------------------
 
@@ -391,6 +506,8 @@ class HybridMemoryStore(BaseStore):
         """
         if self._sweeper is not None and self._sweeper.is_alive():
             return
+        if sweep_interval_minutes is not None:
+            _check_minutes("sweep_interval_minutes", sweep_interval_minutes)
         minutes = (
             sweep_interval_minutes
             or (self.ttl_config or {}).get("sweep_interval_minutes")
@@ -445,11 +562,14 @@ class HybridMemoryStore(BaseStore):
         return await arun_calls(self._delete_prefixes([self._checked_prefix(namespace_prefix)]))
 
     def forget_user(self, user_id: str) -> ErasureReport:
-        """Delete every namespace that has ``user_id`` as one of its labels.
+        """Delete the user's namespaces: those of ``user_namespaces``, else every one naming them.
 
         The convention: a user's items live in namespaces naming the user as a whole label,
         e.g. ``("memories", user_id)`` or ``(user_id, "preferences")``, as LangGraph's docs
         lay them out. A label that merely contains the id (``"ana-team"``) is not the user's.
+        Without ``user_namespaces``, a label that equals the id is taken for the user wherever
+        it stands: ``forget_user("memories")`` erases ``("memories", ...)`` of every user. A
+        user id LangGraph cannot use as a label (holding ``.``) names no namespace.
 
         Returns:
             The items deleted and their namespaces.
@@ -471,11 +591,22 @@ class HybridMemoryStore(BaseStore):
             msg = "delete_namespace needs a namespace of at least one label"
             raise InvalidNamespaceError(msg)
         validate_op_namespace(GetOp(prefix, ""))
+        _check_labels(prefix)
         return prefix
 
     def _forget(self, user_id: str) -> Plan[Call, ErasureReport]:
-        names = yield self._io(self._rows.namespaces(None), write=False)
-        prefixes = sorted({ns[: ns.index(user_id) + 1] for ns in names if user_id in ns})
+        if "." in user_id or "\x00" in user_id:  # not a label: no namespace can name the user
+            return ErasureReport()
+        if self.user_namespaces is not None:
+            prefixes = sorted(
+                {
+                    tuple(user_id if label == _USER_LABEL else label for label in template)
+                    for template in self.user_namespaces
+                }
+            )
+        else:
+            names = yield self._io(self._rows.namespaces(None), write=False)
+            prefixes = sorted({ns[: ns.index(user_id) + 1] for ns in names if user_id in ns})
         return (yield from self._delete_prefixes(prefixes))
 
     def _delete_prefixes(self, prefixes: Sequence[tuple[str, ...]]) -> Plan[Call, ErasureReport]:
@@ -556,15 +687,22 @@ def _checked_ttl(ttl: TTLConfig | None) -> TTLConfig:
         raise ConfigError(msg)
     for name in ("default_ttl", "sweep_interval_minutes"):
         value = ttl.get(name)
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            msg = f"TTLConfig {name} must be a positive number of minutes, got {value!r}"
-            raise ConfigError(msg)
+        if value is not None:
+            _check_minutes(f"TTLConfig {name}", value)
     return TTLConfig(**ttl)
+
+
+def _check_minutes(name: str, value: Any, error: type[Exception] = ConfigError) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= _MAX_TTL_MINUTES
+    ):
+        msg = (
+            f"{name} must be a positive number of minutes, at most {_MAX_TTL_MINUTES} "
+            f"(a century), got {value!r}"
+        )
+        raise error(msg)
 
 
 def _checked_index(index: IndexConfig | None) -> tuple[IndexConfig, Embeddings]:
@@ -587,26 +725,102 @@ def _checked_index(index: IndexConfig | None) -> tuple[IndexConfig, Embeddings]:
     return IndexConfig(**config), embeddings  # type: ignore[typeddict-item]
 
 
+def _checked_templates(
+    templates: Sequence[tuple[str, ...]] | None,
+) -> tuple[tuple[str, ...], ...] | None:
+    if templates is None:
+        return None
+    if isinstance(templates, (str, tuple)) or not all(
+        isinstance(template, tuple) and _USER_LABEL in template for template in templates
+    ):
+        msg = (
+            'user_namespaces must be a list of namespace tuples each holding "{user_id}", '
+            f'e.g. [("memories", "{{user_id}}")], got {templates!r}'
+        )
+        raise ConfigError(msg)
+    for template in templates:
+        try:
+            validate_op_namespace(GetOp(template, ""))
+        except ValueError as exc:
+            msg = f"user_namespaces: {exc}"
+            raise ConfigError(msg) from None
+    return tuple(templates)
+
+
 def _checked_user(user_id: str) -> str:
     if not isinstance(user_id, str) or not user_id:
         msg = f"user_id must be a non-empty string, got {user_id!r}"
         raise InvalidInputError(msg)
+    _require_utf8(user_id, "user_id")
     return user_id
 
 
+def _check_op(op: Op) -> None:
+    """Refuse what no store can keep alike, before anything is read or written.
+
+    LangGraph has checked the namespace's labels (:func:`validate_op_namespace`); this checks
+    the rest: text every database takes (UTF-8, no NUL in a key), an address PostgreSQL can
+    index, JSON values, filters, and pages.
+    """
+    if isinstance(op, ListNamespacesOp):
+        for condition in op.match_conditions or ():
+            _check_labels(condition.path)
+        _check_page(op.limit, op.offset)
+    elif isinstance(op, SearchOp):
+        _check_labels(op.namespace_prefix)
+        if op.query is not None:
+            if not isinstance(op.query, str):
+                msg = f"query must be a string, got {type(op.query).__name__}"
+                raise InvalidInputError(msg)
+            _require_utf8(op.query, "the search query")
+        _check_filter(op.filter)
+        _check_page(op.limit, op.offset)
+    else:
+        _check_labels(op.namespace)
+        _check_key(op.key)
+        if isinstance(op, PutOp):
+            _check_put(op)
+
+
+def _check_labels(labels: Sequence[str]) -> None:
+    for label in labels:
+        _require_utf8(label, "a namespace label")
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        msg = f"an item key must be a string, got {type(key).__name__}"
+        raise InvalidInputError(msg)
+    _require_utf8(key, "an item key")
+    if "\x00" in key:
+        msg = "an item key cannot contain NUL ('\\x00'): PostgreSQL text cannot hold it"
+        raise InvalidInputError(msg)
+
+
+def _check_page(limit: Any, offset: Any) -> None:
+    for name, number in (("limit", limit), ("offset", offset)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            msg = f"{name} must be a non-negative integer, got {number!r}"
+            raise InvalidInputError(msg)
+
+
 def _check_put(op: PutOp) -> None:
-    if not isinstance(op.key, str):
-        msg = f"an item key must be a string, got {type(op.key).__name__}"
+    address = len(".".join(op.namespace).encode()) + len(op.key.encode())
+    if address > _MAX_ADDRESS_BYTES:
+        msg = (
+            f"an item's namespace and key take {address} bytes (UTF-8); at most "
+            f"{_MAX_ADDRESS_BYTES} together, so that every store can index them"
+        )
         raise InvalidInputError(msg)
     if op.value is not None:
         if not isinstance(op.value, Mapping) or not all(isinstance(k, str) for k in op.value):
             msg = "an item value must be a dict with string keys (a JSON object)"
             raise InvalidInputError(msg)
         try:
-            json.dumps(dict(op.value), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            msg = f"an item value must be JSON-serializable: {exc}"
-            raise InvalidInputError(msg) from exc
+            json.dumps(dict(op.value), allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            msg = f"an item value must be JSON-serializable UTF-8 text: {exc}"
+            raise InvalidInputError(msg) from None
     if (
         op.index is not None
         and op.index is not False
@@ -614,14 +828,8 @@ def _check_put(op: PutOp) -> None:
     ):
         msg = "index must be False or a list of JSON paths (strings)"
         raise InvalidInputError(msg)
-    if op.ttl is not None and (
-        isinstance(op.ttl, bool)
-        or not isinstance(op.ttl, (int, float))
-        or not math.isfinite(op.ttl)
-        or op.ttl <= 0
-    ):
-        msg = f"ttl must be a positive number of minutes or None, got {op.ttl!r}"
-        raise InvalidInputError(msg)
+    if op.ttl is not None:
+        _check_minutes("ttl", op.ttl, InvalidInputError)
 
 
 def _check_filter(conditions: Any) -> None:
@@ -630,12 +838,24 @@ def _check_filter(conditions: Any) -> None:
     if not isinstance(conditions, Mapping):
         msg = f"filter must be a dict, got {type(conditions).__name__}"
         raise InvalidInputError(msg)
+    _check_conditions(conditions)
+
+
+def _check_conditions(conditions: Mapping[Any, Any]) -> None:
+    """Every dict in a filter is either all operators (``$gt``, ...) or all field names."""
+    names = [name for name in conditions if isinstance(name, str) and name.startswith("$")]
+    if names:
+        unknown = [name for name in conditions if name not in _OPERATORS]
+        if unknown:
+            msg = (
+                f"Unsupported operator: {unknown[0]} (a dict of operators holds only "
+                f"{', '.join(_OPERATORS)})"
+            )
+            raise InvalidInputError(msg)
+        return
     for expected in conditions.values():
         if isinstance(expected, Mapping):
-            for name in expected:
-                if isinstance(name, str) and name.startswith("$") and name not in _OPERATORS:
-                    msg = f"Unsupported operator: {name} (supported: {', '.join(_OPERATORS)})"
-                    raise InvalidInputError(msg)
+            _check_conditions(expected)
 
 
 def _matches(value: Any, conditions: Mapping[str, Any] | None) -> bool:
@@ -686,6 +906,14 @@ def _apply(actual: Any, operator: str, operand: Any) -> bool:
     return left <= right
 
 
+def _indexed_texts(row: StoredItem) -> list[str]:
+    """The texts a stored item's vectors were embedded from, in order."""
+    value = row.record.get("value")
+    return [
+        text for path in row.record.get("fields") or () for text in get_text_at_path(value, path)
+    ]
+
+
 def _moment(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -722,6 +950,20 @@ def _namespace_matches(condition: MatchCondition, namespace: tuple[str, ...]) ->
         msg = f"Unsupported match type: {condition.match_type}"
         raise InvalidInputError(msg)
     return all(want in ("*", have) for want, have in zip(path, window, strict=True))
+
+
+def _literal_prefix(op: ListNamespacesOp) -> tuple[str, ...]:
+    """The labels every listed namespace starts with: a prefix condition's, up to a ``"*"``.
+
+    Example:
+        >>> _literal_prefix(ListNamespacesOp((MatchCondition("prefix", ("a", "b", "*", "c")),)))
+        ('a', 'b')
+    """
+    for condition in op.match_conditions or ():
+        if condition.match_type == "prefix":
+            path = tuple(condition.path)
+            return path[: path.index("*")] if "*" in path else path
+    return ()
 
 
 def _list_namespaces(

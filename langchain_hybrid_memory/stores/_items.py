@@ -45,7 +45,15 @@ if TYPE_CHECKING:
     from langchain_hybrid_memory.stores.base import MemoryStore
     from langchain_hybrid_memory.stores.redis import RedisStore
 
-__all__ = ["ItemRows", "NewItem", "StoredItem", "item_rows_for", "namespace_text", "text_namespace"]
+__all__ = [
+    "ItemRows",
+    "NewItem",
+    "StoredItem",
+    "item_rows_for",
+    "namespace_text",
+    "newest_first",
+    "text_namespace",
+]
 
 _R = TypeVar("_R")
 
@@ -163,22 +171,51 @@ class ItemRows(ABC):
         """Remove an item (nothing if absent)."""
 
     @abstractmethod
+    def read(
+        self, keys: Sequence[tuple[tuple[str, ...], str]], now: float, *, vectors: bool
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """The live items of these ``(namespace, key)`` pairs that exist, as stored (sealed)."""
+
     def get(self, namespace: tuple[str, ...], key: str, now: float) -> Plan[Any, StoredItem | None]:
         """The live item, without vectors, or ``None``."""
+        rows = yield from self.read([(namespace, key)], now, vectors=False)
+        return self._item(rows[0], vectors=False) if rows else None
 
     @abstractmethod
     def scan(
         self, prefix: tuple[str, ...], now: float, *, vectors: bool
-    ) -> Plan[Any, list[StoredItem]]:
-        """Every live item whose namespace starts with ``prefix`` (vectors when asked)."""
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """Every live item whose namespace starts with ``prefix``, as stored (still sealed).
+
+        Open them with :meth:`opened`: decrypting many items is CPU work, which the caller
+        may run off the event loop. Vectors are read only when asked.
+        """
+
+    def newest(
+        self, prefix: tuple[str, ...], now: float, limit: int, offset: int
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """A page of the live items under ``prefix``, newest ``updated_at`` first, as stored.
+
+        Ties are ordered by namespace (as stored, ``.``-joined) and key, as
+        :func:`newest_first` orders them. Only the page is opened by the caller.
+        """
+        rows = yield from self.scan(prefix, now, vectors=False)
+        rows.sort(key=lambda row: newest_first(row[4], _str(row[0]), _str(row[1])))
+        return rows[offset : offset + limit]
+
+    def opened(self, rows: Sequence[Sequence[Any]], *, vectors: bool) -> list[StoredItem]:
+        """The items of rows :meth:`scan` read, decrypted and parsed."""
+        return [self._item(row, vectors=vectors) for row in rows]
 
     @abstractmethod
     def touch(self, keys: Sequence[tuple[tuple[str, ...], str]], now: float) -> Plan[Any, None]:
         """Restart the TTL of these live items that have one."""
 
     @abstractmethod
-    def namespaces(self, now: float | None) -> Plan[Any, list[tuple[str, ...]]]:
-        """Every namespace holding an item live at ``now`` (``None``: expired ones count)."""
+    def namespaces(
+        self, now: float | None, prefix: tuple[str, ...] = ()
+    ) -> Plan[Any, list[tuple[str, ...]]]:
+        """Every namespace under ``prefix`` holding an item live at ``now`` (``None``: any)."""
 
     @abstractmethod
     def delete_prefix(
@@ -228,6 +265,22 @@ class ItemRows(ABC):
             ttl_minutes=float(ttl) if ttl not in (None, b"", "") else None,
             vectors=self.codec.load_blob(blob, "item vectors") if vectors and blob else None,
         )
+
+
+def newest_first(
+    updated_at: float | str | bytes, namespace: tuple[str, ...] | str, key: str
+) -> tuple[float, str, str]:
+    """The order of a listing (a search without query): newest first, then namespace and key.
+
+    Every store orders alike: the namespace compares as stored (``.``-joined), as the SQL
+    stores' ``ORDER BY`` compares it.
+
+    Example:
+        >>> sorted([(1.0, ("a", "b"), "k"), (1.0, ("a-x",), "k")], key=lambda r: newest_first(*r))
+        [(1.0, ('a-x',), 'k'), (1.0, ('a', 'b'), 'k')]
+    """
+    text = namespace if isinstance(namespace, str) else namespace_text(namespace)
+    return -float(updated_at), text, key
 
 
 def _str(value: str | bytes) -> str:
@@ -313,28 +366,49 @@ class SQLItemRows(ItemRows):
             (namespace_text(namespace), key),
         )
 
-    def get(self, namespace: tuple[str, ...], key: str, now: float) -> Plan[Any, StoredItem | None]:
-        """Plan of :meth:`ItemRows.get`."""
-        row = yield self._q(
-            f"SELECT namespace, item_key, record, created_at, updated_at, ttl_minutes, NULL "
-            f"FROM {{t}}lg_items WHERE namespace = %s AND item_key = %s AND {_LIVE}",
-            (namespace_text(namespace), key, now),
-            "one",
-        )
-        return None if row is None else self._item(row, vectors=False)
+    def read(
+        self, keys: Sequence[tuple[tuple[str, ...], str]], now: float, *, vectors: bool
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """Plan of :meth:`ItemRows.read`: one query per item, in one transaction."""
+        columns = _COLUMNS if vectors else _COLUMNS.replace("vectors", "NULL")
+        rows = []
+        for namespace, key in keys:
+            row = yield self._q(
+                f"SELECT {columns} FROM {{t}}lg_items "
+                f"WHERE namespace = %s AND item_key = %s AND {_LIVE}",
+                (namespace_text(namespace), key, now),
+                "one",
+            )
+            if row is not None:
+                rows.append(row)
+        return rows
 
     def scan(
         self, prefix: tuple[str, ...], now: float, *, vectors: bool
-    ) -> Plan[Any, list[StoredItem]]:
+    ) -> Plan[Any, list[Sequence[Any]]]:
         """Plan of :meth:`ItemRows.scan`: one query over the namespace range."""
         condition, params = self._prefix(prefix)
         columns = _COLUMNS if vectors else _COLUMNS.replace("vectors", "NULL")
-        rows = yield self._q(
+        rows: list[Sequence[Any]] = yield self._q(
             f"SELECT {columns} FROM {{t}}lg_items WHERE {condition} AND {_LIVE}",
             (*params, now),
             "all",
         )
-        return [self._item(row, vectors=vectors) for row in rows]
+        return rows
+
+    def newest(
+        self, prefix: tuple[str, ...], now: float, limit: int, offset: int
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """Plan of :meth:`ItemRows.newest`: the database sorts and cuts the page."""
+        condition, params = self._prefix(prefix)
+        rows: list[Sequence[Any]] = yield self._q(
+            f"SELECT {_COLUMNS.replace('vectors', 'NULL')} FROM {{t}}lg_items "
+            f"WHERE {condition} AND {_LIVE} "
+            "ORDER BY updated_at DESC, namespace, item_key LIMIT %s OFFSET %s",
+            (*params, now, limit, offset),
+            "all",
+        )
+        return rows
 
     def touch(self, keys: Sequence[tuple[tuple[str, ...], str]], now: float) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.touch`."""
@@ -347,14 +421,17 @@ class SQLItemRows(ItemRows):
             "many",
         )
 
-    def namespaces(self, now: float | None) -> Plan[Any, list[tuple[str, ...]]]:
-        """Plan of :meth:`ItemRows.namespaces`: one ``SELECT DISTINCT``."""
-        if now is None:
-            rows = yield self._q("SELECT DISTINCT namespace FROM {t}lg_items", (), "all")
-        else:
-            rows = yield self._q(
-                f"SELECT DISTINCT namespace FROM {{t}}lg_items WHERE {_LIVE}", (now,), "all"
-            )
+    def namespaces(
+        self, now: float | None, prefix: tuple[str, ...] = ()
+    ) -> Plan[Any, list[tuple[str, ...]]]:
+        """Plan of :meth:`ItemRows.namespaces`: one ``SELECT DISTINCT`` over the prefix's range."""
+        condition, params = self._prefix(prefix)
+        live = "" if now is None else f" AND {_LIVE}"
+        rows = yield self._q(
+            f"SELECT DISTINCT namespace FROM {{t}}lg_items WHERE {condition}{live}",
+            (*params, *(() if now is None else (now,))),
+            "all",
+        )
         return [text_namespace(_str(text)) for (text,) in rows]
 
     def delete_prefix(
@@ -422,9 +499,9 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'r', ARGV[3], 'c', created, 'u', ARGV[4], 'e', ARGV[5], 't', ARGV[6])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'x', ARGV[7]) end
-if ARGV[8] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
+if ARGV[8] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end
 return 1
 """
 
@@ -432,6 +509,19 @@ _DELETE = """
 local removed = 0
 for i = 3, #KEYS do removed = removed + redis.call('DEL', KEYS[i]) end
 for i = 2, #ARGV do redis.call('SREM', KEYS[1], ARGV[i]) end
+if redis.call('SCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return removed
+"""
+
+_SWEEP = """
+local removed = 0
+for i = 3, #KEYS do
+  local expires = redis.call('HGET', KEYS[i], 'e')
+  if (not expires) or (expires ~= '' and tonumber(expires) <= tonumber(ARGV[2])) then
+    removed = removed + redis.call('DEL', KEYS[i])
+    redis.call('SREM', KEYS[1], ARGV[i])
+  end
+end
 if redis.call('SCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return removed
 """
@@ -513,39 +603,47 @@ class RedisItemRows(ItemRows):
             ),
         )
 
-    def _remove(self, ns: str, keys: Sequence[str]) -> Any:
+    def _remove(self, ns: str, keys: Sequence[str], *, expired_at: float | None = None) -> Any:
+        """Remove items of ``ns`` (only those still expired at ``expired_at``, when given).
+
+        A sweep checks each item again in the script: another worker may have put it anew
+        since the sweep read its expiry.
+        """
+        script, args = (
+            (_DELETE, (ns, *keys))
+            if expired_at is None
+            else (_SWEEP, (ns, repr(expired_at), *keys))
+        )
         return self._eval(
-            _DELETE,
+            script,
             (
                 self._keys_key(ns),
                 self._namespaces_key(),
                 *(self._item_key(ns, key) for key in keys),
             ),
-            (ns, *keys),
+            args,
         )
 
     def delete(self, namespace: tuple[str, ...], key: str) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.delete`."""
         yield self._remove(namespace_text(namespace), [key])
 
-    def _read_items(
+    def _read_rows(
         self, pairs: Sequence[tuple[str, str]], now: float | None, *, vectors: bool
-    ) -> Plan[Any, list[StoredItem]]:
-        """The items of ``(namespace, key)`` pairs that exist (and live at ``now``)."""
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """The stored rows of ``(namespace, key)`` pairs that exist (and live at ``now``)."""
         if not pairs:
             return []
         answers = yield self._batch(
             tuple(("HMGET", self._item_key(ns, key), *_FIELDS) for ns, key in pairs)
         )
-        items = []
-        for (ns, key), (record, created, updated, expires, ttl, blob) in zip(
-            pairs, answers, strict=True
-        ):
-            if record is None or (now is not None and expires and float(expires) <= now):
-                continue
-            row = (ns, key, record, created, updated, ttl, blob if vectors else None)
-            items.append(self._item(row, vectors=vectors))
-        return items
+        return [
+            (ns, key, record, created, updated, ttl, blob if vectors else None)
+            for (ns, key), (record, created, updated, expires, ttl, blob) in zip(
+                pairs, answers, strict=True
+            )
+            if record is not None and (now is None or not expires or float(expires) > now)
+        ]
 
     def _members(self, prefix: str) -> Plan[Any, list[tuple[str, str]]]:
         """Every ``(namespace, key)`` under ``prefix`` the index lists."""
@@ -563,17 +661,19 @@ class RedisItemRows(ItemRows):
             (ns, _str(key)) for ns, keys in zip(names, members, strict=True) for key in sorted(keys)
         ]
 
-    def get(self, namespace: tuple[str, ...], key: str, now: float) -> Plan[Any, StoredItem | None]:
-        """Plan of :meth:`ItemRows.get`."""
-        items = yield from self._read_items([(namespace_text(namespace), key)], now, vectors=False)
-        return items[0] if items else None
+    def read(
+        self, keys: Sequence[tuple[tuple[str, ...], str]], now: float, *, vectors: bool
+    ) -> Plan[Any, list[Sequence[Any]]]:
+        """Plan of :meth:`ItemRows.read`: one pipeline."""
+        pairs = [(namespace_text(namespace), key) for namespace, key in keys]
+        return (yield from self._read_rows(pairs, now, vectors=vectors))
 
     def scan(
         self, prefix: tuple[str, ...], now: float, *, vectors: bool
-    ) -> Plan[Any, list[StoredItem]]:
+    ) -> Plan[Any, list[Sequence[Any]]]:
         """Plan of :meth:`ItemRows.scan`: three round trips (namespaces, keys, items)."""
         pairs = yield from self._members(namespace_text(prefix))
-        return (yield from self._read_items(pairs, now, vectors=vectors))
+        return (yield from self._read_rows(pairs, now, vectors=vectors))
 
     def touch(self, keys: Sequence[tuple[tuple[str, ...], str]], now: float) -> Plan[Any, None]:
         """Plan of :meth:`ItemRows.touch`: one script per item, in one pipeline."""
@@ -585,9 +685,11 @@ class RedisItemRows(ItemRows):
                 )
             )
 
-    def namespaces(self, now: float | None) -> Plan[Any, list[tuple[str, ...]]]:
-        """Plan of :meth:`ItemRows.namespaces`: reads each item's expiry (not its value)."""
-        pairs = yield from self._members("")
+    def namespaces(
+        self, now: float | None, prefix: tuple[str, ...] = ()
+    ) -> Plan[Any, list[tuple[str, ...]]]:
+        """Plan of :meth:`ItemRows.namespaces`: reads the expiry (not the value) of each item."""
+        pairs = yield from self._members(namespace_text(prefix))
         if not pairs:
             return []
         answers = yield self._batch(
@@ -642,7 +744,7 @@ class RedisItemRows(ItemRows):
                 expired.setdefault(ns, []).append(key)
         removed = 0
         for ns, keys in expired.items():
-            removed += int((yield self._remove(ns, keys)))
+            removed += int((yield self._remove(ns, keys, expired_at=now)))
         return removed
 
 
