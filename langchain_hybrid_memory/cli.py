@@ -41,7 +41,13 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_hybrid_memory._model_cache import CACHE_ENV, FORMATS, exported
 from langchain_hybrid_memory._version import __version__
 from langchain_hybrid_memory.context import entity_line
-from langchain_hybrid_memory.errors import ConfigError, HybridMemoryError, MissingDependencyError
+from langchain_hybrid_memory.errors import (
+    ConfigError,
+    DecryptionError,
+    HybridMemoryError,
+    InvalidInputError,
+    MissingDependencyError,
+)
 from langchain_hybrid_memory.samples import DemoConversation, load_demo_conversation
 from langchain_hybrid_memory.stores.base import DEFAULT_PAGE, MAX_PAGE
 
@@ -91,8 +97,42 @@ def _open(args: argparse.Namespace, *, create: bool = False, **settings: Any) ->
             "`hybrid-memory demo` creates one there"
         )
         raise ConfigError(msg)
-    keys = [key.strip() for key in os.environ.get(KEY_VARIABLE, "").split(",") if key.strip()]
-    return HybridMemory(store=args.store, encryption_key=keys or None, **settings)
+    return HybridMemory(store=args.store, encryption_key=_keys() or None, **settings)
+
+
+def _keys() -> list[str]:
+    """The Fernet keys in ``$HYBRID_MEMORY_ENCRYPTION_KEY``, newest first."""
+    return [key.strip() for key in os.environ.get(KEY_VARIABLE, "").split(",") if key.strip()]
+
+
+def _sessions_of(memory: HybridMemory, user_id: str) -> list[str]:
+    """The user's sessions; none is an error, so that a typo'd user never reads as empty."""
+    sessions = memory.store.list_sessions(user_id)
+    if not sessions:
+        msg = f"no session of user {user_id!r} in this store"
+        raise InvalidInputError(msg)
+    return sessions
+
+
+def _check_session(memory: HybridMemory, session_id: str) -> None:
+    """Fail unless the session is stored, so that a typo'd session never reads as empty."""
+    if not memory.store.head(session_id).exists:
+        msg = f"no session {session_id!r} in this store"
+        raise InvalidInputError(msg)
+
+
+def _decryption_message() -> str:
+    """What to do when the store holds values no key opens, in the command line's terms."""
+    if not _keys():
+        return (
+            f"this store holds encrypted data and ${KEY_VARIABLE} is not set: set it to the "
+            "Fernet key the store was written with"
+        )
+    return (
+        f"no key in ${KEY_VARIABLE} opens this store's encrypted data (a wrong key, or a "
+        "damaged value): set it to the key(s) the store was written with, comma-separated, "
+        "newest first"
+    )
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -319,7 +359,7 @@ def _session_rows(
             for info in memory.store.list_all_sessions(after=after, limit=limit)
         ]
     rows = []
-    for session in memory.store.list_sessions(user_id):
+    for session in _sessions_of(memory, user_id):
         latest = memory.latest_turns(session, 1)
         rows.append(
             {
@@ -349,7 +389,8 @@ def run_forget(args: argparse.Namespace, console: Console) -> int:
     report = memory.forget_session(args.session) if args.session else memory.forget_user(args.user)
     if not report.sessions:  # a typo must not read as an erasure
         memory.close()
-        sys.stderr.write(f"error: nothing to erase: no {target} in this store\n")
+        what = f"session {args.session!r}" if args.session else f"session of user {args.user!r}"
+        sys.stderr.write(f"error: nothing to erase: no {what} in this store\n")
         return EXIT_ERROR
     console.print_json(
         json.dumps(
@@ -398,6 +439,10 @@ def run_facts(args: argparse.Namespace, console: Console) -> int:
 
     memory = _open(args)
     try:
+        if args.user is not None:
+            _sessions_of(memory, args.user)
+        else:
+            _check_session(memory, args.session)
         records = memory.export_facts(args.session, user_id=args.user, anonymize=args.anonymize)
     finally:
         memory.close()
@@ -436,7 +481,15 @@ def _eval_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace, console: Console) -> int:
-    """Evidence recall on a LoCoMo-format file, per category and budget (or answer accuracy)."""
+    """Evidence recall on a LoCoMo-format file, per category and budget (or answer accuracy).
+
+    With ``--json`` the figures are the only thing on standard output; progress, the cost
+    estimate and notes go to standard error.
+    """
+    if args.json:
+        from rich.console import Console
+
+        console = Console(stderr=True)
     if args.answer_model is not None:
         return run_answer_eval(args, console)
     if args.judge_model is not None or args.price_per_mtok is not None:
@@ -463,6 +516,9 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
             limit_questions=args.questions,
             progress=advance,
         )
+    if args.json:
+        _write_json_lines([report.as_dict()])
+        return EXIT_OK
     from langchain_hybrid_memory.evaluation import CATEGORY_NAMES
 
     categories = sorted({c for scores in report.budgets for c in scores.by_category})
@@ -579,7 +635,7 @@ def run_answer_eval(args: argparse.Namespace, console: Console) -> int:
             max_concurrency=args.concurrency,
         )
     if args.json:
-        console.print_json(json.dumps(report.as_dict()))
+        _write_json_lines([report.as_dict()])
         return EXIT_OK
     categories = sorted({c for row in report.rows for c in row.by_category})
     table = _category_table(
@@ -687,7 +743,9 @@ def _add_eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="answer-and-judge calls in flight at once (default 4)",
     )
     answers.add_argument("--yes", action="store_true", help="do not ask before sending")
-    answers.add_argument("--json", action="store_true", help="write the figures as JSON")
+    evaluate.add_argument(
+        "--json", action="store_true", help="write the figures as JSON (progress goes to stderr)"
+    )
     evaluate.set_defaults(run=run_eval)
 
 
@@ -883,6 +941,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.run(args, Console())
+    except DecryptionError:  # its message speaks of Python's `encryption_key=`
+        sys.stderr.write(f"error: {_decryption_message()}\n")
+        return EXIT_ERROR
     except HybridMemoryError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the exception holds
         sys.stderr.write(f"error: {message}\n")

@@ -129,8 +129,8 @@ def test_forget_asks_first_and_reports_what_it_erased(tmp_path, capsys, monkeypa
     report = json.loads(capsys.readouterr().out)
     assert report["sessions"] == ["s1"]
     assert report["turns"] == 2
-    assert main(["sessions", "--user", "bob", "--store", url]) == 0
-    assert "s1" not in capsys.readouterr().out
+    assert main(["sessions", "--user", "bob", "--store", url]) == 1, "the store no longer knows bob"
+    assert "no session of user 'bob'" in capsys.readouterr().err
 
 
 def test_an_unreachable_store_is_one_line_and_exit_code_1(capsys):
@@ -312,3 +312,65 @@ def test_anonymized_export_leaves_out_introduced_names_and_addresses(tmp_path, c
     assert "Carla" not in text
     assert "Mendes" not in text
     assert "12 Baker Street" not in text
+
+
+def test_an_unknown_user_or_session_is_an_error_not_an_empty_table(store, capsys):
+    for command, said in (
+        (["sessions", "--user", "anna"], "no session of user 'anna'"),
+        (["sessions", "--user", "anna", "--json"], "no session of user 'anna'"),
+        (["facts", "--user", "anna"], "no session of user 'anna'"),
+        (["facts", "--user", "anna", "--json"], "no session of user 'anna'"),
+        (["facts", "--session", "demo-anna"], "no session 'demo-anna'"),
+        (["forget", "--user", "anna", "--yes"], "no session of user 'anna'"),
+    ):
+        assert main([*command, "--store", store]) == 1, command
+        captured = capsys.readouterr()
+        assert said in captured.err, (command, captured.err)
+        assert captured.out == "", "nothing on standard output that reads as a result"
+    assert main(["facts", "--session", "demo-ana", "--json", "--store", store]) == 0
+    assert capsys.readouterr().out, "a known session still answers"
+
+
+def test_eval_json_writes_only_the_figures(tmp_path, capsys):
+    sample = {
+        "sample_id": "mini",
+        "conversation": {
+            "speaker_a": "Ana",
+            "speaker_b": "Rui",
+            "session_1": [
+                {"speaker": "Ana", "dia_id": f"D1:{i + 1}", "text": f"Recipe {i}?"}
+                for i in range(6)
+            ],
+            "session_1_date_time": "10:00 am on 8 May, 2023",
+        },
+        "qa": [{"question": "Recipe 1?", "answer": "-", "evidence": ["D1:2"], "category": 4}],
+    }
+    path = tmp_path / "mini.json"
+    path.write_text(json.dumps([sample]))
+    assert main(["eval", str(path), "--budgets", "300", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["questions"] == 1
+    assert [b["budget"] for b in figures["budgets"]] == [300]
+    assert 0.0 <= figures["budgets"][0]["overall"]["recall"] <= 1.0
+
+
+def test_an_encrypted_store_without_its_key_names_the_variable_to_set(
+    tmp_path, capsys, monkeypatch
+):
+    from cryptography.fernet import Fernet
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'sealed.db'}"
+    with HybridMemory(store=url, encryption_key=key) as memory:
+        memory.add_messages("s1", [HumanMessage("secret plans")], user_id="ana")
+    monkeypatch.delenv("HYBRID_MEMORY_ENCRYPTION_KEY", raising=False)
+    assert main(["export", "s1", "--store", url]) == 1
+    err = capsys.readouterr().err
+    assert "$HYBRID_MEMORY_ENCRYPTION_KEY" in err
+    assert "encryption_key=" not in err, "a Python keyword argument means nothing on a shell"
+    monkeypatch.setenv("HYBRID_MEMORY_ENCRYPTION_KEY", key)
+    assert main(["export", "s1", "--store", url]) == 0
+    assert "secret plans" in capsys.readouterr().out
