@@ -850,7 +850,7 @@ def run_serve(args: argparse.Namespace, console: Console) -> int:
     memory = _open(args, token_budget=args.budget)
     try:
         server = InspectorServer(
-            create_app(memory, allow_erasure=args.allow_erasure),
+            create_app(memory, allow_erasure=args.allow_erasure, allow_remote=args.allow_remote),
             args.host,
             args.port,
             allow_remote=args.allow_remote,

@@ -4,15 +4,20 @@ Every page is rendered on the server by Jinja2 with autoescaping, so a stored te
 become markup or script. The only state-changing route is ``POST /erase``: it answers 403
 unless the app was created with ``allow_erasure=True``, and 403 without the form's token (a
 random value made when the app starts, so another site cannot post for the user's browser).
+Unless created with ``allow_remote=True``, it answers only requests addressed to a loopback
+name (``localhost``, ``127.0.0.1``, ``[::1]``): a site whose own name a DNS server points at
+127.0.0.1 (DNS rebinding) would otherwise read the store through the user's browser.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -42,13 +47,17 @@ _SECURITY_HEADERS = {
 }
 
 
-def create_app(memory: HybridMemory, *, allow_erasure: bool = False) -> Flask:
+def create_app(
+    memory: HybridMemory, *, allow_erasure: bool = False, allow_remote: bool = False
+) -> Flask:
     """The inspector as a Flask app (a WSGI application) over ``memory``.
 
     Args:
         memory: The memory whose store to show; contexts are built with its settings.
         allow_erasure: Offer erasure of sessions and users (behind a confirmation page).
             Without it every page only reads, and ``POST /erase`` answers 403.
+        allow_remote: Answer requests addressed to any host name. Without it a request
+            whose ``Host`` is not a loopback name answers 400.
 
     Returns:
         The app; serve it with :class:`~langchain_hybrid_memory.inspector.InspectorServer`
@@ -79,6 +88,8 @@ def create_app(memory: HybridMemory, *, allow_erasure: bool = False) -> Flask:
         ("/erase", pages.erase, ["POST"]),
     ):
         app.add_url_rule(rule, view.__name__, view, methods=methods)
+    if not allow_remote:
+        app.before_request(_loopback_only)
     app.context_processor(pages.everywhere)
     app.after_request(_with_security_headers)
     app.register_error_handler(HybridMemoryError, _memory_error)
@@ -179,6 +190,10 @@ class _Pages:
         """A user's (or a session's) facts with their history, as a JSON download."""
         user_id = request.args.get("user")
         session_id = None if user_id else _required("session")
+        if user_id is not None and not self.store.list_sessions(user_id):
+            abort(404, f"no session of user {user_id!r} in this store")
+        if session_id is not None:
+            self._head(session_id)
         records = self.memory.export_facts(session_id, user_id=user_id)
         return _download(records, f"facts-{user_id or session_id}.json")
 
@@ -210,6 +225,8 @@ class _Pages:
             if kind == "user"
             else self.memory.forget_session(target)
         )
+        if not report.sessions:  # erased meanwhile by another page or worker, or never stored
+            abort(404, "nothing to erase: no such session or user in this store (any more)")
         logger.info("inspector: erased %d session(s)", len(report.sessions))
         return render_template("erased.html", kind=kind, target=target, report=report)
 
@@ -225,6 +242,17 @@ class _Pages:
     def _require_erasure(self) -> None:
         if not self.allow_erasure:
             abort(403, "read-only: this inspector was started without --allow-erasure")
+
+
+def _loopback_only() -> None:
+    """Refuse a request addressed to a name other than loopback's (DNS rebinding)."""
+    name = urlsplit(f"//{request.host}").hostname or ""
+    try:
+        loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        abort(400, "this inspector answers only on localhost, 127.0.0.1 or [::1]")
 
 
 def _with_security_headers(response: Response) -> Response:

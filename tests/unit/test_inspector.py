@@ -203,3 +203,37 @@ def test_the_inspector_reads_every_store_a_worker_wrote(backend):
     assert client.post("/erase", data={"user": "ana", "token": token}).status_code == 200
     assert writer.store.list_sessions("ana") == []
     assert ">s1</a>" not in client.get("/").text
+
+
+def test_a_facts_download_of_an_unknown_user_or_session_is_not_found(memory):
+    client = create_app(memory).test_client()
+    assert client.get("/facts.json?user=anna").status_code == 404, "a typo is not an empty list"
+    assert client.get("/facts.json?session=nope").status_code == 404
+    assert json.loads(client.get("/facts.json?user=ana").text), "a known user still downloads"
+
+
+def test_a_second_browser_erasing_what_is_gone_is_told_nothing_was_erased(memory, tmp_path):
+    other_worker = HybridMemory(store=f"sqlite:///{tmp_path / 'm.db'}")
+    first = create_app(memory, allow_erasure=True).test_client()
+    second = create_app(other_worker, allow_erasure=True).test_client()
+    first_token = form_token(first.get("/erase?user=ana").text)
+    second_token = form_token(second.get("/erase?user=ana").text)  # both pages open at once
+    assert first.post("/erase", data={"user": "ana", "token": first_token}).status_code == 200
+    late = second.post("/erase", data={"user": "ana", "token": second_token})
+    assert late.status_code == 404
+    assert "Erasure report" not in late.text
+    assert "nothing to erase" in late.text
+    other_worker.close()
+
+
+def test_a_page_asked_for_by_another_host_name_is_refused(memory):
+    """A web page whose name resolves to 127.0.0.1 (DNS rebinding) must not read the store."""
+    client = create_app(memory).test_client()
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "127.0.0.2"):
+        assert client.get("/", headers={"Host": host}).status_code == 200, host
+    for host in ("attacker.example:8765", "127.0.0.1.nip.io", "localhost.attacker.example"):
+        answer = client.get("/user?id=ana", headers={"Host": host})
+        assert answer.status_code == 400, host
+        assert "Porto" not in answer.text
+    remote = create_app(memory, allow_remote=True).test_client()
+    assert remote.get("/", headers={"Host": "memory.internal:8765"}).status_code == 200
