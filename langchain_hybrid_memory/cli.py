@@ -8,7 +8,7 @@ in the current directory, or ``$HYBRID_MEMORY_STORE``):
   those facts. A second run on the same store finds the conversation already stored.
 * ``inspect SESSION [--query Q]``: the context that would be built, section by section.
 * ``sessions [--user U]``: the user's sessions with their sizes; without ``--user``, every
-  session of the store with its user, a page at a time (``--limit``, ``--after``).
+  session of the store with its user; a page at a time (``--limit``, ``--after``).
 * ``forget --session S | --user U [--yes]``: erase, after confirmation, and print the report.
 * ``export SESSION [--anonymize]``: the transcript as JSON lines.
 * ``eval FILE``: evidence recall on a LoCoMo-format file, with a progress bar; with
@@ -337,7 +337,7 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
         owner = [] if args.user else [Text(row["user_id"] or "-")]
         table.add_row(Text(str(row["session_id"])), *owner, str(row["turns"]), when)
     console.print(table)
-    if args.user is None and len(rows) == args.limit:
+    if len(rows) == args.limit:
         console.print(
             f"more sessions follow: --after {json.dumps(rows[-1]['session_id'])}", markup=False
         )
@@ -347,7 +347,7 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
 def _session_rows(
     memory: HybridMemory, user_id: str | None, *, after: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    """The user's sessions, or a page of every session, as JSON-ready rows."""
+    """A page of the user's sessions, or of every session, as JSON-ready rows."""
     if user_id is None:
         return [
             {
@@ -358,8 +358,9 @@ def _session_rows(
             }
             for info in memory.store.list_all_sessions(after=after, limit=limit)
         ]
+    following = [s for s in _sessions_of(memory, user_id) if after is None or s > after]
     rows = []
-    for session in _sessions_of(memory, user_id):
+    for session in following[:limit]:
         latest = memory.latest_turns(session, 1)
         rows.append(
             {
@@ -679,6 +680,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _page_size(text: str) -> int:
+    """An argparse type: how many sessions a page lists, 1 to ``MAX_PAGE``."""
+    value = _positive(text)
+    if value > MAX_PAGE:
+        msg = f"expected at most {MAX_PAGE}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _add_eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``eval`` command's options."""
     evaluate = commands.add_parser(
@@ -887,13 +897,11 @@ def _add_sessions(commands: Any, store: argparse.ArgumentParser) -> None:
     sessions.add_argument("--user", help="user id (default: every session of the store)")
     sessions.add_argument(
         "--limit",
-        type=_positive,
+        type=_page_size,
         default=DEFAULT_PAGE,
-        help=f"without --user: list at most this many (default {DEFAULT_PAGE}, at most {MAX_PAGE})",
+        help=f"list at most this many (default {DEFAULT_PAGE}, at most {MAX_PAGE})",
     )
-    sessions.add_argument(
-        "--after", help="without --user: list the sessions whose id sorts after this one"
-    )
+    sessions.add_argument("--after", help="list the sessions whose id sorts after this one")
     sessions.add_argument("--json", action="store_true", help="write JSON lines instead")
     sessions.set_defaults(run=run_sessions)
 

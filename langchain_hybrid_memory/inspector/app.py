@@ -16,6 +16,7 @@ import ipaddress
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -132,13 +133,14 @@ class _Pages:
         return _redirect(url_for("session", id=wanted))
 
     def user(self) -> str:
-        """A user's sessions and facts."""
+        """A user's sessions, a page at a time (by id), and their facts."""
         user_id = _required("id")
-        sessions = self._sessions_of(user_id)
-        if not sessions:
-            abort(404, f"no session of user {user_id!r} in this store")
+        after = request.args.get("after") or None
+        sessions = self._sessions_of(user_id, after=after)
         facts = self.memory.export_facts(user_id=user_id)
-        return render_template("user.html", user_id=user_id, sessions=sessions, facts=facts)
+        return render_template(
+            "user.html", user_id=user_id, sessions=sessions, after=after, facts=facts
+        )
 
     def session(self) -> str:
         """A session: the context for a query, its summary and the facts it sees."""
@@ -188,11 +190,12 @@ class _Pages:
 
     def facts(self) -> Response:
         """A user's (or a session's) facts with their history, as a JSON download."""
-        user_id = request.args.get("user")
-        session_id = None if user_id else _required("session")
-        if user_id is not None and not self.store.list_sessions(user_id):
-            abort(404, f"no session of user {user_id!r} in this store")
-        if session_id is not None:
+        user_id = request.args.get("user") or None
+        session_id = None
+        if user_id is not None:
+            self._user_sessions(user_id)
+        else:
+            session_id = _required("session")
             self._head(session_id)
         records = self.memory.export_facts(session_id, user_id=user_id)
         return _download(records, f"facts-{user_id or session_id}.json")
@@ -205,9 +208,8 @@ class _Pages:
         if kind == "user":
             sessions = self._sessions_of(target)
         else:
-            sessions = [(target, self.store.count_turns(target))]
-        if not any(turns for _, turns in sessions):
-            abort(404, "nothing to erase: no such session or user in this store")
+            self._head(target)
+            sessions = _SessionPage([(target, self.store.count_turns(target))], 1, None)
         return render_template(
             "erase.html", kind=kind, target=target, sessions=sessions, token=self.token
         )
@@ -236,8 +238,20 @@ class _Pages:
             abort(404, f"no session {session_id!r} in this store")
         return head
 
-    def _sessions_of(self, user_id: str) -> list[tuple[str, int]]:
-        return [(s, self.store.count_turns(s)) for s in self.store.list_sessions(user_id)]
+    def _sessions_of(self, user_id: str, *, after: str | None = None) -> _SessionPage:
+        """A page of the user's sessions with their turn counts (only the page's are counted)."""
+        every = self._user_sessions(user_id)
+        following = [s for s in every if after is None or s > after]
+        shown = following[:SESSIONS_PER_PAGE]
+        more = shown[-1] if len(following) > len(shown) else None
+        return _SessionPage([(s, self.store.count_turns(s)) for s in shown], len(every), more)
+
+    def _user_sessions(self, user_id: str) -> list[str]:
+        """The ids of the user's sessions, sorted; 404 when there is none."""
+        sessions = self.store.list_sessions(user_id)
+        if not sessions:
+            abort(404, f"no session of user {user_id!r} in this store")
+        return sessions
 
     def _require_erasure(self) -> None:
         if not self.allow_erasure:
@@ -253,6 +267,21 @@ def _loopback_only() -> None:
         loopback = False
     if not loopback:
         abort(400, "this inspector answers only on localhost, 127.0.0.1 or [::1]")
+
+
+@dataclass(frozen=True)
+class _SessionPage:
+    """One page of a user's sessions.
+
+    Attributes:
+        rows: ``(session id, turns)`` of the sessions on the page.
+        total: How many sessions the user has.
+        more: The id to list after for the next page; ``None`` on the last.
+    """
+
+    rows: list[tuple[str, int]]
+    total: int
+    more: str | None
 
 
 def _with_security_headers(response: Response) -> Response:

@@ -374,3 +374,26 @@ def test_an_encrypted_store_without_its_key_names_the_variable_to_set(
     monkeypatch.setenv("HYBRID_MEMORY_ENCRYPTION_KEY", key)
     assert main(["export", "s1", "--store", url]) == 0
     assert "secret plans" in capsys.readouterr().out
+
+
+def test_a_users_sessions_are_listed_a_page_at_a_time(tmp_path, capsys):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    with HybridMemory(store=url, embeddings=DeterministicFakeEmbedding(size=8)) as memory:
+        for session in ("a", "b", "c"):
+            memory.add_messages(session, [HumanMessage("hi")], user_id="ana")
+    assert main(["sessions", "--user", "ana", "--limit", "2", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "a" in out
+    assert 'more sessions follow: --after "b"' in out
+    assert main(["sessions", "--user", "ana", "--after", "b", "--json", "--store", url]) == 0
+    assert [json.loads(line)["session_id"] for line in capsys.readouterr().out.splitlines()] == [
+        "c"
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sessions", "--limit", "100000", "--store", url])
+    assert exit_info.value.code == 2, "an out-of-range option is bad usage"

@@ -237,3 +237,29 @@ def test_a_page_asked_for_by_another_host_name_is_refused(memory):
         assert "Porto" not in answer.text
     remote = create_app(memory, allow_remote=True).test_client()
     assert remote.get("/", headers={"Host": "memory.internal:8765"}).status_code == 200
+
+
+def test_a_user_with_many_sessions_is_shown_a_page_at_a_time(tmp_path):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from langchain_hybrid_memory.inspector.app import SESSIONS_PER_PAGE
+
+    memory = HybridMemory(
+        store=f"sqlite:///{tmp_path / 'many.db'}", embeddings=DeterministicFakeEmbedding(size=8)
+    )
+    count = SESSIONS_PER_PAGE + 5
+    for number in range(count):
+        memory.add_messages(f"s{number:03d}", [HumanMessage("hi")], user_id="ana")
+    client = create_app(memory, allow_erasure=True).test_client()
+    first = client.get("/user?id=ana").text
+    assert first.count('href="/session?id=s') == SESSIONS_PER_PAGE
+    assert f"{count} sessions" in first
+    following = re.search(r'href="(/user\?[^"]*after=[^"]*)"', first).group(1)
+    second = client.get(following.replace("&amp;", "&")).text
+    assert second.count('href="/session?id=s') == 5
+    assert f">s{count - 1:03d}</a>" in second
+    confirm = client.get("/erase?user=ana").text
+    assert f"{count} sessions" in confirm, "the erasure page says how many sessions will go"
+    done = client.post("/erase", data={"user": "ana", "token": form_token(confirm)})
+    assert re.search(rf"sessions</th><td class=\"num\">{count}<", done.text)
+    memory.close()
