@@ -109,7 +109,7 @@ def _sessions_of(memory: HybridMemory, user_id: str) -> list[str]:
     """The user's sessions; none is an error, so that a typo'd user never reads as empty."""
     sessions = memory.store.list_sessions(user_id)
     if not sessions:
-        msg = f"no session of user {user_id!r} in this store"
+        msg = f"no session of user {user_id!r} in this store (`hybrid-memory sessions` lists them)"
         raise InvalidInputError(msg)
     return sessions
 
@@ -117,7 +117,7 @@ def _sessions_of(memory: HybridMemory, user_id: str) -> list[str]:
 def _check_session(memory: HybridMemory, session_id: str) -> None:
     """Fail unless the session is stored, so that a typo'd session never reads as empty."""
     if not memory.store.head(session_id).exists:
-        msg = f"no session {session_id!r} in this store"
+        msg = f"no session {session_id!r} in this store (`hybrid-memory sessions` lists them)"
         raise InvalidInputError(msg)
 
 
@@ -299,9 +299,7 @@ def run_inspect(args: argparse.Namespace, console: Console) -> int:
 
     memory = _open(args, token_budget=args.budget)
     try:
-        if not memory.latest_turns(args.session, 1):
-            sys.stderr.write(f"error: session {args.session!r} has no stored turns\n")
-            return EXIT_ERROR
+        _check_session(memory, args.session)
         context = memory.build_context(args.session, args.query, user_id=args.user)
     finally:
         memory.close()
@@ -423,12 +421,10 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
     """Write a session's transcript as JSON lines to standard output."""
     memory = _open(args)
     try:
+        _check_session(memory, args.session)
         records = memory.export_session(args.session, anonymize=args.anonymize)
     finally:
         memory.close()
-    if not records:
-        sys.stderr.write(f"error: session {args.session!r} has no stored turns\n")
-        return EXIT_ERROR
     _write_json_lines(records)
     return EXIT_OK
 

@@ -23,8 +23,13 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from langchain_hybrid_memory.cli import _context_record
-from langchain_hybrid_memory.errors import HybridMemoryError, InvalidInputError, StoreError
+from langchain_hybrid_memory.cli import KEY_VARIABLE, _context_record
+from langchain_hybrid_memory.errors import (
+    DecryptionError,
+    HybridMemoryError,
+    InvalidInputError,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from langchain_hybrid_memory.hybrid import HybridMemory
@@ -292,6 +297,11 @@ def _with_security_headers(response: Response) -> Response:
 def _memory_error(exc: HybridMemoryError) -> tuple[str, int]:
     status = 503 if isinstance(exc, StoreError) else 400
     message = " ".join(str(exc).split())  # the library's messages never hold a secret
+    if isinstance(exc, DecryptionError):
+        message += (
+            f". `hybrid-memory serve` reads the key(s) from ${KEY_VARIABLE} "
+            "(comma-separated, newest first)"
+        )
     return render_template("error.html", status=status, message=message), status
 
 

@@ -271,7 +271,9 @@ def test_a_typo_never_looks_like_success(tmp_path, capsys, store):
     assert main(["forget", "--session", "does-not-exist", "--yes", "--store", store]) == 1
     assert "nothing to erase" in capsys.readouterr().err
     assert main(["export", "nope", "--store", store]) == 1
-    assert "no stored turns" in capsys.readouterr().err
+    assert "no session 'nope' in this store" in capsys.readouterr().err
+    assert main(["inspect", "demo-anna", "--store", store]) == 1
+    assert "`hybrid-memory sessions` lists them" in capsys.readouterr().err
 
 
 def test_read_commands_write_json_and_inspect_shows_texts_whole(store, capsys):

@@ -263,3 +263,29 @@ def test_a_user_with_many_sessions_is_shown_a_page_at_a_time(tmp_path):
     done = client.post("/erase", data={"user": "ana", "token": form_token(confirm)})
     assert re.search(rf"sessions</th><td class=\"num\">{count}<", done.text)
     memory.close()
+
+
+def test_a_busy_port_is_a_config_error_not_an_exit(memory, capsys):
+    import socket
+
+    from langchain_hybrid_memory.inspector import InspectorServer
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            InspectorServer(create_app(memory), port=port)  # SystemExit would end the caller
+        assert main(["serve", "--port", str(port), "--store", "memory://"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, "one line, the library's"
+    assert "in use" in err
+
+
+def test_an_encrypted_store_opened_without_its_key_says_how_to_pass_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sealed.db'}"
+    with HybridMemory(store=url, encryption_key=Fernet.generate_key()) as writer:
+        writer.add_messages("s1", [HumanMessage("secret plans")], user_id="ana")
+    with HybridMemory(store=url) as keyless:
+        page = create_app(keyless).test_client().get("/transcript?id=s1")
+    assert page.status_code == 503
+    assert "$HYBRID_MEMORY_ENCRYPTION_KEY" in page.text, "what to set when started by serve"
+    assert "secret plans" not in page.text
