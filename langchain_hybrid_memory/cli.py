@@ -214,15 +214,27 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     table.add_row("build_context mean", f"{statistics.fmean(build_ms):.1f} ms")
     table.add_row("probes answered from memory", f"{remembered} / {len(conversation.probes)}")
     console.print(table)
+    kind = memory.store.name
     memory.close()
-    console.print(  # never the store URL: it may hold a password
-        f"Stored as session {session!r} of user {conversation.user_id!r}. Look closer with "
-        f"`hybrid-memory inspect {session}` or `hybrid-memory facts --user "
-        f"{conversation.user_id}` (with the same --store). Open the inspector in a browser "
-        "with `hybrid-memory serve` (same --store; the inspector extra).",
-        markup=False,
-    )
+    console.print(_demo_next_steps(args.store, kind, session, conversation.user_id), markup=False)
     return EXIT_OK
+
+
+def _demo_next_steps(url: str, kind: str, session: str, user_id: str) -> str:
+    """Where the demo's memory is and how to look at it (never the URL: it may hold a password)."""
+    path = _sqlite_path(url)
+    if kind == "memory" or (kind == "sqlite" and path is None):
+        return (
+            f"{url.partition('://')[0]}:// keeps nothing after this process ends: run "
+            "`hybrid-memory demo --store sqlite:///demo.db` to look closer afterwards."
+        )
+    where = str(path.resolve()) if path is not None else f"the {kind} store of --store"
+    return (
+        f"Stored in {where} as session {session!r} of user {user_id!r}. Look closer with "
+        f"`hybrid-memory inspect {session}` or `hybrid-memory facts --user {user_id}` (with "
+        "the same --store). Open the inspector in a browser with `hybrid-memory serve` (same "
+        "--store; the inspector extra)."
+    )
 
 
 def _describe(context: MemoryContext, *, full: bool = False) -> str:

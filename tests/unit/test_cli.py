@@ -32,7 +32,7 @@ def test_the_demo_conversation_plants_its_facts_early():
 
 def test_a_second_demo_remembers_the_first(store, capsys):
     assert main(["demo", "--store", store]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert "already in" in out
     assert "3 / 3" in out
     assert out.count("remembered") >= 3
@@ -399,3 +399,16 @@ def test_a_users_sessions_are_listed_a_page_at_a_time(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["sessions", "--limit", "100000", "--store", url])
     assert exit_info.value.code == 2, "an out-of-range option is bad usage"
+
+
+def test_the_demo_says_where_its_memory_is(store, capsys):
+    from pathlib import Path
+
+    assert main(["demo", "--store", store]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"Stored in {Path(store.removeprefix('sqlite:///')).resolve()}" in out
+
+    assert main(["demo", "--store", "memory://"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "hybrid-memory inspect" not in out, "nothing is left to inspect after this process"
+    assert "memory:// keeps nothing" in out
