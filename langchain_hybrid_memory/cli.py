@@ -336,6 +336,9 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         _write_json_lines(rows)
         return EXIT_OK
+    if not rows:
+        console.print("no more sessions" if args.after else "this store holds no session yet")
+        return EXIT_OK
     table = Table(title=Text(f"sessions of {args.user}" if args.user else "sessions"))
     table.add_column("session")
     if args.user is None:
@@ -820,6 +823,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("session", help="session id")
     export.add_argument(
         "--anonymize", action="store_true", help="redact personal data and speaker names"
+    )
+    export.add_argument(
+        "--json", action="store_true", help="JSON lines (the only format; as every read command)"
     )
     export.set_defaults(run=run_export)
 

@@ -412,3 +412,28 @@ def test_the_demo_says_where_its_memory_is(store, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "hybrid-memory inspect" not in out, "nothing is left to inspect after this process"
     assert "memory:// keeps nothing" in out
+
+
+def test_every_read_command_takes_json(store, tmp_path, capsys):
+    reads = (
+        ["inspect", "demo-ana"],
+        ["sessions"],
+        ["sessions", "--user", "ana"],
+        ["facts", "--user", "ana"],
+        ["facts", "--session", "demo-ana"],
+        ["export", "demo-ana"],
+    )
+    for command in reads:
+        assert main([*command, "--json", "--store", store]) == 0, command
+        lines = capsys.readouterr().out.splitlines()
+        assert lines, command
+        assert all(isinstance(json.loads(line), dict) for line in lines), command
+
+
+def test_an_empty_store_says_so(tmp_path, capsys):
+    from langchain_hybrid_memory.stores import SQLiteStore
+
+    path = tmp_path / "empty.db"
+    SQLiteStore(str(path)).close()
+    assert main(["sessions", "--store", f"sqlite:///{path}"]) == 0
+    assert "this store holds no session" in capsys.readouterr().out
