@@ -68,6 +68,8 @@ STORE_VARIABLE = "HYBRID_MEMORY_STORE"
 #: The store every command uses unless ``--store`` or ``$HYBRID_MEMORY_STORE`` says otherwise.
 DEFAULT_STORE = "sqlite:///hybrid-memory.db"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
+#: The token budget and window of the contexts ``inspect`` and ``serve`` build by default.
+CONTEXT_BUDGET, CONTEXT_WINDOW = 2000, 10
 #: ``eval``'s budgets: evidence recall at three sizes, answers (which cost money) at one.
 DEFAULT_RECALL_BUDGETS, DEFAULT_ANSWER_BUDGETS = (500, 1000, 2000), (1000,)
 
@@ -216,12 +218,26 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     kind = memory.store.name
     memory.close()
-    console.print(_demo_next_steps(args.store, kind, session, conversation.user_id), markup=False)
+    settings = "".join(
+        f" --{name} {value}"
+        for name, value, default in (
+            ("budget", args.budget, CONTEXT_BUDGET),
+            ("window", args.window, CONTEXT_WINDOW),
+        )
+        if value != default
+    )
+    console.print(
+        _demo_next_steps(args.store, kind, session, conversation.user_id, settings), markup=False
+    )
     return EXIT_OK
 
 
-def _demo_next_steps(url: str, kind: str, session: str, user_id: str) -> str:
-    """Where the demo's memory is and how to look at it (never the URL: it may hold a password)."""
+def _demo_next_steps(url: str, kind: str, session: str, user_id: str, settings: str) -> str:
+    """Where the demo's memory is and how to look at it (never the URL: it may hold a password).
+
+    ``settings`` are the demo's options that ``inspect`` and ``serve`` need to build the
+    contexts the demo showed.
+    """
     path = _sqlite_path(url)
     if kind == "memory" or (kind == "sqlite" and path is None):
         return (
@@ -231,9 +247,9 @@ def _demo_next_steps(url: str, kind: str, session: str, user_id: str) -> str:
     where = str(path.resolve()) if path is not None else f"the {kind} store of --store"
     return (
         f"Stored in {where} as session {session!r} of user {user_id!r}. Look closer with "
-        f"`hybrid-memory inspect {session}` or `hybrid-memory facts --user {user_id}` (with "
-        "the same --store). Open the inspector in a browser with `hybrid-memory serve` (same "
-        "--store; the inspector extra)."
+        f"`hybrid-memory inspect {session}{settings}` or `hybrid-memory facts --user {user_id}` "
+        "(with the same --store). Open the inspector in a browser with "
+        f"`hybrid-memory serve{settings}` (same --store; the inspector extra)."
     )
 
 
@@ -309,7 +325,7 @@ def run_inspect(args: argparse.Namespace, console: Console) -> int:
     from rich.markup import escape
     from rich.panel import Panel
 
-    memory = _open(args, token_budget=args.budget)
+    memory = _open(args, token_budget=args.budget, window_turns=args.window)
     try:
         _check_session(memory, args.session)
         context = memory.build_context(args.session, args.query, user_id=args.user)
@@ -790,7 +806,12 @@ def _parser() -> argparse.ArgumentParser:
         "demo", parents=[store], help="replay a sample conversation and show what memory recalls"
     )
     demo.add_argument("--budget", type=_positive, default=600, help="token budget (default 600)")
-    demo.add_argument("--window", type=_positive, default=10, help="recent turns kept verbatim")
+    demo.add_argument(
+        "--window",
+        type=_positive,
+        default=CONTEXT_WINDOW,
+        help=f"recent turns kept verbatim (default {CONTEXT_WINDOW})",
+    )
     demo.set_defaults(run=run_demo)
 
     inspect = commands.add_parser(
@@ -799,9 +820,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("session", help="session id")
     inspect.add_argument("--query", help="the input to recall for (default: latest user turn)")
     inspect.add_argument("--user", help="the user the session must belong to")
-    inspect.add_argument(
-        "--budget", type=_positive, default=2000, help="token budget (default 2000)"
-    )
+    _add_context_options(inspect)
     inspect.add_argument("--full", action="store_true", help="show every text whole")
     inspect.add_argument("--json", action="store_true", help="write the context as JSON")
     inspect.set_defaults(run=run_inspect)
@@ -871,7 +890,7 @@ def run_serve(args: argparse.Namespace, console: Console) -> int:
         raise MissingDependencyError(msg) from exc
 
     check_host(args.host, allow_remote=args.allow_remote)  # before opening anything
-    memory = _open(args, token_budget=args.budget)
+    memory = _open(args, token_budget=args.budget, window_turns=args.window)
     try:
         server = InspectorServer(
             create_app(memory, allow_erasure=args.allow_erasure, allow_remote=args.allow_remote),
@@ -899,6 +918,22 @@ def _port(text: str) -> int:
         msg = f"expected a port from 0 to 65535, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return int(text)
+
+
+def _add_context_options(command: argparse.ArgumentParser) -> None:
+    """``--budget`` and ``--window``: the settings of the contexts a command builds."""
+    command.add_argument(
+        "--budget",
+        type=_positive,
+        default=CONTEXT_BUDGET,
+        help=f"token budget of contexts (default {CONTEXT_BUDGET})",
+    )
+    command.add_argument(
+        "--window",
+        type=_positive,
+        default=CONTEXT_WINDOW,
+        help=f"recent turns kept verbatim (default {CONTEXT_WINDOW})",
+    )
 
 
 def _add_sessions(commands: Any, store: argparse.ArgumentParser) -> None:
@@ -940,9 +975,7 @@ def _add_serve(commands: Any, store: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow a host beyond loopback (no login!)"
     )
-    serve.add_argument(
-        "--budget", type=_positive, default=2000, help="token budget of contexts (default 2000)"
-    )
+    _add_context_options(serve)
     serve.set_defaults(run=run_serve)
 
 

@@ -437,3 +437,16 @@ def test_an_empty_store_says_so(tmp_path, capsys):
     SQLiteStore(str(path)).close()
     assert main(["sessions", "--store", f"sqlite:///{path}"]) == 0
     assert "this store holds no session" in capsys.readouterr().out
+
+
+def test_the_demos_next_command_shows_the_context_the_demo_built(store, capsys):
+    question = load_demo_conversation().probes[0][0]
+    assert main(["demo", "--store", store, "--budget", "400", "--window", "6"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "`hybrid-memory inspect demo-ana --budget 400 --window 6`" in out
+    assert "`hybrid-memory serve --budget 400 --window 6`" in out
+    command = ["inspect", "demo-ana", "--budget", "400", "--window", "6", "--json"]
+    assert main([*command, "--query", question, "--store", store]) == 0
+    context = json.loads(capsys.readouterr().out)
+    assert context["token_budget"] == 400
+    assert len(context["window"]) <= 6
