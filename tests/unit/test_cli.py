@@ -450,3 +450,13 @@ def test_the_demos_next_command_shows_the_context_the_demo_built(store, capsys):
     context = json.loads(capsys.readouterr().out)
     assert context["token_budget"] == 400
     assert len(context["window"]) <= 6
+
+
+def test_anonymized_facts_leave_out_names_in_values_too(store, capsys):
+    assert main(["facts", "--user", "ana", "--anonymize", "--json", "--store", store]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records
+    values = " ".join(record["value"] for record in records)
+    assert "Ribeiro" not in values, "a full name is personal data, whatever its attribute"
+    assert "Ana" not in values
+    assert "peanuts" in values, "facts that name nobody stay"
