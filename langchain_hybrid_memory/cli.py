@@ -95,8 +95,15 @@ def _open(args: argparse.Namespace, *, create: bool = False, **settings: Any) ->
     path = _sqlite_path(args.store)
     if not create and path is not None and not path.exists():
         msg = (
-            f"no memory store at {path} (from --store or ${STORE_VARIABLE}); "
+            f"no memory store at {path.resolve()} (from --store or ${STORE_VARIABLE}); "
             "`hybrid-memory demo` creates one there"
+        )
+        raise ConfigError(msg)
+    if not create and _in_process(args.store):
+        msg = (
+            f"{_scheme(args.store)}:// holds nothing outside the process that writes it, so this "
+            "command would find nothing: pass the store your bot writes (sqlite:///path, "
+            "redis://..., postgresql://...)"
         )
         raise ConfigError(msg)
     return HybridMemory(store=args.store, encryption_key=_keys() or None, **settings)
@@ -135,6 +142,15 @@ def _decryption_message() -> str:
         "damaged value): set it to the key(s) the store was written with, comma-separated, "
         "newest first"
     )
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower()
+
+
+def _in_process(url: str) -> bool:
+    """Whether a store URL names a store that lives and dies with its process."""
+    return _scheme(url) == "memory" or (_scheme(url) == "sqlite" and url.endswith("/:memory:"))
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -239,9 +255,9 @@ def _demo_next_steps(url: str, kind: str, session: str, user_id: str, settings: 
     contexts the demo showed.
     """
     path = _sqlite_path(url)
-    if kind == "memory" or (kind == "sqlite" and path is None):
+    if _in_process(url):
         return (
-            f"{url.partition('://')[0]}:// keeps nothing after this process ends: run "
+            f"{_scheme(url)}:// keeps nothing after this process ends: run "
             "`hybrid-memory demo --store sqlite:///demo.db` to look closer afterwards."
         )
     where = str(path.resolve()) if path is not None else f"the {kind} store of --store"

@@ -460,3 +460,9 @@ def test_anonymized_facts_leave_out_names_in_values_too(store, capsys):
     assert "Ribeiro" not in values, "a full name is personal data, whatever its attribute"
     assert "Ana" not in values
     assert "peanuts" in values, "facts that name nobody stay"
+
+
+def test_reading_an_in_process_store_is_an_error_not_an_empty_answer(capsys):
+    for command in (["sessions"], ["inspect", "s1"], ["facts", "--user", "ana"], ["serve"]):
+        assert main([*command, "--store", "memory://"]) == 1, command
+        assert "memory:// holds nothing" in capsys.readouterr().err

@@ -265,7 +265,7 @@ def test_a_user_with_many_sessions_is_shown_a_page_at_a_time(tmp_path):
     memory.close()
 
 
-def test_a_busy_port_is_a_config_error_not_an_exit(memory, capsys):
+def test_a_busy_port_is_a_config_error_not_an_exit(memory, tmp_path, capsys):
     import socket
 
     from langchain_hybrid_memory.inspector import InspectorServer
@@ -274,7 +274,8 @@ def test_a_busy_port_is_a_config_error_not_an_exit(memory, capsys):
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
             InspectorServer(create_app(memory), port=port)  # SystemExit would end the caller
-        assert main(["serve", "--port", str(port), "--store", "memory://"]) == 1
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+        assert main(["serve", "--port", str(port), "--store", url]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1, "one line, the library's"
     assert "in use" in err
