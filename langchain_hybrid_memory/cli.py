@@ -930,7 +930,7 @@ def run_serve(args: argparse.Namespace, console: Console) -> int:
 
 def _port(text: str) -> int:
     """An argparse type: a TCP port, 0 (any free port) to 65535."""
-    if not text.isdigit() or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
         msg = f"expected a port from 0 to 65535, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return int(text)

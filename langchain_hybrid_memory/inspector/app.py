@@ -324,10 +324,11 @@ def _required(name: str) -> str:
 
 def _page_number(pages: int) -> int:
     text = request.args.get("page", "0")
-    if not text.isdigit():
-        msg = f"page must be a whole number, got {text!r}"
+    if not (text.isascii() and text.isdigit()):  # isdigit alone takes "²" and "٣"
+        msg = f"page must be a whole number, got {text[:20]!r}"
         raise InvalidInputError(msg)
-    return min(int(text), pages - 1)
+    digits = text.lstrip("0") or "0"
+    return pages - 1 if len(digits) > len(str(pages)) else min(int(digits), pages - 1)
 
 
 def _erasure_target(values: Any) -> tuple[str, str | None]:

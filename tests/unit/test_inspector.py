@@ -290,3 +290,15 @@ def test_an_encrypted_store_opened_without_its_key_says_how_to_pass_it(tmp_path)
     assert page.status_code == 503
     assert "$HYBRID_MEMORY_ENCRYPTION_KEY" in page.text, "what to set when started by serve"
     assert "secret plans" not in page.text
+
+
+def test_an_odd_page_number_is_a_clear_error_never_a_crash(memory):
+    client = create_app(memory).test_client()
+    for page in ("²", "٣", "9" * 5000, "-1", "1e3", ""):
+        answer = client.get("/transcript", query_string={"id": "s1", "page": page})
+        assert answer.status_code in (200, 400), (page, answer.status_code)
+        if answer.status_code == 400:
+            assert "page must be a whole number" in answer.text
+    last = client.get("/transcript", query_string={"id": "s1", "page": "9" * 40})
+    assert last.status_code == 200, "a page past the end shows the last"
+    assert f"message number {TURNS_PER_PAGE + 9}" in last.text
