@@ -5,8 +5,10 @@ in the current directory, or ``$HYBRID_MEMORY_STORE``):
 
 * ``demo``: replay a sample conversation shipped with the package (146 turns over three weeks,
   facts planted in the first minutes), then show the context built for three questions about
-  those facts. A second run on the same store finds the conversation already stored.
-* ``inspect SESSION [--query Q]``: the context that would be built, section by section.
+  those facts. A second run on the same store finds the conversation already stored. It ends
+  by saying where the memory is and which commands show it.
+* ``inspect SESSION [--query Q] [--budget N] [--window N]``: the context that would be built,
+  section by section.
 * ``sessions [--user U]``: the user's sessions with their sizes; without ``--user``, every
   session of the store with its user; a page at a time (``--limit``, ``--after``).
 * ``forget --session S | --user U [--yes]``: erase, after confirmation, and print the report.
@@ -15,8 +17,12 @@ in the current directory, or ``$HYBRID_MEMORY_STORE``):
   ``--answer-model PROVIDER:MODEL``, answer accuracy: an LLM answers each question from this
   project's context, the full history and the recent turns, and a judge grades the answers
   (the tokens to be sent are counted and confirmed first).
+* ``facts --user U | --session S [--anonymize]``: every fact with its earlier values.
 * ``serve [--host H] [--port N] [--allow-erasure] [--allow-remote]``: the memory inspector, a
   local web app (the ``inspector`` extra), on loopback unless ``--allow-remote``.
+
+Every read command takes ``--json`` and then writes only JSON to standard output. A read of a
+store, session or user that does not exist is an error, never an empty answer.
 
 An encrypted store's Fernet key(s) come from ``$HYBRID_MEMORY_ENCRYPTION_KEY`` (comma-separated,
 newest first), never from the command line, where other users could read them.
