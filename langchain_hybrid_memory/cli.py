@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORE", "DemoConversation", "load_demo_conversation", "main"]
 
+#: The command's name, as installed by the package.
+PROGRAM = "hybrid-memory"
 #: The environment variable naming the store when ``--store`` is not given.
 STORE_VARIABLE = "HYBRID_MEMORY_STORE"
 #: The store every command uses unless ``--store`` or ``$HYBRID_MEMORY_STORE`` says otherwise.
@@ -102,7 +105,7 @@ def _open(args: argparse.Namespace, *, create: bool = False, **settings: Any) ->
     if not create and path is not None and not path.exists():
         msg = (
             f"no memory store at {path.resolve()} (from --store or ${STORE_VARIABLE}); "
-            "`hybrid-memory demo` creates one there"
+            f"`{_program()} demo` creates one there"
         )
         raise ConfigError(msg)
     if not create and _in_process(args.store):
@@ -124,7 +127,7 @@ def _sessions_of(memory: HybridMemory, user_id: str) -> list[str]:
     """The user's sessions; none is an error, so that a typo'd user never reads as empty."""
     sessions = memory.store.list_sessions(user_id)
     if not sessions:
-        msg = f"no session of user {user_id!r} in this store (`hybrid-memory sessions` lists them)"
+        msg = f"no session of user {user_id!r} in this store (`{_program()} sessions` lists them)"
         raise InvalidInputError(msg)
     return sessions
 
@@ -132,7 +135,7 @@ def _sessions_of(memory: HybridMemory, user_id: str) -> list[str]:
 def _check_session(memory: HybridMemory, session_id: str) -> None:
     """Fail unless the session is stored, so that a typo'd session never reads as empty."""
     if not memory.store.head(session_id).exists:
-        msg = f"no session {session_id!r} in this store (`hybrid-memory sessions` lists them)"
+        msg = f"no session {session_id!r} in this store (`{_program()} sessions` lists them)"
         raise InvalidInputError(msg)
 
 
@@ -148,6 +151,23 @@ def _decryption_message() -> str:
         "damaged value): set it to the key(s) the store was written with, comma-separated, "
         "newest first"
     )
+
+
+def _program() -> str:
+    """How to run this command line again from here.
+
+    ``hybrid-memory`` when it is on the PATH; else the path it was started by (``make demo``
+    runs ``.venv/bin/hybrid-memory``), or this Python with ``-m langchain_hybrid_memory.cli``.
+    """
+    if shutil.which(PROGRAM) is not None:
+        return PROGRAM
+    started = sys.argv[0] if sys.argv else ""
+    if Path(started).name == PROGRAM:
+        return started
+    python = Path(sys.executable)
+    if python.is_relative_to(Path.cwd()):
+        python = python.relative_to(Path.cwd())
+    return f"{python} -m langchain_hybrid_memory.cli"
 
 
 def _scheme(url: str) -> str:
@@ -261,17 +281,18 @@ def _demo_next_steps(url: str, kind: str, session: str, user_id: str, settings: 
     contexts the demo showed.
     """
     path = _sqlite_path(url)
+    program = _program()
     if _in_process(url):
         return (
             f"{_scheme(url)}:// keeps nothing after this process ends: run "
-            "`hybrid-memory demo --store sqlite:///demo.db` to look closer afterwards."
+            f"`{program} demo --store sqlite:///demo.db` to look closer afterwards."
         )
     where = str(path.resolve()) if path is not None else f"the {kind} store of --store"
     return (
         f"Stored in {where} as session {session!r} of user {user_id!r}. Look closer with "
-        f"`hybrid-memory inspect {session}{settings}` or `hybrid-memory facts --user {user_id}` "
-        "(with the same --store). Open the inspector in a browser with "
-        f"`hybrid-memory serve{settings}` (same --store; the inspector extra)."
+        f"`{program} inspect {session}{settings}` or `{program} facts --user {user_id}` (with "
+        f"the same --store). Open the inspector in a browser with `{program} serve{settings}` "
+        "(same --store; the inspector extra)."
     )
 
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
 from langchain_hybrid_memory.cli import DEFAULT_STORE, load_demo_conversation, main
+
+
+@pytest.fixture
+def on_path(monkeypatch) -> None:
+    """``hybrid-memory`` on the PATH, as after ``pip install`` in an active environment."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +39,7 @@ def test_the_demo_conversation_plants_its_facts_early():
         assert max(positions) < 12
 
 
-def test_a_second_demo_remembers_the_first(store, capsys):
+def test_a_second_demo_remembers_the_first(store, capsys, on_path):
     assert main(["demo", "--store", store]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "already in" in out
@@ -273,7 +282,7 @@ def test_a_typo_never_looks_like_success(tmp_path, capsys, store):
     assert main(["export", "nope", "--store", store]) == 1
     assert "no session 'nope' in this store" in capsys.readouterr().err
     assert main(["inspect", "demo-anna", "--store", store]) == 1
-    assert "`hybrid-memory sessions` lists them" in capsys.readouterr().err
+    assert "sessions` lists them" in capsys.readouterr().err
 
 
 def test_read_commands_write_json_and_inspect_shows_texts_whole(store, capsys):
@@ -439,7 +448,7 @@ def test_an_empty_store_says_so(tmp_path, capsys):
     assert "this store holds no session" in capsys.readouterr().out
 
 
-def test_the_demos_next_command_shows_the_context_the_demo_built(store, capsys):
+def test_the_demos_next_command_shows_the_context_the_demo_built(store, capsys, on_path):
     question = load_demo_conversation().probes[0][0]
     assert main(["demo", "--store", store, "--budget", "400", "--window", "6"]) == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -466,3 +475,19 @@ def test_reading_an_in_process_store_is_an_error_not_an_empty_answer(capsys):
     for command in (["sessions"], ["inspect", "s1"], ["facts", "--user", "ana"], ["serve"]):
         assert main([*command, "--store", "memory://"]) == 1, command
         assert "memory:// holds nothing" in capsys.readouterr().err
+
+
+def test_the_demos_next_commands_run_where_hybrid_memory_is_not_on_the_path(
+    store, capsys, monkeypatch
+):
+    monkeypatch.setattr("sys.argv", [".venv/bin/hybrid-memory", "demo"])  # as `make demo` runs it
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["demo", "--store", store]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "`.venv/bin/hybrid-memory inspect demo-ana" in out
+    assert "`.venv/bin/hybrid-memory serve" in out
+
+    monkeypatch.setattr("sys.argv", ["/somewhere/cli.py", "demo"])  # python -m ...cli demo
+    assert main(["demo", "--store", store]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"`{sys.executable} -m langchain_hybrid_memory.cli inspect demo-ana" in out
