@@ -302,3 +302,54 @@ def test_an_odd_page_number_is_a_clear_error_never_a_crash(memory):
     last = client.get("/transcript", query_string={"id": "s1", "page": "9" * 40})
     assert last.status_code == 200, "a page past the end shows the last"
     assert f"message number {TURNS_PER_PAGE + 9}" in last.text
+
+
+ODD_IDS = (
+    "ünïcødé-セッション",
+    "a/b/c",
+    "../../etc/passwd",
+    "x" * 256,
+    "<b>bold</b>&amp;",
+    "has space?q=1&x#frag",
+    "%2F..%2F",
+    "emoji 😀",
+    "back\\slash",
+)
+
+
+def test_every_link_works_for_odd_session_and_user_ids(tmp_path):
+    import html
+
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    memory = HybridMemory(
+        store=f"sqlite:///{tmp_path / 'odd.db'}", embeddings=DeterministicFakeEmbedding(size=8)
+    )
+    for odd in ODD_IDS:
+        memory.add_messages(
+            odd,
+            [HumanMessage("I live in Porto"), AIMessage("ok")],
+            user_id=odd,
+            entities={"Ana": {"city": "Porto"}},
+        )
+    client = create_app(memory, allow_erasure=True).test_client()
+    seen: set[str] = set()
+    waiting = ["/"]
+    while waiting:
+        url = waiting.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        answer = client.get(url)
+        assert answer.status_code == 200, (url, answer.status_code)
+        if answer.content_type.startswith("text/html"):
+            for link in re.findall(r'href="(/[^"]*)"', answer.text):
+                target = html.unescape(link).partition("#")[0]
+                if not target.startswith("/static/"):
+                    waiting.append(target)
+    # each id's session, transcript, user, session export, facts export and two erase pages
+    assert len(seen) >= 7 * len(ODD_IDS), "every page of every odd id was reached by a link"
+    for odd in ODD_IDS:
+        page = client.get("/session", query_string={"id": odd})
+        assert html.escape(odd) in page.text
+    memory.close()
