@@ -5,18 +5,24 @@ in the current directory, or ``$HYBRID_MEMORY_STORE``):
 
 * ``demo``: replay a sample conversation shipped with the package (146 turns over three weeks,
   facts planted in the first minutes), then show the context built for three questions about
-  those facts. A second run on the same store finds the conversation already stored.
-* ``inspect SESSION [--query Q]``: the context that would be built, section by section.
+  those facts. A second run on the same store finds the conversation already stored. It ends
+  by saying where the memory is and which commands show it.
+* ``inspect SESSION [--query Q] [--budget N] [--window N]``: the context that would be built,
+  section by section.
 * ``sessions [--user U]``: the user's sessions with their sizes; without ``--user``, every
-  session of the store with its user, a page at a time (``--limit``, ``--after``).
+  session of the store with its user; a page at a time (``--limit``, ``--after``).
 * ``forget --session S | --user U [--yes]``: erase, after confirmation, and print the report.
 * ``export SESSION [--anonymize]``: the transcript as JSON lines.
 * ``eval FILE``: evidence recall on a LoCoMo-format file, with a progress bar; with
   ``--answer-model PROVIDER:MODEL``, answer accuracy: an LLM answers each question from this
   project's context, the full history and the recent turns, and a judge grades the answers
   (the tokens to be sent are counted and confirmed first).
+* ``facts --user U | --session S [--anonymize]``: every fact with its earlier values.
 * ``serve [--host H] [--port N] [--allow-erasure] [--allow-remote]``: the memory inspector, a
   local web app (the ``inspector`` extra), on loopback unless ``--allow-remote``.
+
+Every read command takes ``--json`` and then writes only JSON to standard output. A read of a
+store, session or user that does not exist is an error, never an empty answer.
 
 An encrypted store's Fernet key(s) come from ``$HYBRID_MEMORY_ENCRYPTION_KEY`` (comma-separated,
 newest first), never from the command line, where other users could read them.
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -41,7 +48,13 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_hybrid_memory._model_cache import CACHE_ENV, FORMATS, exported
 from langchain_hybrid_memory._version import __version__
 from langchain_hybrid_memory.context import entity_line
-from langchain_hybrid_memory.errors import ConfigError, HybridMemoryError, MissingDependencyError
+from langchain_hybrid_memory.errors import (
+    ConfigError,
+    DecryptionError,
+    HybridMemoryError,
+    InvalidInputError,
+    MissingDependencyError,
+)
 from langchain_hybrid_memory.samples import DemoConversation, load_demo_conversation
 from langchain_hybrid_memory.stores.base import DEFAULT_PAGE, MAX_PAGE
 
@@ -57,11 +70,15 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORE", "DemoConversation", "load_demo_conversation", "main"]
 
+#: The command's name, as installed by the package.
+PROGRAM = "hybrid-memory"
 #: The environment variable naming the store when ``--store`` is not given.
 STORE_VARIABLE = "HYBRID_MEMORY_STORE"
 #: The store every command uses unless ``--store`` or ``$HYBRID_MEMORY_STORE`` says otherwise.
 DEFAULT_STORE = "sqlite:///hybrid-memory.db"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
+#: The token budget and window of the contexts ``inspect`` and ``serve`` build by default.
+CONTEXT_BUDGET, CONTEXT_WINDOW = 2000, 10
 #: ``eval``'s budgets: evidence recall at three sizes, answers (which cost money) at one.
 DEFAULT_RECALL_BUDGETS, DEFAULT_ANSWER_BUDGETS = (500, 1000, 2000), (1000,)
 
@@ -87,12 +104,79 @@ def _open(args: argparse.Namespace, *, create: bool = False, **settings: Any) ->
     path = _sqlite_path(args.store)
     if not create and path is not None and not path.exists():
         msg = (
-            f"no memory store at {path} (from --store or ${STORE_VARIABLE}); "
-            "`hybrid-memory demo` creates one there"
+            f"no memory store at {path.resolve()} (from --store or ${STORE_VARIABLE}); "
+            f"`{_program()} demo` creates one there"
         )
         raise ConfigError(msg)
-    keys = [key.strip() for key in os.environ.get(KEY_VARIABLE, "").split(",") if key.strip()]
-    return HybridMemory(store=args.store, encryption_key=keys or None, **settings)
+    if not create and _in_process(args.store):
+        msg = (
+            f"{_scheme(args.store)}:// holds nothing outside the process that writes it, so this "
+            "command would find nothing: pass the store your bot writes (sqlite:///path, "
+            "redis://..., postgresql://...)"
+        )
+        raise ConfigError(msg)
+    return HybridMemory(store=args.store, encryption_key=_keys() or None, **settings)
+
+
+def _keys() -> list[str]:
+    """The Fernet keys in ``$HYBRID_MEMORY_ENCRYPTION_KEY``, newest first."""
+    return [key.strip() for key in os.environ.get(KEY_VARIABLE, "").split(",") if key.strip()]
+
+
+def _sessions_of(memory: HybridMemory, user_id: str) -> list[str]:
+    """The user's sessions; none is an error, so that a typo'd user never reads as empty."""
+    sessions = memory.store.list_sessions(user_id)
+    if not sessions:
+        msg = f"no session of user {user_id!r} in this store (`{_program()} sessions` lists them)"
+        raise InvalidInputError(msg)
+    return sessions
+
+
+def _check_session(memory: HybridMemory, session_id: str) -> None:
+    """Fail unless the session is stored, so that a typo'd session never reads as empty."""
+    if not memory.store.head(session_id).exists:
+        msg = f"no session {session_id!r} in this store (`{_program()} sessions` lists them)"
+        raise InvalidInputError(msg)
+
+
+def _decryption_message() -> str:
+    """What to do when the store holds values no key opens, in the command line's terms."""
+    if not _keys():
+        return (
+            f"this store holds encrypted data and ${KEY_VARIABLE} is not set: set it to the "
+            "Fernet key the store was written with"
+        )
+    return (
+        f"no key in ${KEY_VARIABLE} opens this store's encrypted data (a wrong key, or a "
+        "damaged value): set it to the key(s) the store was written with, comma-separated, "
+        "newest first"
+    )
+
+
+def _program() -> str:
+    """How to run this command line again from here.
+
+    ``hybrid-memory`` when it is on the PATH; else the path it was started by (``make demo``
+    runs ``.venv/bin/hybrid-memory``), or this Python with ``-m langchain_hybrid_memory.cli``.
+    """
+    if shutil.which(PROGRAM) is not None:
+        return PROGRAM
+    started = sys.argv[0] if sys.argv else ""
+    if Path(started).name == PROGRAM:
+        return started
+    python = Path(sys.executable)
+    if python.is_relative_to(Path.cwd()):
+        python = python.relative_to(Path.cwd())
+    return f"{python} -m langchain_hybrid_memory.cli"
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower()
+
+
+def _in_process(url: str) -> bool:
+    """Whether a store URL names a store that lives and dies with its process."""
+    return _scheme(url) == "memory" or (_scheme(url) == "sqlite" and url.endswith("/:memory:"))
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -174,15 +258,42 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     table.add_row("build_context mean", f"{statistics.fmean(build_ms):.1f} ms")
     table.add_row("probes answered from memory", f"{remembered} / {len(conversation.probes)}")
     console.print(table)
+    kind = memory.store.name
     memory.close()
-    console.print(  # never the store URL: it may hold a password
-        f"Stored as session {session!r} of user {conversation.user_id!r}. Look closer with "
-        f"`hybrid-memory inspect {session}` or `hybrid-memory facts --user "
-        f"{conversation.user_id}` (with the same --store). Open the inspector in a browser "
-        "with `hybrid-memory serve` (same --store; the inspector extra).",
-        markup=False,
+    settings = "".join(
+        f" --{name} {value}"
+        for name, value, default in (
+            ("budget", args.budget, CONTEXT_BUDGET),
+            ("window", args.window, CONTEXT_WINDOW),
+        )
+        if value != default
+    )
+    console.print(
+        _demo_next_steps(args.store, kind, session, conversation.user_id, settings), markup=False
     )
     return EXIT_OK
+
+
+def _demo_next_steps(url: str, kind: str, session: str, user_id: str, settings: str) -> str:
+    """Where the demo's memory is and how to look at it (never the URL: it may hold a password).
+
+    ``settings`` are the demo's options that ``inspect`` and ``serve`` need to build the
+    contexts the demo showed.
+    """
+    path = _sqlite_path(url)
+    program = _program()
+    if _in_process(url):
+        return (
+            f"{_scheme(url)}:// keeps nothing after this process ends: run "
+            f"`{program} demo --store sqlite:///demo.db` to look closer afterwards."
+        )
+    where = str(path.resolve()) if path is not None else f"the {kind} store of --store"
+    return (
+        f"Stored in {where} as session {session!r} of user {user_id!r}. Look closer with "
+        f"`{program} inspect {session}{settings}` or `{program} facts --user {user_id}` (with "
+        f"the same --store). Open the inspector in a browser with `{program} serve{settings}` "
+        "(same --store; the inspector extra)."
+    )
 
 
 def _describe(context: MemoryContext, *, full: bool = False) -> str:
@@ -257,11 +368,9 @@ def run_inspect(args: argparse.Namespace, console: Console) -> int:
     from rich.markup import escape
     from rich.panel import Panel
 
-    memory = _open(args, token_budget=args.budget)
+    memory = _open(args, token_budget=args.budget, window_turns=args.window)
     try:
-        if not memory.latest_turns(args.session, 1):
-            sys.stderr.write(f"error: session {args.session!r} has no stored turns\n")
-            return EXIT_ERROR
+        _check_session(memory, args.session)
         context = memory.build_context(args.session, args.query, user_id=args.user)
     finally:
         memory.close()
@@ -286,6 +395,9 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         _write_json_lines(rows)
         return EXIT_OK
+    if not rows:
+        console.print("no more sessions" if args.after else "this store holds no session yet")
+        return EXIT_OK
     table = Table(title=Text(f"sessions of {args.user}" if args.user else "sessions"))
     table.add_column("session")
     if args.user is None:
@@ -297,7 +409,7 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
         owner = [] if args.user else [Text(row["user_id"] or "-")]
         table.add_row(Text(str(row["session_id"])), *owner, str(row["turns"]), when)
     console.print(table)
-    if args.user is None and len(rows) == args.limit:
+    if len(rows) == args.limit:
         console.print(
             f"more sessions follow: --after {json.dumps(rows[-1]['session_id'])}", markup=False
         )
@@ -307,7 +419,7 @@ def run_sessions(args: argparse.Namespace, console: Console) -> int:
 def _session_rows(
     memory: HybridMemory, user_id: str | None, *, after: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    """The user's sessions, or a page of every session, as JSON-ready rows."""
+    """A page of the user's sessions, or of every session, as JSON-ready rows."""
     if user_id is None:
         return [
             {
@@ -318,8 +430,9 @@ def _session_rows(
             }
             for info in memory.store.list_all_sessions(after=after, limit=limit)
         ]
+    following = [s for s in _sessions_of(memory, user_id) if after is None or s > after]
     rows = []
-    for session in memory.store.list_sessions(user_id):
+    for session in following[:limit]:
         latest = memory.latest_turns(session, 1)
         rows.append(
             {
@@ -349,7 +462,8 @@ def run_forget(args: argparse.Namespace, console: Console) -> int:
     report = memory.forget_session(args.session) if args.session else memory.forget_user(args.user)
     if not report.sessions:  # a typo must not read as an erasure
         memory.close()
-        sys.stderr.write(f"error: nothing to erase: no {target} in this store\n")
+        what = f"session {args.session!r}" if args.session else f"session of user {args.user!r}"
+        sys.stderr.write(f"error: nothing to erase: no {what} in this store\n")
         return EXIT_ERROR
     console.print_json(
         json.dumps(
@@ -381,12 +495,10 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
     """Write a session's transcript as JSON lines to standard output."""
     memory = _open(args)
     try:
+        _check_session(memory, args.session)
         records = memory.export_session(args.session, anonymize=args.anonymize)
     finally:
         memory.close()
-    if not records:
-        sys.stderr.write(f"error: session {args.session!r} has no stored turns\n")
-        return EXIT_ERROR
     _write_json_lines(records)
     return EXIT_OK
 
@@ -398,6 +510,10 @@ def run_facts(args: argparse.Namespace, console: Console) -> int:
 
     memory = _open(args)
     try:
+        if args.user is not None:
+            _sessions_of(memory, args.user)
+        else:
+            _check_session(memory, args.session)
         records = memory.export_facts(args.session, user_id=args.user, anonymize=args.anonymize)
     finally:
         memory.close()
@@ -436,7 +552,15 @@ def _eval_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace, console: Console) -> int:
-    """Evidence recall on a LoCoMo-format file, per category and budget (or answer accuracy)."""
+    """Evidence recall on a LoCoMo-format file, per category and budget (or answer accuracy).
+
+    With ``--json`` the figures are the only thing on standard output; progress, the cost
+    estimate and notes go to standard error.
+    """
+    if args.json:
+        from rich.console import Console
+
+        console = Console(stderr=True)
     if args.answer_model is not None:
         return run_answer_eval(args, console)
     if args.judge_model is not None or args.price_per_mtok is not None:
@@ -463,6 +587,9 @@ def run_eval(args: argparse.Namespace, console: Console) -> int:
             limit_questions=args.questions,
             progress=advance,
         )
+    if args.json:
+        _write_json_lines([report.as_dict()])
+        return EXIT_OK
     from langchain_hybrid_memory.evaluation import CATEGORY_NAMES
 
     categories = sorted({c for scores in report.budgets for c in scores.by_category})
@@ -579,7 +706,7 @@ def run_answer_eval(args: argparse.Namespace, console: Console) -> int:
             max_concurrency=args.concurrency,
         )
     if args.json:
-        console.print_json(json.dumps(report.as_dict()))
+        _write_json_lines([report.as_dict()])
         return EXIT_OK
     categories = sorted({c for row in report.rows for c in row.by_category})
     table = _category_table(
@@ -619,6 +746,15 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         msg = f"expected a whole number >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _page_size(text: str) -> int:
+    """An argparse type: how many sessions a page lists, 1 to ``MAX_PAGE``."""
+    value = _positive(text)
+    if value > MAX_PAGE:
+        msg = f"expected at most {MAX_PAGE}, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -687,7 +823,9 @@ def _add_eval_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="answer-and-judge calls in flight at once (default 4)",
     )
     answers.add_argument("--yes", action="store_true", help="do not ask before sending")
-    answers.add_argument("--json", action="store_true", help="write the figures as JSON")
+    evaluate.add_argument(
+        "--json", action="store_true", help="write the figures as JSON (progress goes to stderr)"
+    )
     evaluate.set_defaults(run=run_eval)
 
 
@@ -711,7 +849,12 @@ def _parser() -> argparse.ArgumentParser:
         "demo", parents=[store], help="replay a sample conversation and show what memory recalls"
     )
     demo.add_argument("--budget", type=_positive, default=600, help="token budget (default 600)")
-    demo.add_argument("--window", type=_positive, default=10, help="recent turns kept verbatim")
+    demo.add_argument(
+        "--window",
+        type=_positive,
+        default=CONTEXT_WINDOW,
+        help=f"recent turns kept verbatim (default {CONTEXT_WINDOW})",
+    )
     demo.set_defaults(run=run_demo)
 
     inspect = commands.add_parser(
@@ -720,9 +863,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("session", help="session id")
     inspect.add_argument("--query", help="the input to recall for (default: latest user turn)")
     inspect.add_argument("--user", help="the user the session must belong to")
-    inspect.add_argument(
-        "--budget", type=_positive, default=2000, help="token budget (default 2000)"
-    )
+    _add_context_options(inspect)
     inspect.add_argument("--full", action="store_true", help="show every text whole")
     inspect.add_argument("--json", action="store_true", help="write the context as JSON")
     inspect.set_defaults(run=run_inspect)
@@ -744,6 +885,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("session", help="session id")
     export.add_argument(
         "--anonymize", action="store_true", help="redact personal data and speaker names"
+    )
+    export.add_argument(
+        "--json", action="store_true", help="JSON lines (the only format; as every read command)"
     )
     export.set_defaults(run=run_export)
 
@@ -789,10 +933,10 @@ def run_serve(args: argparse.Namespace, console: Console) -> int:
         raise MissingDependencyError(msg) from exc
 
     check_host(args.host, allow_remote=args.allow_remote)  # before opening anything
-    memory = _open(args, token_budget=args.budget)
+    memory = _open(args, token_budget=args.budget, window_turns=args.window)
     try:
         server = InspectorServer(
-            create_app(memory, allow_erasure=args.allow_erasure),
+            create_app(memory, allow_erasure=args.allow_erasure, allow_remote=args.allow_remote),
             args.host,
             args.port,
             allow_remote=args.allow_remote,
@@ -813,10 +957,26 @@ def run_serve(args: argparse.Namespace, console: Console) -> int:
 
 def _port(text: str) -> int:
     """An argparse type: a TCP port, 0 (any free port) to 65535."""
-    if not text.isdigit() or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
         msg = f"expected a port from 0 to 65535, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return int(text)
+
+
+def _add_context_options(command: argparse.ArgumentParser) -> None:
+    """``--budget`` and ``--window``: the settings of the contexts a command builds."""
+    command.add_argument(
+        "--budget",
+        type=_positive,
+        default=CONTEXT_BUDGET,
+        help=f"token budget of contexts (default {CONTEXT_BUDGET})",
+    )
+    command.add_argument(
+        "--window",
+        type=_positive,
+        default=CONTEXT_WINDOW,
+        help=f"recent turns kept verbatim (default {CONTEXT_WINDOW})",
+    )
 
 
 def _add_sessions(commands: Any, store: argparse.ArgumentParser) -> None:
@@ -829,13 +989,11 @@ def _add_sessions(commands: Any, store: argparse.ArgumentParser) -> None:
     sessions.add_argument("--user", help="user id (default: every session of the store)")
     sessions.add_argument(
         "--limit",
-        type=_positive,
+        type=_page_size,
         default=DEFAULT_PAGE,
-        help=f"without --user: list at most this many (default {DEFAULT_PAGE}, at most {MAX_PAGE})",
+        help=f"list at most this many (default {DEFAULT_PAGE}, at most {MAX_PAGE})",
     )
-    sessions.add_argument(
-        "--after", help="without --user: list the sessions whose id sorts after this one"
-    )
+    sessions.add_argument("--after", help="list the sessions whose id sorts after this one")
     sessions.add_argument("--json", action="store_true", help="write JSON lines instead")
     sessions.set_defaults(run=run_sessions)
 
@@ -860,9 +1018,7 @@ def _add_serve(commands: Any, store: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow a host beyond loopback (no login!)"
     )
-    serve.add_argument(
-        "--budget", type=_positive, default=2000, help="token budget of contexts (default 2000)"
-    )
+    _add_context_options(serve)
     serve.set_defaults(run=run_serve)
 
 
@@ -883,6 +1039,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.run(args, Console())
+    except DecryptionError:  # its message speaks of Python's `encryption_key=`
+        sys.stderr.write(f"error: {_decryption_message()}\n")
+        return EXIT_ERROR
     except HybridMemoryError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the exception holds
         sys.stderr.write(f"error: {message}\n")

@@ -72,7 +72,7 @@ from langchain_hybrid_memory.errors import (
     SessionOwnershipError,
     StoreError,
 )
-from langchain_hybrid_memory.redaction import PIIRedactor, detect_address, name_detector
+from langchain_hybrid_memory.redaction import PIIRedactor
 from langchain_hybrid_memory.stores import open_store
 from langchain_hybrid_memory.summary import ExtractiveSummarizer, LLMSummarizer, Summarizer
 from langchain_hybrid_memory.types import ErasureReport, TurnDraft
@@ -822,9 +822,8 @@ class HybridMemory:
         ``anonymize`` entity names are left out and values redacted (this memory's redactor, or
         the default detectors).
         """
-        redactor = (self.redactor or PIIRedactor()) if anonymize else None
         known = self.entities(session_id, user_id=user_id)
-        return fact_records(known, redact=redactor.redact if redactor else None)
+        return fact_records(known, redact=self._fact_redactor(known) if anonymize else None)
 
     async def aexport_facts(
         self,
@@ -834,9 +833,17 @@ class HybridMemory:
         anonymize: bool = False,
     ) -> list[dict[str, Any]]:
         """Async twin of :meth:`export_facts`."""
-        redactor = (self.redactor or PIIRedactor()) if anonymize else None
         known = await self.aentities(session_id, user_id=user_id)
-        return fact_records(known, redact=redactor.redact if redactor else None)
+        return fact_records(known, redact=self._fact_redactor(known) if anonymize else None)
+
+    def _fact_redactor(self, known: Mapping[str, Entity]) -> Callable[[str], str]:
+        """Redacts fact values: personal data, the entities' names and the names facts state."""
+        names = [entity.name for entity in known.values()]
+        for entity in known.values():
+            for attribute, fact in [*entity.facts.items(), *entity.ended.items()]:
+                if "name" in attribute.casefold():  # "full name", "nickname", ...
+                    names += [fact.value, *(old.value for old in fact.history)]
+        return (self.redactor or PIIRedactor()).anonymizer(names).redact
 
     def _entities_plan(self, session_id: object, user_id: object) -> Plan[Call, dict[str, Entity]]:
         user = check_optional_id(user_id, "user_id")
@@ -1065,16 +1072,8 @@ class HybridMemory:
     ) -> list[dict[str, Any]]:
         redactor = None
         if anonymize:
-            base = self.redactor or PIIRedactor()
             names = [*(t.message.name for t in turns if t.message.name), *entity_names]
-            redactor = PIIRedactor(
-                {
-                    **base.detectors,
-                    "name": name_detector(names),
-                    "address": detect_address,
-                },
-                redact_on=base.redact_on,
-            )
+            redactor = (self.redactor or PIIRedactor()).anonymizer(names)
         records = []
         for stored in turns:
             turn = stored

@@ -224,6 +224,18 @@ class PIIRedactor:
         base = default_detectors() if detectors is None else dict(detectors)
         self.detectors: dict[str, Detector] = {**base, **compiled}
 
+    def anonymizer(self, names: Iterable[str]) -> PIIRedactor:
+        """A copy that also redacts ``names`` (and any self-introduced name) and street addresses.
+
+        What anonymized exports use: the names are the speakers' and the known entities'.
+
+        Example:
+            >>> PIIRedactor().anonymizer(["Ana Ribeiro"]).redact("Ribeiro lives at 12 Baker Street")
+            '[REDACTED_NAME] lives at [REDACTED_ADDRESS]'
+        """
+        detectors = {**self.detectors, "name": name_detector(names), "address": detect_address}
+        return PIIRedactor(detectors, redact_on=self.redact_on)
+
     def applies_to(self, point: RedactionPoint) -> bool:
         """Whether the redactor runs at ``point``."""
         return point in self.redact_on

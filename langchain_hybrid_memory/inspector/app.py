@@ -4,21 +4,32 @@ Every page is rendered on the server by Jinja2 with autoescaping, so a stored te
 become markup or script. The only state-changing route is ``POST /erase``: it answers 403
 unless the app was created with ``allow_erasure=True``, and 403 without the form's token (a
 random value made when the app starts, so another site cannot post for the user's browser).
+Unless created with ``allow_remote=True``, it answers only requests addressed to a loopback
+name (``localhost``, ``127.0.0.1``, ``[::1]``): a site whose own name a DNS server points at
+127.0.0.1 (DNS rebinding) would otherwise read the store through the user's browser.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from langchain_hybrid_memory.cli import _context_record
-from langchain_hybrid_memory.errors import HybridMemoryError, InvalidInputError, StoreError
+from langchain_hybrid_memory.cli import KEY_VARIABLE, _context_record
+from langchain_hybrid_memory.errors import (
+    DecryptionError,
+    HybridMemoryError,
+    InvalidInputError,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from langchain_hybrid_memory.hybrid import HybridMemory
@@ -42,13 +53,17 @@ _SECURITY_HEADERS = {
 }
 
 
-def create_app(memory: HybridMemory, *, allow_erasure: bool = False) -> Flask:
+def create_app(
+    memory: HybridMemory, *, allow_erasure: bool = False, allow_remote: bool = False
+) -> Flask:
     """The inspector as a Flask app (a WSGI application) over ``memory``.
 
     Args:
         memory: The memory whose store to show; contexts are built with its settings.
         allow_erasure: Offer erasure of sessions and users (behind a confirmation page).
             Without it every page only reads, and ``POST /erase`` answers 403.
+        allow_remote: Answer requests addressed to any host name. Without it a request
+            whose ``Host`` is not a loopback name answers 400.
 
     Returns:
         The app; serve it with :class:`~langchain_hybrid_memory.inspector.InspectorServer`
@@ -79,6 +94,8 @@ def create_app(memory: HybridMemory, *, allow_erasure: bool = False) -> Flask:
         ("/erase", pages.erase, ["POST"]),
     ):
         app.add_url_rule(rule, view.__name__, view, methods=methods)
+    if not allow_remote:
+        app.before_request(_loopback_only)
     app.context_processor(pages.everywhere)
     app.after_request(_with_security_headers)
     app.register_error_handler(HybridMemoryError, _memory_error)
@@ -121,13 +138,14 @@ class _Pages:
         return _redirect(url_for("session", id=wanted))
 
     def user(self) -> str:
-        """A user's sessions and facts."""
+        """A user's sessions, a page at a time (by id), and their facts."""
         user_id = _required("id")
-        sessions = self._sessions_of(user_id)
-        if not sessions:
-            abort(404, f"no session of user {user_id!r} in this store")
+        after = request.args.get("after") or None
+        sessions = self._sessions_of(user_id, after=after)
         facts = self.memory.export_facts(user_id=user_id)
-        return render_template("user.html", user_id=user_id, sessions=sessions, facts=facts)
+        return render_template(
+            "user.html", user_id=user_id, sessions=sessions, after=after, facts=facts
+        )
 
     def session(self) -> str:
         """A session: the context for a query, its summary and the facts it sees."""
@@ -177,8 +195,13 @@ class _Pages:
 
     def facts(self) -> Response:
         """A user's (or a session's) facts with their history, as a JSON download."""
-        user_id = request.args.get("user")
-        session_id = None if user_id else _required("session")
+        user_id = request.args.get("user") or None
+        session_id = None
+        if user_id is not None:
+            self._user_sessions(user_id)
+        else:
+            session_id = _required("session")
+            self._head(session_id)
         records = self.memory.export_facts(session_id, user_id=user_id)
         return _download(records, f"facts-{user_id or session_id}.json")
 
@@ -190,9 +213,8 @@ class _Pages:
         if kind == "user":
             sessions = self._sessions_of(target)
         else:
-            sessions = [(target, self.store.count_turns(target))]
-        if not any(turns for _, turns in sessions):
-            abort(404, "nothing to erase: no such session or user in this store")
+            self._head(target)
+            sessions = _SessionPage([(target, self.store.count_turns(target))], 1, None)
         return render_template(
             "erase.html", kind=kind, target=target, sessions=sessions, token=self.token
         )
@@ -210,6 +232,8 @@ class _Pages:
             if kind == "user"
             else self.memory.forget_session(target)
         )
+        if not report.sessions:  # erased meanwhile by another page or worker, or never stored
+            abort(404, "nothing to erase: no such session or user in this store (any more)")
         logger.info("inspector: erased %d session(s)", len(report.sessions))
         return render_template("erased.html", kind=kind, target=target, report=report)
 
@@ -219,12 +243,50 @@ class _Pages:
             abort(404, f"no session {session_id!r} in this store")
         return head
 
-    def _sessions_of(self, user_id: str) -> list[tuple[str, int]]:
-        return [(s, self.store.count_turns(s)) for s in self.store.list_sessions(user_id)]
+    def _sessions_of(self, user_id: str, *, after: str | None = None) -> _SessionPage:
+        """A page of the user's sessions with their turn counts (only the page's are counted)."""
+        every = self._user_sessions(user_id)
+        following = [s for s in every if after is None or s > after]
+        shown = following[:SESSIONS_PER_PAGE]
+        more = shown[-1] if len(following) > len(shown) else None
+        return _SessionPage([(s, self.store.count_turns(s)) for s in shown], len(every), more)
+
+    def _user_sessions(self, user_id: str) -> list[str]:
+        """The ids of the user's sessions, sorted; 404 when there is none."""
+        sessions = self.store.list_sessions(user_id)
+        if not sessions:
+            abort(404, f"no session of user {user_id!r} in this store")
+        return sessions
 
     def _require_erasure(self) -> None:
         if not self.allow_erasure:
             abort(403, "read-only: this inspector was started without --allow-erasure")
+
+
+def _loopback_only() -> None:
+    """Refuse a request addressed to a name other than loopback's (DNS rebinding)."""
+    name = urlsplit(f"//{request.host}").hostname or ""
+    try:
+        loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        abort(400, "this inspector answers only on localhost, 127.0.0.1 or [::1]")
+
+
+@dataclass(frozen=True)
+class _SessionPage:
+    """One page of a user's sessions.
+
+    Attributes:
+        rows: ``(session id, turns)`` of the sessions on the page.
+        total: How many sessions the user has.
+        more: The id to list after for the next page; ``None`` on the last.
+    """
+
+    rows: list[tuple[str, int]]
+    total: int
+    more: str | None
 
 
 def _with_security_headers(response: Response) -> Response:
@@ -235,6 +297,11 @@ def _with_security_headers(response: Response) -> Response:
 def _memory_error(exc: HybridMemoryError) -> tuple[str, int]:
     status = 503 if isinstance(exc, StoreError) else 400
     message = " ".join(str(exc).split())  # the library's messages never hold a secret
+    if isinstance(exc, DecryptionError):
+        message += (
+            f". `hybrid-memory serve` reads the key(s) from ${KEY_VARIABLE} "
+            "(comma-separated, newest first)"
+        )
     return render_template("error.html", status=status, message=message), status
 
 
@@ -257,10 +324,11 @@ def _required(name: str) -> str:
 
 def _page_number(pages: int) -> int:
     text = request.args.get("page", "0")
-    if not text.isdigit():
-        msg = f"page must be a whole number, got {text!r}"
+    if not (text.isascii() and text.isdigit()):  # isdigit alone takes "²" and "٣"
+        msg = f"page must be a whole number, got {text[:20]!r}"
         raise InvalidInputError(msg)
-    return min(int(text), pages - 1)
+    digits = text.lstrip("0") or "0"
+    return pages - 1 if len(digits) > len(str(pages)) else min(int(digits), pages - 1)
 
 
 def _erasure_target(values: Any) -> tuple[str, str | None]:

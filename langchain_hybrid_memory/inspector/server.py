@@ -7,7 +7,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 
 from langchain_hybrid_memory.errors import ConfigError
 
@@ -83,11 +83,15 @@ class InspectorServer:
         self, app: Flask, host: str = "127.0.0.1", port: int = 0, *, allow_remote: bool = False
     ) -> None:
         check_host(host, allow_remote=allow_remote)
-        try:
-            self._server = make_server(host, port, app, threaded=True, request_handler=_RequestLog)
+        try:  # bound here: Werkzeug prints and calls sys.exit when it cannot bind
+            listener = socket.create_server((host, port), family=select_address_family(host, port))
         except OSError as exc:
             msg = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc
+        with listener:  # the server works on its own copy of the socket
+            self._server = make_server(
+                host, port, app, threaded=True, request_handler=_RequestLog, fd=listener.fileno()
+            )
         self._thread: threading.Thread | None = None
 
     @property

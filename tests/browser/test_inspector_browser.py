@@ -228,3 +228,28 @@ def test_an_erasure_post_without_the_forms_token_is_refused(page, store_url):
             assert memory.store.count_turns(DEMO.session_id) == TURNS
     finally:
         memory.close()
+
+
+def test_two_browsers_erasing_the_same_user_and_a_page_left_open(browser, served, store_url):
+    first, second = (browser.new_context().new_page() for _ in range(2))
+    try:
+        left_open = second.context.new_page()  # a tab left open on the session
+        left_open.goto(f"{served}session?id={DEMO.session_id}")
+        for page in (first, second):
+            page.goto(f"{served}erase?user={DEMO.user_id}")
+            assert "cannot be undone" in page.content()
+        first.get_by_role("button", name="Yes, erase").click()
+        assert first.locator("h1").inner_text() == "Erasure report"
+
+        second.get_by_role("button", name="Yes, erase").click()  # its page was stale
+        assert second.locator("h1").inner_text() == "404"
+        assert "nothing to erase" in second.locator("p.error").inner_text()
+        assert "Erasure report" not in second.content()
+
+        left_open.get_by_label("query").fill("Is my dog OK?")
+        left_open.get_by_role("button", name="build the context").click()
+        assert left_open.locator("h1").inner_text() == "404", "no context of an erased session"
+        assert "Bolt" not in left_open.content()
+    finally:
+        for page in (first, second):
+            page.context.close()

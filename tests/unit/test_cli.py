@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
 from langchain_hybrid_memory.cli import DEFAULT_STORE, load_demo_conversation, main
+
+
+@pytest.fixture
+def on_path(monkeypatch) -> None:
+    """``hybrid-memory`` on the PATH, as after ``pip install`` in an active environment."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +39,9 @@ def test_the_demo_conversation_plants_its_facts_early():
         assert max(positions) < 12
 
 
-def test_a_second_demo_remembers_the_first(store, capsys):
+def test_a_second_demo_remembers_the_first(store, capsys, on_path):
     assert main(["demo", "--store", store]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert "already in" in out
     assert "3 / 3" in out
     assert out.count("remembered") >= 3
@@ -129,8 +138,8 @@ def test_forget_asks_first_and_reports_what_it_erased(tmp_path, capsys, monkeypa
     report = json.loads(capsys.readouterr().out)
     assert report["sessions"] == ["s1"]
     assert report["turns"] == 2
-    assert main(["sessions", "--user", "bob", "--store", url]) == 0
-    assert "s1" not in capsys.readouterr().out
+    assert main(["sessions", "--user", "bob", "--store", url]) == 1, "the store no longer knows bob"
+    assert "no session of user 'bob'" in capsys.readouterr().err
 
 
 def test_an_unreachable_store_is_one_line_and_exit_code_1(capsys):
@@ -271,7 +280,9 @@ def test_a_typo_never_looks_like_success(tmp_path, capsys, store):
     assert main(["forget", "--session", "does-not-exist", "--yes", "--store", store]) == 1
     assert "nothing to erase" in capsys.readouterr().err
     assert main(["export", "nope", "--store", store]) == 1
-    assert "no stored turns" in capsys.readouterr().err
+    assert "no session 'nope' in this store" in capsys.readouterr().err
+    assert main(["inspect", "demo-anna", "--store", store]) == 1
+    assert "sessions` lists them" in capsys.readouterr().err
 
 
 def test_read_commands_write_json_and_inspect_shows_texts_whole(store, capsys):
@@ -312,3 +323,171 @@ def test_anonymized_export_leaves_out_introduced_names_and_addresses(tmp_path, c
     assert "Carla" not in text
     assert "Mendes" not in text
     assert "12 Baker Street" not in text
+
+
+def test_an_unknown_user_or_session_is_an_error_not_an_empty_table(store, capsys):
+    for command, said in (
+        (["sessions", "--user", "anna"], "no session of user 'anna'"),
+        (["sessions", "--user", "anna", "--json"], "no session of user 'anna'"),
+        (["facts", "--user", "anna"], "no session of user 'anna'"),
+        (["facts", "--user", "anna", "--json"], "no session of user 'anna'"),
+        (["facts", "--session", "demo-anna"], "no session 'demo-anna'"),
+        (["forget", "--user", "anna", "--yes"], "no session of user 'anna'"),
+    ):
+        assert main([*command, "--store", store]) == 1, command
+        captured = capsys.readouterr()
+        assert said in captured.err, (command, captured.err)
+        assert captured.out == "", "nothing on standard output that reads as a result"
+    assert main(["facts", "--session", "demo-ana", "--json", "--store", store]) == 0
+    assert capsys.readouterr().out, "a known session still answers"
+
+
+def test_eval_json_writes_only_the_figures(tmp_path, capsys):
+    sample = {
+        "sample_id": "mini",
+        "conversation": {
+            "speaker_a": "Ana",
+            "speaker_b": "Rui",
+            "session_1": [
+                {"speaker": "Ana", "dia_id": f"D1:{i + 1}", "text": f"Recipe {i}?"}
+                for i in range(6)
+            ],
+            "session_1_date_time": "10:00 am on 8 May, 2023",
+        },
+        "qa": [{"question": "Recipe 1?", "answer": "-", "evidence": ["D1:2"], "category": 4}],
+    }
+    path = tmp_path / "mini.json"
+    path.write_text(json.dumps([sample]))
+    assert main(["eval", str(path), "--budgets", "300", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["questions"] == 1
+    assert [b["budget"] for b in figures["budgets"]] == [300]
+    assert 0.0 <= figures["budgets"][0]["overall"]["recall"] <= 1.0
+
+
+def test_an_encrypted_store_without_its_key_names_the_variable_to_set(
+    tmp_path, capsys, monkeypatch
+):
+    from cryptography.fernet import Fernet
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'sealed.db'}"
+    with HybridMemory(store=url, encryption_key=key) as memory:
+        memory.add_messages("s1", [HumanMessage("secret plans")], user_id="ana")
+    monkeypatch.delenv("HYBRID_MEMORY_ENCRYPTION_KEY", raising=False)
+    assert main(["export", "s1", "--store", url]) == 1
+    err = capsys.readouterr().err
+    assert "$HYBRID_MEMORY_ENCRYPTION_KEY" in err
+    assert "encryption_key=" not in err, "a Python keyword argument means nothing on a shell"
+    monkeypatch.setenv("HYBRID_MEMORY_ENCRYPTION_KEY", key)
+    assert main(["export", "s1", "--store", url]) == 0
+    assert "secret plans" in capsys.readouterr().out
+
+
+def test_a_users_sessions_are_listed_a_page_at_a_time(tmp_path, capsys):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_core.messages import HumanMessage
+
+    from langchain_hybrid_memory import HybridMemory
+
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    with HybridMemory(store=url, embeddings=DeterministicFakeEmbedding(size=8)) as memory:
+        for session in ("a", "b", "c"):
+            memory.add_messages(session, [HumanMessage("hi")], user_id="ana")
+    assert main(["sessions", "--user", "ana", "--limit", "2", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "a" in out
+    assert 'more sessions follow: --after "b"' in out
+    assert main(["sessions", "--user", "ana", "--after", "b", "--json", "--store", url]) == 0
+    assert [json.loads(line)["session_id"] for line in capsys.readouterr().out.splitlines()] == [
+        "c"
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sessions", "--limit", "100000", "--store", url])
+    assert exit_info.value.code == 2, "an out-of-range option is bad usage"
+
+
+def test_the_demo_says_where_its_memory_is(store, capsys):
+    from pathlib import Path
+
+    assert main(["demo", "--store", store]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"Stored in {Path(store.removeprefix('sqlite:///')).resolve()}" in out
+
+    assert main(["demo", "--store", "memory://"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "hybrid-memory inspect" not in out, "nothing is left to inspect after this process"
+    assert "memory:// keeps nothing" in out
+
+
+def test_every_read_command_takes_json(store, tmp_path, capsys):
+    reads = (
+        ["inspect", "demo-ana"],
+        ["sessions"],
+        ["sessions", "--user", "ana"],
+        ["facts", "--user", "ana"],
+        ["facts", "--session", "demo-ana"],
+        ["export", "demo-ana"],
+    )
+    for command in reads:
+        assert main([*command, "--json", "--store", store]) == 0, command
+        lines = capsys.readouterr().out.splitlines()
+        assert lines, command
+        assert all(isinstance(json.loads(line), dict) for line in lines), command
+
+
+def test_an_empty_store_says_so(tmp_path, capsys):
+    from langchain_hybrid_memory.stores import SQLiteStore
+
+    path = tmp_path / "empty.db"
+    SQLiteStore(str(path)).close()
+    assert main(["sessions", "--store", f"sqlite:///{path}"]) == 0
+    assert "this store holds no session" in capsys.readouterr().out
+
+
+def test_the_demos_next_command_shows_the_context_the_demo_built(store, capsys, on_path):
+    question = load_demo_conversation().probes[0][0]
+    assert main(["demo", "--store", store, "--budget", "400", "--window", "6"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "`hybrid-memory inspect demo-ana --budget 400 --window 6`" in out
+    assert "`hybrid-memory serve --budget 400 --window 6`" in out
+    command = ["inspect", "demo-ana", "--budget", "400", "--window", "6", "--json"]
+    assert main([*command, "--query", question, "--store", store]) == 0
+    context = json.loads(capsys.readouterr().out)
+    assert context["token_budget"] == 400
+    assert len(context["window"]) <= 6
+
+
+def test_anonymized_facts_leave_out_names_in_values_too(store, capsys):
+    assert main(["facts", "--user", "ana", "--anonymize", "--json", "--store", store]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records
+    values = " ".join(record["value"] for record in records)
+    assert "Ribeiro" not in values, "a full name is personal data, whatever its attribute"
+    assert "Ana" not in values
+    assert "peanuts" in values, "facts that name nobody stay"
+
+
+def test_reading_an_in_process_store_is_an_error_not_an_empty_answer(capsys):
+    for command in (["sessions"], ["inspect", "s1"], ["facts", "--user", "ana"], ["serve"]):
+        assert main([*command, "--store", "memory://"]) == 1, command
+        assert "memory:// holds nothing" in capsys.readouterr().err
+
+
+def test_the_demos_next_commands_run_where_hybrid_memory_is_not_on_the_path(
+    store, capsys, monkeypatch
+):
+    monkeypatch.setattr("sys.argv", [".venv/bin/hybrid-memory", "demo"])  # as `make demo` runs it
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["demo", "--store", store]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "`.venv/bin/hybrid-memory inspect demo-ana" in out
+    assert "`.venv/bin/hybrid-memory serve" in out
+
+    monkeypatch.setattr("sys.argv", ["/somewhere/cli.py", "demo"])  # python -m ...cli demo
+    assert main(["demo", "--store", store]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"`{sys.executable} -m langchain_hybrid_memory.cli inspect demo-ana" in out

@@ -203,3 +203,153 @@ def test_the_inspector_reads_every_store_a_worker_wrote(backend):
     assert client.post("/erase", data={"user": "ana", "token": token}).status_code == 200
     assert writer.store.list_sessions("ana") == []
     assert ">s1</a>" not in client.get("/").text
+
+
+def test_a_facts_download_of_an_unknown_user_or_session_is_not_found(memory):
+    client = create_app(memory).test_client()
+    assert client.get("/facts.json?user=anna").status_code == 404, "a typo is not an empty list"
+    assert client.get("/facts.json?session=nope").status_code == 404
+    assert json.loads(client.get("/facts.json?user=ana").text), "a known user still downloads"
+
+
+def test_a_second_browser_erasing_what_is_gone_is_told_nothing_was_erased(memory, tmp_path):
+    other_worker = HybridMemory(store=f"sqlite:///{tmp_path / 'm.db'}")
+    first = create_app(memory, allow_erasure=True).test_client()
+    second = create_app(other_worker, allow_erasure=True).test_client()
+    first_token = form_token(first.get("/erase?user=ana").text)
+    second_token = form_token(second.get("/erase?user=ana").text)  # both pages open at once
+    assert first.post("/erase", data={"user": "ana", "token": first_token}).status_code == 200
+    late = second.post("/erase", data={"user": "ana", "token": second_token})
+    assert late.status_code == 404
+    assert "Erasure report" not in late.text
+    assert "nothing to erase" in late.text
+    other_worker.close()
+
+
+def test_a_page_asked_for_by_another_host_name_is_refused(memory):
+    """A web page whose name resolves to 127.0.0.1 (DNS rebinding) must not read the store."""
+    client = create_app(memory).test_client()
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "127.0.0.2"):
+        assert client.get("/", headers={"Host": host}).status_code == 200, host
+    for host in ("attacker.example:8765", "127.0.0.1.nip.io", "localhost.attacker.example"):
+        answer = client.get("/user?id=ana", headers={"Host": host})
+        assert answer.status_code == 400, host
+        assert "Porto" not in answer.text
+    remote = create_app(memory, allow_remote=True).test_client()
+    assert remote.get("/", headers={"Host": "memory.internal:8765"}).status_code == 200
+
+
+def test_a_user_with_many_sessions_is_shown_a_page_at_a_time(tmp_path):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from langchain_hybrid_memory.inspector.app import SESSIONS_PER_PAGE
+
+    memory = HybridMemory(
+        store=f"sqlite:///{tmp_path / 'many.db'}", embeddings=DeterministicFakeEmbedding(size=8)
+    )
+    count = SESSIONS_PER_PAGE + 5
+    for number in range(count):
+        memory.add_messages(f"s{number:03d}", [HumanMessage("hi")], user_id="ana")
+    client = create_app(memory, allow_erasure=True).test_client()
+    first = client.get("/user?id=ana").text
+    assert first.count('href="/session?id=s') == SESSIONS_PER_PAGE
+    assert f"{count} sessions" in first
+    following = re.search(r'href="(/user\?[^"]*after=[^"]*)"', first).group(1)
+    second = client.get(following.replace("&amp;", "&")).text
+    assert second.count('href="/session?id=s') == 5
+    assert f">s{count - 1:03d}</a>" in second
+    confirm = client.get("/erase?user=ana").text
+    assert f"{count} sessions" in confirm, "the erasure page says how many sessions will go"
+    done = client.post("/erase", data={"user": "ana", "token": form_token(confirm)})
+    assert re.search(rf"sessions</th><td class=\"num\">{count}<", done.text)
+    memory.close()
+
+
+def test_a_busy_port_is_a_config_error_not_an_exit(memory, tmp_path, capsys):
+    import socket
+
+    from langchain_hybrid_memory.inspector import InspectorServer
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            InspectorServer(create_app(memory), port=port)  # SystemExit would end the caller
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+        assert main(["serve", "--port", str(port), "--store", url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, "one line, the library's"
+    assert "in use" in err
+
+
+def test_an_encrypted_store_opened_without_its_key_says_how_to_pass_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sealed.db'}"
+    with HybridMemory(store=url, encryption_key=Fernet.generate_key()) as writer:
+        writer.add_messages("s1", [HumanMessage("secret plans")], user_id="ana")
+    with HybridMemory(store=url) as keyless:
+        page = create_app(keyless).test_client().get("/transcript?id=s1")
+    assert page.status_code == 503
+    assert "$HYBRID_MEMORY_ENCRYPTION_KEY" in page.text, "what to set when started by serve"
+    assert "secret plans" not in page.text
+
+
+def test_an_odd_page_number_is_a_clear_error_never_a_crash(memory):
+    client = create_app(memory).test_client()
+    for page in ("²", "٣", "9" * 5000, "-1", "1e3", ""):
+        answer = client.get("/transcript", query_string={"id": "s1", "page": page})
+        assert answer.status_code in (200, 400), (page, answer.status_code)
+        if answer.status_code == 400:
+            assert "page must be a whole number" in answer.text
+    last = client.get("/transcript", query_string={"id": "s1", "page": "9" * 40})
+    assert last.status_code == 200, "a page past the end shows the last"
+    assert f"message number {TURNS_PER_PAGE + 9}" in last.text
+
+
+ODD_IDS = (
+    "ünïcødé-セッション",
+    "a/b/c",
+    "../../etc/passwd",
+    "x" * 256,
+    "<b>bold</b>&amp;",
+    "has space?q=1&x#frag",
+    "%2F..%2F",
+    "emoji 😀",
+    "back\\slash",
+)
+
+
+def test_every_link_works_for_odd_session_and_user_ids(tmp_path):
+    import html
+
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    memory = HybridMemory(
+        store=f"sqlite:///{tmp_path / 'odd.db'}", embeddings=DeterministicFakeEmbedding(size=8)
+    )
+    for odd in ODD_IDS:
+        memory.add_messages(
+            odd,
+            [HumanMessage("I live in Porto"), AIMessage("ok")],
+            user_id=odd,
+            entities={"Ana": {"city": "Porto"}},
+        )
+    client = create_app(memory, allow_erasure=True).test_client()
+    seen: set[str] = set()
+    waiting = ["/"]
+    while waiting:
+        url = waiting.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        answer = client.get(url)
+        assert answer.status_code == 200, (url, answer.status_code)
+        if answer.content_type.startswith("text/html"):
+            for link in re.findall(r'href="(/[^"]*)"', answer.text):
+                target = html.unescape(link).partition("#")[0]
+                if not target.startswith("/static/"):
+                    waiting.append(target)
+    # each id's session, transcript, user, session export, facts export and two erase pages
+    assert len(seen) >= 7 * len(ODD_IDS), "every page of every odd id was reached by a link"
+    for odd in ODD_IDS:
+        page = client.get("/session", query_string={"id": odd})
+        assert html.escape(odd) in page.text
+    memory.close()
