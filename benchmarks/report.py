@@ -64,6 +64,65 @@ def _status(met: bool) -> str:
     return "met" if met else "**not met**"
 
 
+def _locomo_rows(locomo: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Issue #15's LoCoMo targets (overall and the weak categories) and the check against
+    issue #12's embeddings."""
+    rows: list[tuple[str, str, str, str]] = []
+    if not locomo:
+        return rows
+    targets = LOCOMO_TARGETS
+    figures = {row["budget"]: row["overall"] for row in locomo["budgets"]}
+    by_category = {row["budget"]: row["by_category"] for row in locomo["budgets"]}
+    measured = " / ".join(
+        f"{figures[budget]['recall']:.3f}" for budget in targets if budget in figures
+    )
+    rows.append(
+        (
+            "LoCoMo evidence recall at 500 / 1,000 / 2,000 tokens",
+            measured,
+            " / ".join(f">= {target:.2f}" for target in targets.values()),
+            _status(
+                all(
+                    figures[budget]["recall"] >= target
+                    for budget, target in targets.items()
+                    if budget in figures
+                )
+            ),
+        )
+    )
+    hard = by_category.get(1000, {})
+    rows.append(
+        (
+            "LoCoMo multi-hop and open-domain evidence recall at 1,000 tokens",
+            " / ".join(
+                f"{name} {hard[name]['recall']:.3f}" for name in LOCOMO_HARD if name in hard
+            ),
+            f">= {LOCOMO_HARD_TARGET:.2f} each",
+            _status(
+                all(
+                    name in hard and hard[name]["recall"] >= LOCOMO_HARD_TARGET
+                    for name in LOCOMO_HARD
+                )
+            ),
+        )
+    )
+    rows.append(
+        (
+            "LoCoMo recall against before issue #12 (torch embeddings)",
+            f"{measured} vs " + " / ".join(f"{LOCOMO_BEFORE[budget]:.3f}" for budget in targets),
+            "no lower by more than 0.005",
+            _status(
+                all(
+                    figures[budget]["recall"] >= LOCOMO_BEFORE[budget] - 0.005
+                    for budget in targets
+                    if budget in figures
+                )
+            ),
+        )
+    )
+    return rows
+
+
 def headline(parts: Path) -> list[str]:
     """The headline table: one row per target of issue #6, from the parts' JSON figures."""
     rows: list[tuple[str, str, str, str]] = []
@@ -142,59 +201,7 @@ def headline(parts: Path) -> list[str]:
     serving = _load(parts, "serving")
     if serving:
         rows += _serving_rows(serving)
-    locomo = _load(parts, "locomo_recall")
-    if locomo:
-        targets = LOCOMO_TARGETS
-        figures = {row["budget"]: row["overall"] for row in locomo["budgets"]}
-        by_category = {row["budget"]: row["by_category"] for row in locomo["budgets"]}
-        measured = " / ".join(
-            f"{figures[budget]['recall']:.3f}" for budget in targets if budget in figures
-        )
-        rows.append(
-            (
-                "LoCoMo evidence recall at 500 / 1,000 / 2,000 tokens",
-                measured,
-                " / ".join(f">= {target:.2f}" for target in targets.values()),
-                _status(
-                    all(
-                        figures[budget]["recall"] >= target
-                        for budget, target in targets.items()
-                        if budget in figures
-                    )
-                ),
-            )
-        )
-        hard = by_category.get(1000, {})
-        rows.append(
-            (
-                "LoCoMo multi-hop and open-domain evidence recall at 1,000 tokens",
-                " / ".join(
-                    f"{name} {hard[name]['recall']:.3f}" for name in LOCOMO_HARD if name in hard
-                ),
-                f">= {LOCOMO_HARD_TARGET:.2f} each",
-                _status(
-                    all(
-                        name in hard and hard[name]["recall"] >= LOCOMO_HARD_TARGET
-                        for name in LOCOMO_HARD
-                    )
-                ),
-            )
-        )
-        rows.append(
-            (
-                "LoCoMo recall against before issue #12 (torch embeddings)",
-                f"{measured} vs "
-                + " / ".join(f"{LOCOMO_BEFORE[budget]:.3f}" for budget in targets),
-                "no lower by more than 0.005",
-                _status(
-                    all(
-                        figures[budget]["recall"] >= LOCOMO_BEFORE[budget] - 0.005
-                        for budget in targets
-                        if budget in figures
-                    )
-                ),
-            )
-        )
+    rows += _locomo_rows(_load(parts, "locomo_recall"))
     rows += _baseline_rows(_load(parts, "locomo_baselines"))
     agent = _load(parts, "agent_thread")
     if agent:
