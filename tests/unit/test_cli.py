@@ -490,4 +490,6 @@ def test_the_demos_next_commands_run_where_hybrid_memory_is_not_on_the_path(
     monkeypatch.setattr("sys.argv", ["/somewhere/cli.py", "demo"])  # python -m ...cli demo
     assert main(["demo", "--store", store]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"`{sys.executable} -m langchain_hybrid_memory.cli inspect demo-ana" in out
+    python = Path(sys.executable)  # shown relative to the working directory when inside it
+    shown = python.relative_to(Path.cwd()) if python.is_relative_to(Path.cwd()) else python
+    assert f"`{shown} -m langchain_hybrid_memory.cli inspect demo-ana" in out
