@@ -169,9 +169,9 @@ def open_chat_model(spec: str) -> BaseChatModel:
             first = str(exc).strip().splitlines()[0]
             msg = f"{first} Name the model as PROVIDER:MODEL, e.g. 'openai:gpt-4o-mini'."
             raise ConfigError(msg) from exc
-        raise _model_error(spec, "could not be created", exc) from exc
-    except Exception as exc:
-        raise _model_error(spec, "could not be created", exc) from exc
+        raise _model_error(spec, "could not be created", exc) from None
+    except Exception as exc:  # noqa: BLE001 - any failure is a ChatModelError, unchained
+        raise _model_error(spec, "could not be created", exc) from None
     for name in type(model).model_fields:
         if name.endswith("api_key") and not _secret_text(getattr(model, name, None)):
             raise _model_error(spec, "has no API key", None)
@@ -186,7 +186,11 @@ def _secret_text(value: object) -> str:
 
 
 def _model_error(spec: str, what: str, exc: BaseException | None) -> ChatModelError:
-    """An error naming the model and the failure's type, never the provider's message."""
+    """An error naming the model and the failure's type, never the provider's message.
+
+    Raised ``from None``: the provider's exception may quote the key, and a chained cause would
+    print it in any traceback.
+    """
     provider = spec.split(":", 1)[0] if ":" in spec else ""
     variable = _KEY_VARIABLES.get(provider)
     hint = f"is {variable} set and valid?" if variable else "is its API key set and valid?"
@@ -574,8 +578,8 @@ def _judge_messages(question: str, gold: str, answer: str) -> list[BaseMessage]:
 def _call(model: BaseChatModel, spec: str, messages: list[BaseMessage]) -> AIMessage:
     try:
         reply = model.invoke(messages)
-    except Exception as exc:
-        raise _model_error(spec, "failed on a call", exc) from exc
+    except Exception as exc:  # noqa: BLE001 - any failure is a ChatModelError, unchained
+        raise _model_error(spec, "failed on a call", exc) from None
     if not isinstance(reply, AIMessage):
         msg = f"the chat model {spec!r} returned {type(reply).__name__}, not an AIMessage"
         raise ChatModelError(msg)

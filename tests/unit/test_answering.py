@@ -259,6 +259,7 @@ def test_a_model_that_cannot_be_created_names_the_key_variable_not_the_secret(mo
     with pytest.raises(ChatModelError) as caught:
         open_chat_model("openai:gpt-4o-mini")
     assert SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None, "not chained: a traceback would print the secret"
     assert "OPENAI_API_KEY" in str(caught.value)
 
 
@@ -290,6 +291,7 @@ def test_a_failing_call_is_a_chat_model_error_without_the_providers_message(plan
             chat_model_factory=lambda name: Failing(responses=["x"]),
         )
     assert SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None, "not chained: a traceback would print the secret"
     assert "ANTHROPIC_API_KEY" in str(caught.value)
 
 
