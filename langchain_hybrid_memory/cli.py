@@ -57,6 +57,7 @@ from langchain_hybrid_memory.errors import (
 )
 from langchain_hybrid_memory.samples import DemoConversation, load_demo_conversation
 from langchain_hybrid_memory.stores.base import DEFAULT_PAGE, MAX_PAGE
+from langchain_hybrid_memory.stores.encryption import KEY_VARIABLE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -87,10 +88,6 @@ def _percentile(values: Sequence[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else 0.0
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-#: Environment variable holding the store's Fernet key(s), comma-separated (newest first).
-KEY_VARIABLE = "HYBRID_MEMORY_ENCRYPTION_KEY"
 
 
 def _open(args: argparse.Namespace, *, create: bool = False, **settings: Any) -> HybridMemory:
@@ -332,37 +329,6 @@ def _describe(context: MemoryContext, *, full: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _context_record(context: MemoryContext) -> dict[str, Any]:
-    """A context as JSON-ready data: every section whole, with its scores and tokens."""
-    return {
-        "session_id": context.session_id,
-        "query": context.query,
-        "tokens": context.tokens,
-        "token_budget": context.token_budget,
-        "section_tokens": dict(context.section_tokens),
-        "omitted": dict(context.omitted),
-        "summary": context.summary,
-        "entities": [entity_line(entity)[2:] for entity in context.entities],
-        "recalled": [
-            {
-                "session_id": item.turn.session_id,
-                "turn_id": item.turn.id,
-                "timestamp": item.turn.timestamp.isoformat(),
-                "speaker": item.turn.speaker,
-                "text": item.turn.text,
-                "score": item.score,
-                "dense_score": item.dense_score,
-                "lexical_score": item.lexical_score,
-            }
-            for item in context.recalled
-        ],
-        "window": [
-            {"turn_id": turn.id, "role": turn.role, "speaker": turn.speaker, "text": turn.text}
-            for turn in context.window
-        ],
-    }
-
-
 def run_inspect(args: argparse.Namespace, console: Console) -> int:
     """Show the context that would be built for a session."""
     from rich.markup import escape
@@ -375,7 +341,7 @@ def run_inspect(args: argparse.Namespace, console: Console) -> int:
     finally:
         memory.close()
     if args.json:
-        _write_json_lines([_context_record(context)])
+        _write_json_lines([context.to_record()])
         return EXIT_OK
     title = f"[bold]{escape(args.session)}[/] · query: {escape(context.query or '(none)')}"
     console.print(Panel(_describe(context, full=args.full), title=title))

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import groupby
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage, SystemMessage, get_buffer_string
 
@@ -248,3 +248,40 @@ class MemoryContext:
     def to_text(self) -> str:
         """Render the context as one string (``Role: text`` lines, as LangChain's buffer)."""
         return get_buffer_string(self.to_messages())
+
+    def to_record(self) -> dict[str, Any]:
+        """The context as JSON-ready data: every section whole, with its scores and tokens.
+
+        What ``hybrid-memory inspect --json`` writes and the inspector shows.
+
+        Example:
+            >>> MemoryContext("s1", "hi", "", (), (), ()).to_record()["recalled"]
+            []
+        """
+        return {
+            "session_id": self.session_id,
+            "query": self.query,
+            "tokens": self.tokens,
+            "token_budget": self.token_budget,
+            "section_tokens": dict(self.section_tokens),
+            "omitted": dict(self.omitted),
+            "summary": self.summary,
+            "entities": [entity_line(entity)[2:] for entity in self.entities],
+            "recalled": [
+                {
+                    "session_id": item.turn.session_id,
+                    "turn_id": item.turn.id,
+                    "timestamp": item.turn.timestamp.isoformat(),
+                    "speaker": item.turn.speaker,
+                    "text": item.turn.text,
+                    "score": item.score,
+                    "dense_score": item.dense_score,
+                    "lexical_score": item.lexical_score,
+                }
+                for item in self.recalled
+            ],
+            "window": [
+                {"turn_id": turn.id, "role": turn.role, "speaker": turn.speaker, "text": turn.text}
+                for turn in self.window
+            ],
+        }

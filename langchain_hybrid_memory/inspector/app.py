@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, abort, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from langchain_hybrid_memory.cli import KEY_VARIABLE, _context_record
 from langchain_hybrid_memory.errors import (
     DecryptionError,
     HybridMemoryError,
     InvalidInputError,
     StoreError,
 )
+from langchain_hybrid_memory.stores.encryption import KEY_VARIABLE
 
 if TYPE_CHECKING:
     from langchain_hybrid_memory.hybrid import HybridMemory
@@ -157,7 +157,7 @@ class _Pages:
             built = self.memory.build_context(
                 session_id, query.strip() or None, user_id=head.user_id
             )
-            context = _context_record(built)
+            context = built.to_record()
         return render_template(
             "session.html",
             session_id=session_id,

@@ -37,10 +37,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from langchain_hybrid_memory.errors import ConfigError, DecryptionError
 
-__all__ = ["SEALED_PREFIX", "EncryptionKey", "Sealer", "is_sealed", "no_key_error"]
+__all__ = ["KEY_VARIABLE", "SEALED_PREFIX", "EncryptionKey", "Sealer", "is_sealed", "no_key_error"]
 
 #: What every sealed value starts with.
 SEALED_PREFIX = "fernet:"
+#: Where the command line and the inspector read a store's Fernet key(s), comma-separated,
+#: newest first (never from their arguments, which other users of the machine can read).
+KEY_VARIABLE = "HYBRID_MEMORY_ENCRYPTION_KEY"
 
 #: One Fernet key (as made by ``Fernet.generate_key()``, ``str`` or ``bytes``), or a list of them:
 #: the first seals, all open.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 from collections.abc import Callable  # noqa: TC003 - pydantic resolves the field at run time
 from typing import TYPE_CHECKING, Any
 
@@ -223,18 +224,23 @@ PROVIDERS = [
 ]
 
 
-def missing_provider() -> tuple[str, str]:
-    """A model of a provider whose LangChain package is not installed here, and the package."""
+def missing_provider(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """A model of a provider whose LangChain package is not installed here, and the package.
+
+    When every one tried is installed, the first is hidden from imports for the test.
+    """
     import importlib.util
 
     for spec, module, package in PROVIDERS:
         if importlib.util.find_spec(module) is None:
             return spec, package
-    pytest.skip("every provider package tried is installed here")
+    spec, module, package = PROVIDERS[0]
+    monkeypatch.setitem(sys.modules, module, None)  # `import` of it now fails
+    return spec, package
 
 
-def test_a_missing_provider_package_is_named():
-    spec, package = missing_provider()
+def test_a_missing_provider_package_is_named(monkeypatch):
+    spec, package = missing_provider(monkeypatch)
     with pytest.raises(MissingDependencyError, match=package):
         open_chat_model(spec)
 
@@ -264,7 +270,6 @@ def test_a_model_that_cannot_be_created_names_the_key_variable_not_the_secret(mo
 
 
 def test_a_model_without_its_api_key_is_refused_before_any_call(monkeypatch):
-    pytest.importorskip("langchain_anthropic")
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(ChatModelError, match="has no API key; is ANTHROPIC_API_KEY set"):
         open_chat_model("anthropic:claude-haiku-4-5")
@@ -362,8 +367,10 @@ def test_eval_answers_as_json(locomo_file, fake_models, capsys):
     assert figures["rows"][0]["by_category"]["single-hop"]["accuracy"] == 1.0
 
 
-def test_eval_names_a_missing_provider_package_before_anything_else(locomo_file, capsys):
-    spec, package = missing_provider()
+def test_eval_names_a_missing_provider_package_before_anything_else(
+    locomo_file, capsys, monkeypatch
+):
+    spec, package = missing_provider(monkeypatch)
     code = main(["eval", locomo_file, "--answer-model", spec, "--yes"])
     captured = capsys.readouterr()
     assert code == EXIT_ERROR
